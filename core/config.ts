@@ -1,0 +1,195 @@
+/**
+ * Configuration: one schema per process kind, read once at start-up from environment variables and
+ * command-line flags (a flag wins over its variable). A bad value fails fast with an error that names
+ * the variable and the flag. This is the only module that reads process.env.
+ *
+ * Every option has one environment name (SENSORPIPE_*) and one flag (--kebab-case), the same in every
+ * process that uses it, and a documented default. `helpText` renders the list for `--help`.
+ */
+import { parseArgs } from 'node:util';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { SensorpipeError } from './errors.ts';
+
+export interface OptionSpec<S extends z.ZodType = z.ZodType> {
+  env: string;
+  flag: string;
+  schema: S;
+  /** Default as it would be written in the environment; undefined = unset (the schema must allow it). */
+  default?: string;
+  doc: string;
+  /** Never echoed back in errors or help. */
+  secret?: boolean;
+  /** A switch: `--flag` alone means "true" (the variable still takes true/false). */
+  switch?: boolean;
+}
+
+type Specs = Record<string, OptionSpec>;
+export type ConfigOf<T extends Specs> = { [K in keyof T]: z.output<T[K]['schema']> };
+
+// ---- value parsers: every value arrives as a string -------------------------------------------------
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** "250ms", "1s", "5m", "2h", "7d", or a bare number of milliseconds. */
+export const durationMs = z.string().trim().transform((text, ctx) => {
+  const match = DURATION.exec(text);
+  if (!match) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration such as 500ms, 1s, 5m, 2h or 7d` });
+    return z.NEVER;
+  }
+  return Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? 'ms') as keyof typeof UNIT_MS]);
+});
+
+const SIZE = /^(\d+)(b|kib|mib|gib|kb|mb|gb)?$/i;
+const UNIT_BYTES: Record<string, number> = { b: 1, kib: 1024, kb: 1024, mib: 1024 ** 2, mb: 1024 ** 2, gib: 1024 ** 3, gb: 1024 ** 3 };
+
+/** "512", "64KiB", "256MiB", "1GiB" (KB/MB/GB are read as binary units too). */
+export const sizeBytes = z.string().trim().transform((text, ctx) => {
+  const match = SIZE.exec(text);
+  if (!match) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not a size such as 65536, 64KiB, 256MiB or 1GiB` });
+    return z.NEVER;
+  }
+  return Number(match[1]) * UNIT_BYTES[(match[2] ?? 'b').toLowerCase()]!;
+});
+
+export const integer = (min: number, max: number) =>
+  z.string().trim().regex(/^-?\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().min(min).max(max));
+export const port = integer(0, 65535);
+export const ratio = z.string().trim().transform(Number).pipe(z.number().min(0).max(1));
+export const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
+export const text = z.string().min(1);
+export const optionalText = z.string().min(1).optional();
+export const url = (protocols: string[]) =>
+  z.url().refine((u) => protocols.includes(new URL(u).protocol.replace(/:$/, '')), `must be a URL with scheme ${protocols.join(', ')}`);
+export const optionalUrl = (protocols: string[]) => url(protocols).optional();
+export const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+// ---- option groups ------------------------------------------------------------------------------------
+
+export const commonOptions = {
+  dataDir: { env: 'SENSORPIPE_DATA_DIR', flag: 'data-dir', schema: text.transform((p) => resolve(p)), default: './data', doc: 'Folder for the embedded store, spool, state and registry.' },
+  registryPath: { env: 'SENSORPIPE_REGISTRY', flag: 'registry', schema: optionalText, doc: 'Device registry file (default: <data-dir>/registry.json).' },
+  logLevel: { env: 'SENSORPIPE_LOG_LEVEL', flag: 'log-level', schema: logLevel, default: 'info', doc: 'Log level: fatal, error, warn, info, debug, trace or silent.' },
+} satisfies Specs;
+
+/** How the services (ingest, display, sim) reach an MQTT broker: ours, or any MQTT 3.1.1/5 broker. */
+export const mqttClientOptions = {
+  mqttUrl: { env: 'SENSORPIPE_MQTT_URL', flag: 'mqtt-url', schema: url(['mqtt', 'mqtts', 'ws', 'wss']), default: 'mqtt://127.0.0.1:1883', doc: 'MQTT broker URL (mqtt, mqtts, ws or wss).' },
+} satisfies Specs;
+
+export const storeOptions = {
+  influxUrl: { env: 'SENSORPIPE_INFLUX_URL', flag: 'influx-url', schema: optionalUrl(['http', 'https']), doc: 'InfluxDB URL (1.x API; 2.x/3.x through their 1.x compatibility API). Unset: the embedded store.' },
+  influxDatabase: { env: 'SENSORPIPE_INFLUX_DATABASE', flag: 'influx-database', schema: text, default: 'sensorpipe', doc: 'InfluxDB 1.x database (2.x/3.x: the bucket mapped to it).' },
+  influxToken: { env: 'SENSORPIPE_INFLUX_TOKEN', flag: 'influx-token', schema: optionalText, secret: true, doc: 'InfluxDB token (2.x/3.x), sent as "Authorization: Token …".' },
+  influxUsername: { env: 'SENSORPIPE_INFLUX_USERNAME', flag: 'influx-username', schema: optionalText, doc: 'InfluxDB 1.x user.' },
+  influxPassword: { env: 'SENSORPIPE_INFLUX_PASSWORD', flag: 'influx-password', schema: optionalText, secret: true, doc: 'InfluxDB 1.x password.' },
+} satisfies Specs;
+
+export const brokerOptions = {
+  mqttHost: { env: 'SENSORPIPE_MQTT_HOST', flag: 'mqtt-host', schema: text, default: '0.0.0.0', doc: 'Address the broker listens on.' },
+  mqttPort: { env: 'SENSORPIPE_MQTT_PORT', flag: 'mqtt-port', schema: port, default: '1883', doc: 'MQTT over TCP port (0: any free port).' },
+  wsPort: { env: 'SENSORPIPE_MQTT_WS_PORT', flag: 'mqtt-ws-port', schema: port, default: '8083', doc: 'MQTT over WebSocket port, path /mqtt (0: any free port).' },
+  tlsPort: { env: 'SENSORPIPE_MQTT_TLS_PORT', flag: 'mqtt-tls-port', schema: port, default: '8883', doc: 'MQTT over TLS port, used when a certificate and key are set.' },
+  tlsCert: { env: 'SENSORPIPE_TLS_CERT', flag: 'tls-cert', schema: optionalText, doc: 'PEM certificate file for MQTT over TLS.' },
+  tlsKey: { env: 'SENSORPIPE_TLS_KEY', flag: 'tls-key', schema: optionalText, doc: 'PEM private key file for MQTT over TLS.' },
+} satisfies Specs;
+
+/** Service accounts: each service logs in to the broker with its own name and password. */
+export const serviceAccountOptions = {
+  ingestPassword: { env: 'SENSORPIPE_INGEST_PASSWORD', flag: 'ingest-password', schema: optionalText, secret: true, doc: 'Password of the ingest service account (user svc:ingest).' },
+  displayPassword: { env: 'SENSORPIPE_DISPLAY_PASSWORD', flag: 'display-password', schema: optionalText, secret: true, doc: 'Password of the display service account (user svc:display).' },
+  adminPassword: { env: 'SENSORPIPE_ADMIN_PASSWORD', flag: 'admin-password', schema: optionalText, secret: true, doc: 'Password of the admin account (user svc:admin); unset: no admin login.' },
+} satisfies Specs;
+
+export const displayOptions = {
+  httpHost: { env: 'SENSORPIPE_HTTP_HOST', flag: 'http-host', schema: text, default: '0.0.0.0', doc: 'Address the dashboard and API listen on.' },
+  httpPort: { env: 'SENSORPIPE_HTTP_PORT', flag: 'http-port', schema: port, default: '8080', doc: 'Dashboard, API and /live port (0: any free port).' },
+  viewerToken: { env: 'SENSORPIPE_VIEWER_TOKEN', flag: 'viewer-token', schema: optionalText, secret: true, doc: 'When set, the API and /live require this token.' },
+} satisfies Specs;
+
+export const ingestOptions = {
+  maxFutureMs: { env: 'SENSORPIPE_MAX_FUTURE', flag: 'max-future', schema: durationMs, default: '5m', doc: 'Reject readings further ahead of the ingest clock than this.' },
+  maxAgeMs: { env: 'SENSORPIPE_MAX_AGE', flag: 'max-age', schema: durationMs, default: '7d', doc: 'Reject readings older than this.' },
+} satisfies Specs;
+
+export const simOptions = {
+  devices: { env: 'SENSORPIPE_SIM_DEVICES', flag: 'devices', schema: integer(1, 100_000), default: '25', doc: 'Number of simulated devices.' },
+  interval: { env: 'SENSORPIPE_SIM_INTERVAL', flag: 'interval', schema: durationMs, default: '1s', doc: 'Time between readings of one device.' },
+  profile: { env: 'SENSORPIPE_SIM_PROFILE', flag: 'profile', schema: z.enum(['env', 'industrial', 'power', 'mixed']), default: 'mixed', doc: 'Sensor profile: env, industrial, power or mixed.' },
+  seed: { env: 'SENSORPIPE_SIM_SEED', flag: 'seed', schema: integer(0, 2 ** 31 - 1), default: '1', doc: 'Seed for reproducible signals and faults.' },
+} satisfies Specs;
+
+// ---- per process kind -------------------------------------------------------------------------------
+
+export const configSpecs = {
+  devices: { ...commonOptions },
+  broker: { ...commonOptions, ...brokerOptions, ...serviceAccountOptions },
+  ingest: { ...commonOptions, ...mqttClientOptions, ...storeOptions, ...ingestOptions, ingestPassword: serviceAccountOptions.ingestPassword },
+  display: { ...commonOptions, ...mqttClientOptions, ...storeOptions, ...displayOptions, displayPassword: serviceAccountOptions.displayPassword },
+  sim: { ...commonOptions, ...mqttClientOptions, ...simOptions },
+  start: { ...commonOptions, ...brokerOptions, ...serviceAccountOptions, ...storeOptions, ...displayOptions, ...ingestOptions, ...simOptions },
+} as const satisfies Record<string, Specs>;
+export type ProcessKind = keyof typeof configSpecs;
+
+/** Resolved paths that derive from the data folder when not given. */
+export function registryPathOf(config: { dataDir: string; registryPath?: string | undefined }): string {
+  return resolve(config.registryPath ?? `${config.dataDir}/registry.json`);
+}
+
+export interface ConfigSource {
+  argv?: readonly string[];
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+export interface ParsedConfig<T extends Specs> {
+  config: ConfigOf<T>;
+  /** Arguments that are not options (sub-command words). */
+  positionals: string[];
+  help: boolean;
+}
+
+/**
+ * Parses argv and environment against a set of option specs. Unknown flags are an error (a typo must
+ * not silently fall back to a default). Throws CONFIG_INVALID naming the variable and flag.
+ */
+export function parseConfig<T extends Specs>(specs: T, source: ConfigSource = {}): ParsedConfig<T> {
+  const env = source.env ?? process.env;
+  const flagOptions: Record<string, { type: 'string' } | { type: 'boolean' }> = { help: { type: 'boolean' } };
+  for (const spec of Object.values(specs)) flagOptions[spec.flag] = { type: spec.switch === true ? 'boolean' : 'string' };
+
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: [...(source.argv ?? [])], options: flagOptions, strict: true, allowPositionals: true });
+  } catch (err) {
+    throw new SensorpipeError('CONFIG_INVALID', (err as Error).message);
+  }
+
+  const config: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(specs)) {
+    const flagValue = parsed.values[spec.flag];
+    const fromFlag = typeof flagValue === 'boolean' ? String(flagValue) : flagValue;
+    const raw = typeof fromFlag === 'string' ? fromFlag : (env[spec.env] ?? spec.default);
+    const origin = typeof fromFlag === 'string' ? `--${spec.flag}` : env[spec.env] !== undefined ? spec.env : `default of ${spec.env}`;
+    const result = spec.schema.safeParse(raw === '' ? undefined : raw);
+    if (!result.success) {
+      const shown = spec.secret ? '(hidden)' : JSON.stringify(raw);
+      throw new SensorpipeError('CONFIG_INVALID', `${origin} = ${shown}: ${result.error.issues[0]?.message ?? 'invalid'} (${spec.env} / --${spec.flag})`, { variable: spec.env, flag: spec.flag });
+    }
+    config[key] = result.data;
+  }
+  return { config: config as ConfigOf<T>, positionals: parsed.positionals, help: parsed.values.help === true };
+}
+
+export function helpText(usage: string, specs: Specs): string {
+  const lines = [usage, '', 'Options (flag, environment variable, default):'];
+  for (const spec of Object.values(specs)) {
+    lines.push(spec.switch === true ? `  --${spec.flag}` : `  --${spec.flag} <value>`);
+    lines.push(`      ${spec.env}${spec.default !== undefined ? ` (default: ${spec.default})` : ' (default: unset)'}`);
+    lines.push(`      ${spec.doc}`);
+  }
+  lines.push('  --help', '      Show this help.');
+  return lines.join('\n');
+}

@@ -1,0 +1,111 @@
+/**
+ * Message schemas (protocol v1): the single source of truth for everything that crosses a process
+ * boundary on MQTT. Types are inferred from the schemas. Limits come from ./limits.ts.
+ */
+import { z } from 'zod';
+import { LIMITS } from './limits.ts';
+
+export const PROTOCOL_VERSION = 1 as const;
+
+/** Names that would collide with Object.prototype when used as a key; never valid as a metric. */
+const RESERVED_NAMES = new Set(Object.getOwnPropertyNames(Object.prototype));
+
+export const DeviceIdSchema = z
+  .string()
+  .max(LIMITS.deviceIdMaxLength)
+  .regex(LIMITS.deviceIdPattern, 'device id must be a lowercase slug: a-z, 0-9 and "-", starting with a letter or digit');
+export type DeviceId = z.infer<typeof DeviceIdSchema>;
+
+export const MetricNameSchema = z
+  .string()
+  .max(LIMITS.metricNameMaxLength)
+  .regex(LIMITS.metricNamePattern, 'metric name must be lowercase: a-z, 0-9 and "_", starting with a letter')
+  .refine((name) => !RESERVED_NAMES.has(name), 'metric name is reserved');
+export type MetricName = z.infer<typeof MetricNameSchema>;
+
+/** A reading value: a finite double. JSON cannot carry NaN or Infinity; 1e400 parses to Infinity. */
+export const MetricValueSchema = z.number().finite();
+
+export const TimestampSchema = z.number().int().min(LIMITS.minTimestampMs).max(LIMITS.maxTimestampMs);
+export const SeqSchema = z.number().int().min(0).max(LIMITS.maxSeq);
+
+export const MetricValuesSchema = z
+  .record(MetricNameSchema, MetricValueSchema)
+  .refine((values) => Object.keys(values).length >= 1, 'a reading has at least one metric')
+  .refine(
+    (values) => Object.keys(values).length <= LIMITS.maxMetricsPerReading,
+    `a reading has at most ${LIMITS.maxMetricsPerReading} metrics`,
+  );
+export type MetricValues = z.infer<typeof MetricValuesSchema>;
+
+export const ReadingSchema = z.strictObject({
+  seq: SeqSchema,
+  ts: TimestampSchema,
+  values: MetricValuesSchema,
+});
+export type Reading = z.infer<typeof ReadingSchema>;
+
+const ReadingListSchema = z
+  .array(ReadingSchema)
+  .min(1)
+  .max(LIMITS.maxReadingsPerMessage)
+  .refine(
+    (readings) => readings.every((r, i) => i === 0 || r.seq > readings[i - 1]!.seq),
+    'sequence numbers in a message must be strictly increasing',
+  );
+
+/** Base64 (RFC 4648 §4, padded) of a 32-byte HMAC or a 64-byte Ed25519 signature. */
+export const SignatureSchema = z.string().max(128).regex(/^[A-Za-z0-9+/]+={0,2}$/, 'signature must be base64');
+
+/**
+ * A telemetry message on `sensors/{device}/telemetry`: one reading, or a batch of readings (a device
+ * catching up after being offline), each with its own sequence number and original timestamp.
+ */
+export const TelemetryMessageSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  device: DeviceIdSchema,
+  readings: ReadingListSchema,
+  sig: SignatureSchema,
+});
+export type TelemetryMessage = z.infer<typeof TelemetryMessageSchema>;
+/** The part of a telemetry message that is signed (everything but `sig`). */
+export type TelemetryBody = Omit<TelemetryMessage, 'sig'>;
+
+export const DeviceStateSchema = z.enum(['online', 'offline']);
+
+/** Retained status on `sensors/{device}/status`: published by the device (and its Will) and by the broker. */
+export const StatusMessageSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  device: DeviceIdSchema,
+  state: DeviceStateSchema,
+  since: TimestampSchema,
+  reason: z.enum(['connected', 'clean', 'will', 'keepalive', 'socket', 'revoked', 'takeover', 'shutdown']).optional(),
+});
+export type StatusMessage = z.infer<typeof StatusMessageSchema>;
+
+/** Printable metadata (no control characters); spaces, commas, quotes and non-ASCII are fine. */
+export const MetaValueSchema = z
+  .string()
+  .min(1)
+  .max(LIMITS.metaValueMaxLength)
+  .regex(/^[^\p{Cc}]+$/u, 'metadata must not contain control characters');
+
+export const DeviceMetaSchema = z.strictObject({
+  site: MetaValueSchema.optional(),
+  model: MetaValueSchema.optional(),
+  profile: MetaValueSchema.optional(),
+});
+export type DeviceMeta = z.infer<typeof DeviceMetaSchema>;
+
+/**
+ * What ingest republishes on `pipeline/readings/{device}` once a message is verified and accepted:
+ * the live feed. Only verified readings ever appear here.
+ */
+export const VerifiedReadingsSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  device: DeviceIdSchema,
+  readings: z.array(ReadingSchema).min(1).max(LIMITS.maxReadingsPerMessage),
+  meta: DeviceMetaSchema,
+  verifiedAt: z.number().int(),
+});
+export type VerifiedReadings = z.infer<typeof VerifiedReadingsSchema>;

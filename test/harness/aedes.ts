@@ -1,0 +1,27 @@
+/**
+ * A bare aedes broker on a free loopback port, with no authentication: for tests of components that
+ * only need *an* MQTT broker. Tests of our own broker start `broker/` instead.
+ */
+import { createServer, type AddressInfo } from 'node:net';
+import { Aedes } from 'aedes';
+
+export interface BareBroker {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function startBareAedes(port = 0): Promise<BareBroker> {
+  const broker = await Aedes.createBroker();
+  const server = createServer(broker.handle);
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const actual = (server.address() as AddressInfo).port;
+  return {
+    url: `mqtt://127.0.0.1:${actual}`,
+    port: actual,
+    close: async () => {
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
