@@ -9,7 +9,8 @@ import { TelemetryMessageSchema, type TelemetryMessage } from './schemas.ts';
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; code: RejectReason; message: string };
 
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM keeps a byte-order mark in the text, where JSON.parse then refuses it (RFC 8259 §8.1).
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Bytes → JSON value, with size and UTF-8 checks first. */
 export function decodeJson(payload: Uint8Array, maxBytes: number = LIMITS.maxPayloadBytes): Decoded<unknown> {

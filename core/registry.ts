@@ -78,10 +78,14 @@ export class Registry {
     const parsedId = DeviceIdSchema.safeParse(id);
     if (!parsedId.success) throw new SensorpipeError('CONFIG_INVALID', `invalid device id ${JSON.stringify(id)}: ${parsedId.error.issues[0]?.message}`);
     if (this.devices.has(id)) throw new SensorpipeError('REGISTRY_CONFLICT', `device ${id} already exists`);
-    const meta = DeviceMetaSchema.parse(options.meta ?? {});
+    const meta = DeviceMetaSchema.safeParse(options.meta ?? {});
+    if (!meta.success) {
+      const issue = meta.error.issues[0];
+      throw new SensorpipeError('CONFIG_INVALID', `invalid metadata ${issue?.path.join('.')}: ${issue?.message}`);
+    }
     const now = (options.now ?? new Date()).toISOString();
     const issued = issueCredentials(id, options.alg ?? 'hmac-sha256');
-    this.devices.set(id, { id, status: 'active', createdAt: now, updatedAt: now, mqtt: issued.mqtt, signing: issued.signing, meta });
+    this.devices.set(id, { id, status: 'active', createdAt: now, updatedAt: now, mqtt: issued.mqtt, signing: issued.signing, meta: meta.data });
     return issued.credentials;
   }
 

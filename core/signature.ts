@@ -65,7 +65,11 @@ export function signTelemetry(body: TelemetryBody, key: SignKey): TelemetryMessa
 
 export function verifyTelemetrySignature(message: TelemetryMessage, key: VerifyKey): boolean {
   const { sig, ...body } = message;
-  return verifyCanonical(canonicalBytes(body), Buffer.from(sig, 'base64'), key);
+  const signature = Buffer.from(sig, 'base64');
+  // Node's base64 decoder ignores stray bits in the last character; accepting only the canonical
+  // spelling keeps signatures non-malleable (one signature, one text).
+  if (signature.toString('base64') !== sig) return false;
+  return verifyCanonical(canonicalBytes(body), signature, key);
 }
 
 export function generateHmacKey(): Buffer {

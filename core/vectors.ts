@@ -66,6 +66,30 @@ export function generateVectors(): TestVector[] {
   return bodies.flatMap(({ name, body }) => [vectorFor(name, body, 'hmac-sha256'), vectorFor(name, body, 'ed25519')]);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  process.stdout.write(`${JSON.stringify(generateVectors(), null, 2)}\n`);
+export const VECTORS_BEGIN = '<!-- vectors:begin -->';
+export const VECTORS_END = '<!-- vectors:end -->';
+
+/** The vectors block as it stands in PROTOCOL.md. */
+export function vectorsBlock(vectors: TestVector[]): string {
+  return `${VECTORS_BEGIN}\n\`\`\`json\n${JSON.stringify(vectors, null, 2)}\n\`\`\`\n${VECTORS_END}`;
+}
+
+export function vectorsFromDocument(markdown: string): TestVector[] {
+  const start = markdown.indexOf(VECTORS_BEGIN);
+  const end = markdown.indexOf(VECTORS_END);
+  if (start < 0 || end < start) throw new Error('PROTOCOL.md has no vectors block');
+  const block = markdown.slice(start + VECTORS_BEGIN.length, end);
+  const json = /```json\n([\s\S]*?)\n```/.exec(block)?.[1];
+  if (json === undefined) throw new Error('the vectors block holds no json code block');
+  return JSON.parse(json) as TestVector[];
+}
+
+// `npx tsx core/vectors.ts --update-doc` rewrites the block in PROTOCOL.md.
+if (process.argv.includes('--update-doc')) {
+  const { readFile, writeFile } = await import('node:fs/promises');
+  const path = new URL('./PROTOCOL.md', import.meta.url);
+  const doc = await readFile(path, 'utf8');
+  const start = doc.indexOf(VECTORS_BEGIN);
+  const end = doc.indexOf(VECTORS_END) + VECTORS_END.length;
+  await writeFile(path, doc.slice(0, start) + vectorsBlock(generateVectors()) + doc.slice(end));
 }
