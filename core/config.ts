@@ -63,7 +63,7 @@ export const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((
 export const text = z.string().min(1);
 export const optionalText = z.string().min(1).optional();
 export const url = (protocols: string[]) =>
-  z.url().refine((u) => protocols.includes(new URL(u).protocol.replace(/:$/, '')), `must be a URL with scheme ${protocols.join(', ')}`);
+  z.string().refine((u) => URL.canParse(u) && protocols.includes(new URL(u).protocol.replace(/:$/, '')), `must be a URL with scheme ${protocols.join(', ')}`);
 export const optionalUrl = (protocols: string[]) => url(protocols).optional();
 export const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 
@@ -175,8 +175,10 @@ export function parseConfig<T extends Specs>(specs: T, source: ConfigSource = {}
     const origin = typeof fromFlag === 'string' ? `--${spec.flag}` : env[spec.env] !== undefined ? spec.env : `default of ${spec.env}`;
     const result = spec.schema.safeParse(raw === '' ? undefined : raw);
     if (!result.success) {
+      let reason = result.error.issues[0]?.message ?? 'invalid';
+      if (spec.secret && raw) reason = reason.split(raw).join('(hidden)');
       const shown = spec.secret ? '(hidden)' : JSON.stringify(raw);
-      throw new SensorpipeError('CONFIG_INVALID', `${origin} = ${shown}: ${result.error.issues[0]?.message ?? 'invalid'} (${spec.env} / --${spec.flag})`, { variable: spec.env, flag: spec.flag });
+      throw new SensorpipeError('CONFIG_INVALID', `${origin} = ${shown}: ${reason} (${spec.env} / --${spec.flag})`, { variable: spec.env, flag: spec.flag });
     }
     config[key] = result.data;
   }

@@ -1,6 +1,6 @@
 /**
  * JSON Schemas of the protocol messages, generated from the zod schemas (the source of truth) into
- * core/schema/. `npm run schema:json` writes them; the test suite checks that the files are current.
+ * core/schema/. `npm run docs:gen` writes them; the test suite checks that the files are current.
  */
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -40,4 +40,3 @@ export async function staleJsonSchemas(): Promise<string[]> {
   return stale;
 }
 
-if (process.argv.includes('--write')) await writeJsonSchemas();

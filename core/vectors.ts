@@ -1,7 +1,7 @@
 /**
  * Protocol test vectors: fixed keys and messages → canonical bytes and signatures. PROTOCOL.md
  * carries their output in a JSON block; the test suite reads that block back and checks every vector,
- * so the document cannot drift from the code. `npx tsx core/vectors.ts` prints the block.
+ * so the document cannot drift from the code. `npm run docs:gen` rewrites the block.
  */
 import { canonicalBytes } from './canonical.ts';
 import type { TelemetryBody } from './schemas.ts';
@@ -82,14 +82,4 @@ export function vectorsFromDocument(markdown: string): TestVector[] {
   const json = /```json\n([\s\S]*?)\n```/.exec(block)?.[1];
   if (json === undefined) throw new Error('the vectors block holds no json code block');
   return JSON.parse(json) as TestVector[];
-}
-
-// `npx tsx core/vectors.ts --update-doc` rewrites the block in PROTOCOL.md.
-if (process.argv.includes('--update-doc')) {
-  const { readFile, writeFile } = await import('node:fs/promises');
-  const path = new URL('./PROTOCOL.md', import.meta.url);
-  const doc = await readFile(path, 'utf8');
-  const start = doc.indexOf(VECTORS_BEGIN);
-  const end = doc.indexOf(VECTORS_END) + VECTORS_END.length;
-  await writeFile(path, doc.slice(0, start) + vectorsBlock(generateVectors()) + doc.slice(end));
 }
