@@ -37,3 +37,36 @@ describe('influxd harness', () => {
     expect(answer.results[0]?.series?.[0]?.values).toHaveLength(1);
   });
 });
+
+describe('chromium harness', () => {
+  it('launches Debian Chromium through playwright-core and renders a page', async () => {
+    const { launchChromium } = await import('./harness/chromium.ts');
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      await page.setContent('<h1 id="t">sensorpipe</h1><script>document.getElementById("t").textContent += " ok"</script>');
+      expect(await page.textContent('#t')).toBe('sensorpipe ok');
+    } finally {
+      await browser.close();
+    }
+  });
+});
+
+describe('bare aedes harness', () => {
+  it('carries a message between two real MQTT.js clients', async () => {
+    const { startBareAedes } = await import('./harness/aedes.ts');
+    const mqtt = await import('mqtt');
+    const broker = await startBareAedes();
+    const sub = await mqtt.connectAsync(broker.url);
+    const pub = await mqtt.connectAsync(broker.url);
+    try {
+      await sub.subscribeAsync('t/1', { qos: 1 });
+      const received = new Promise<string>((resolve) => sub.on('message', (_topic, payload) => resolve(payload.toString())));
+      await pub.publishAsync('t/1', 'hello', { qos: 1 });
+      expect(await received).toBe('hello');
+    } finally {
+      await Promise.all([sub.endAsync(), pub.endAsync()]);
+      await broker.close();
+    }
+  });
+});
