@@ -1,0 +1,56 @@
+/**
+ * The per-message checks, in the order PROTOCOL.md §5 gives: size → parse → schema → topic → topic
+ * device = payload device → registry → signature → timestamp bounds → seq (replay/dedup).
+ * Pure: it reads the registry and the seq memory but changes neither; the caller records acceptance.
+ */
+import { checkTimestampBounds, decodeTelemetry } from '../core/decode.ts';
+import type { RejectReason } from '../core/errors.ts';
+import { verifyKeyOf, type Registry } from '../core/registry.ts';
+import type { DeviceMeta, Reading } from '../core/schemas.ts';
+import { verifyTelemetrySignature } from '../core/signature.ts';
+import { parseTopic } from '../core/topics.ts';
+import type { SeqTracker } from './seq-tracker.ts';
+
+export type Verdict =
+  | { kind: 'accepted'; device: string; meta: DeviceMeta; readings: Reading[]; fresh: number[]; range: [number, number] }
+  | { kind: 'duplicate'; device: string }
+  | { kind: 'rejected'; reason: RejectReason; device?: string | undefined; message: string };
+
+export interface VerifyContext {
+  registry: Registry;
+  seqs: SeqTracker;
+  now: number;
+  bounds: { maxFutureMs: number; maxAgeMs: number };
+}
+
+export function verifyTelemetryMessage(topic: string, payload: Uint8Array, context: VerifyContext): Verdict {
+  const parsedTopic = parseTopic(topic);
+  const topicDevice = parsedTopic?.deviceId;
+  const decoded = decodeTelemetry(payload);
+  if (!decoded.ok) return { kind: 'rejected', reason: decoded.code, device: topicDevice, message: decoded.message };
+  const message = decoded.value;
+
+  if (parsedTopic === undefined || parsedTopic.kind !== 'telemetry') {
+    return { kind: 'rejected', reason: 'TOPIC_INVALID', device: message.device, message: `not a telemetry topic: ${topic.slice(0, 128)}` };
+  }
+  if (message.device !== parsedTopic.deviceId) {
+    return { kind: 'rejected', reason: 'TOPIC_DEVICE_MISMATCH', device: parsedTopic.deviceId, message: `payload names device ${message.device}` };
+  }
+  const device = message.device;
+  const record = context.registry.get(device);
+  if (record === undefined) return { kind: 'rejected', reason: 'DEVICE_UNKNOWN', device, message: 'device is not in the registry' };
+  if (record.status !== 'active') return { kind: 'rejected', reason: 'DEVICE_REVOKED', device, message: `device was revoked at ${record.revokedAt ?? '?'}` };
+  if (!verifyTelemetrySignature(message, verifyKeyOf(record))) {
+    return { kind: 'rejected', reason: 'READING_BAD_SIGNATURE', device, message: `signature does not verify with the device's ${record.signing.alg} key` };
+  }
+  const bounded = checkTimestampBounds(message, context.now, context.bounds);
+  if (!bounded.ok) return { kind: 'rejected', reason: bounded.code, device, message: bounded.message };
+
+  const seqs = message.readings.map((r) => r.seq);
+  const range: [number, number] = [seqs[0]!, seqs[seqs.length - 1]!];
+  const verdict = context.seqs.classify(device, seqs);
+  if (verdict.kind === 'duplicate') return { kind: 'duplicate', device };
+  if (verdict.kind === 'replay') return { kind: 'rejected', reason: 'READING_REPLAYED', device, message: `seq ${range[0]}..${range[1]} was accepted before` };
+  const fresh = new Set(verdict.fresh);
+  return { kind: 'accepted', device, meta: record.meta, readings: message.readings.filter((r) => fresh.has(r.seq)), fresh: verdict.fresh, range };
+}
