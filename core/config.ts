@@ -113,6 +113,20 @@ export const displayOptions = {
 export const ingestOptions = {
   maxFutureMs: { env: 'SENSORPIPE_MAX_FUTURE', flag: 'max-future', schema: durationMs, default: '5m', doc: 'Reject readings further ahead of the ingest clock than this.' },
   maxAgeMs: { env: 'SENSORPIPE_MAX_AGE', flag: 'max-age', schema: durationMs, default: '7d', doc: 'Reject readings older than this.' },
+  ingestClientId: { env: 'SENSORPIPE_INGEST_CLIENT_ID', flag: 'ingest-client-id', schema: text, default: 'sensorpipe-ingest', doc: 'MQTT client id of ingest; stable, so its persistent session survives restarts.' },
+  mqttProtocol: { env: 'SENSORPIPE_MQTT_PROTOCOL', flag: 'mqtt-protocol', schema: z.enum(['3.1.1', '5']), default: '3.1.1', doc: 'MQTT version ingest speaks: 3.1.1 (our broker) or 5 (needed for shared subscriptions).' },
+  shareGroup: { env: 'SENSORPIPE_INGEST_SHARE_GROUP', flag: 'ingest-share-group', schema: optionalText, doc: 'With an MQTT 5 broker: subscribe as $share/<group>/… so several ingest processes split the load.' },
+  batchMaxPoints: { env: 'SENSORPIPE_BATCH_MAX_POINTS', flag: 'batch-max-points', schema: integer(1, 100_000), default: '5000', doc: 'Write a batch once it holds this many points…' },
+  batchMaxDelayMs: { env: 'SENSORPIPE_BATCH_MAX_DELAY', flag: 'batch-max-delay', schema: durationMs, default: '100ms', doc: '…or once its oldest point waited this long.' },
+  maxUnacked: { env: 'SENSORPIPE_MAX_UNACKED', flag: 'max-unacked', schema: integer(1, 1_000_000), default: '20000', doc: 'Stop reading from the broker while this many messages are unacknowledged (backpressure).' },
+  spoolMaxBytes: { env: 'SENSORPIPE_SPOOL_MAX', flag: 'spool-max', schema: sizeBytes, default: '1GiB', doc: 'Disk spool limit while the store is down; when full, acknowledgements pause (alarm).' },
+  retryMinMs: { env: 'SENSORPIPE_RETRY_MIN', flag: 'retry-min', schema: durationMs, default: '250ms', doc: 'First wait before retrying the store (doubles, with jitter).' },
+  retryMaxMs: { env: 'SENSORPIPE_RETRY_MAX', flag: 'retry-max', schema: durationMs, default: '10s', doc: 'Longest wait between store retries.' },
+  quarantineMaxEntries: { env: 'SENSORPIPE_QUARANTINE_MAX', flag: 'quarantine-max', schema: integer(2, 10_000_000), default: '100000', doc: 'Quarantine entries kept; older ones are evicted and counted.' },
+  quarantinePayloadBytes: { env: 'SENSORPIPE_QUARANTINE_PAYLOAD', flag: 'quarantine-payload', schema: sizeBytes, default: '4KiB', doc: 'Bytes of each rejected payload kept in the quarantine.' },
+  redeliveryWindow: { env: 'SENSORPIPE_REDELIVERY_WINDOW', flag: 'redelivery-window', schema: integer(1, 10_000), default: '64', doc: 'A resent copy of one of a device\'s last N messages is a redelivery, not a replay.' },
+  seqGapWindow: { env: 'SENSORPIPE_SEQ_GAP_WINDOW', flag: 'seq-gap-window', schema: integer(1, 10_000_000), default: '65536', doc: 'Seq gaps remembered per device; older seqs count as seen.' },
+  ingestMetricsPort: { env: 'SENSORPIPE_INGEST_METRICS_PORT', flag: 'ingest-metrics-port', schema: port, default: '9101', doc: 'Port of ingest\'s /metrics and /healthz (0: any free port).' },
 } satisfies Specs;
 
 export const simOptions = {

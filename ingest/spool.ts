@@ -33,6 +33,8 @@ export class Spool<T> {
   /** Records of the oldest segment, read into memory while it is replayed. */
   private reading: { number: number; records: SpoolRecord<T>[]; next: number } | undefined;
   private totalBytes = 0;
+  /** Appends (ingest's flushes) and reads (the replayer) interleave; file operations take turns. */
+  private turn: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly dir: string,
@@ -76,7 +78,27 @@ export class Spool<T> {
   }
 
   /** Appends an encoded record and fsyncs it. */
-  async append(record: Buffer): Promise<void> {
+  append(record: Buffer): Promise<void> {
+    return this.exclusive(() => this.appendNow(record));
+  }
+
+  /** The oldest record not yet released, or undefined when the spool is empty. */
+  peek(): Promise<SpoolRecord<T> | undefined> {
+    return this.exclusive(() => this.peekNow());
+  }
+
+  /** Marks the record returned by `peek` as stored. Its segment is deleted once all its records are. */
+  release(record: SpoolRecord<T>): Promise<void> {
+    return this.exclusive(() => this.releaseNow(record));
+  }
+
+  private exclusive<R>(operation: () => Promise<R>): Promise<R> {
+    const result = this.turn.then(operation);
+    this.turn = result.catch(() => {});
+    return result;
+  }
+
+  private async appendNow(record: Buffer): Promise<void> {
     const writer = await this.writableSegment(record.length);
     await writer.handle.write(record);
     await writer.handle.datasync();
@@ -85,8 +107,7 @@ export class Spool<T> {
     this.totalBytes += record.length;
   }
 
-  /** The oldest record not yet released, or undefined when the spool is empty. */
-  async peek(): Promise<SpoolRecord<T> | undefined> {
+  private async peekNow(): Promise<SpoolRecord<T> | undefined> {
     for (;;) {
       if (this.reading && this.reading.next < this.reading.records.length) return this.reading.records[this.reading.next];
       if (this.reading) await this.dropSegment(this.reading.number);
@@ -98,8 +119,7 @@ export class Spool<T> {
     }
   }
 
-  /** Marks the record returned by `peek` as stored. Its segment is deleted once all its records are. */
-  async release(record: SpoolRecord<T>): Promise<void> {
+  private async releaseNow(record: SpoolRecord<T>): Promise<void> {
     if (!this.reading || this.reading.number !== record.segment || this.reading.records[this.reading.next] !== record) {
       throw new Error('spool records must be released in order');
     }
@@ -112,8 +132,8 @@ export class Spool<T> {
     return (await this.peek())?.at;
   }
 
-  async close(): Promise<void> {
-    await this.closeWriter();
+  close(): Promise<void> {
+    return this.exclusive(() => this.closeWriter());
   }
 
   private async writableSegment(recordBytes: number): Promise<{ number: number; handle: FileHandle }> {

@@ -1,0 +1,126 @@
+/**
+ * ingest's MQTT link against a real aedes broker: PUBACKs leave only when ingest acknowledges, in the
+ * order the messages arrived [MQTT-4.6.0-2], and unacknowledged messages are redelivered after a
+ * reconnect because the session is persistent [MQTT-3.1.2-4].
+ */
+import { createServer, type AddressInfo } from 'node:net';
+import { Aedes } from 'aedes';
+import mqtt from 'mqtt';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../core/logger.ts';
+import { IngestLink, type IncomingMessage } from '../../ingest/mqtt-link.ts';
+
+let broker: Aedes;
+let server: ReturnType<typeof createServer>;
+let url: string;
+const acked: string[] = [];
+
+beforeEach(async () => {
+  acked.length = 0;
+  broker = await Aedes.createBroker();
+  broker.on('ack', (packet) => {
+    if (packet && 'payload' in packet && packet.payload) acked.push(String(packet.payload));
+  });
+  server = createServer(broker.handle);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterEach(async () => {
+  await new Promise<void>((resolve) => broker.close(() => resolve()));
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+});
+
+async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+function startLink(received: IncomingMessage[], maxUnacked = 100): IngestLink {
+  const link = new IngestLink({
+    url,
+    username: 'svc:ingest',
+    clientId: 'ingest-under-test',
+    subscriptions: ['t/#'],
+    protocolVersion: 4,
+    maxUnacked,
+    logger: createLogger({ level: 'silent' }),
+    onMessage: (message) => received.push(message),
+  });
+  link.connect();
+  return link;
+}
+
+describe('IngestLink', () => {
+  it('sends PUBACKs only after ack(), and in arrival order', async () => {
+    const received: IncomingMessage[] = [];
+    const link = startLink(received);
+    await link.ready;
+    const publisher = await mqtt.connectAsync(url);
+    for (const n of [1, 2, 3, 4, 5]) await publisher.publishAsync('t/a', String(n), { qos: 1 });
+    await until(() => received.length === 5, 'five messages');
+    expect(received.map((m) => m.payload.toString())).toEqual(['1', '2', '3', '4', '5']);
+    expect(link.unacknowledged).toBe(5);
+
+    received[2]!.ack();
+    received[3]!.ack();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(acked).toEqual([]); // 3 and 4 wait for 1 and 2
+
+    received[0]!.ack();
+    await until(() => acked.length === 1, 'first puback');
+    received[1]!.ack();
+    await until(() => acked.length === 4, 'pubacks 2-4');
+    expect(acked).toEqual(['1', '2', '3', '4']);
+    received[4]!.ack();
+    await until(() => acked.length === 5, 'last puback');
+    expect(link.unacknowledged).toBe(0);
+    await publisher.endAsync();
+    await link.close();
+  });
+
+  it('gets unacknowledged messages again after a reconnect, and never sends a stale PUBACK', async () => {
+    const received: IncomingMessage[] = [];
+    const link = startLink(received);
+    await link.ready;
+    const publisher = await mqtt.connectAsync(url);
+    for (const n of [1, 2, 3]) await publisher.publishAsync('t/a', String(n), { qos: 1 });
+    await until(() => received.length === 3, 'three messages');
+    received[0]!.ack();
+    await until(() => acked.length === 1, 'first puback');
+
+    link.client.stream.destroy(); // the connection drops with 2 and 3 unacknowledged
+    await until(() => received.length === 5, 'redelivery of two messages');
+    expect(received.slice(3).map((m) => m.payload.toString())).toEqual(['2', '3']);
+    received[1]!.ack(); // acknowledgements of the old connection are void
+    received[2]!.ack();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(acked).toEqual(['1']);
+    received[3]!.ack();
+    received[4]!.ack();
+    await until(() => acked.length === 3, 'pubacks after redelivery');
+    expect(acked).toEqual(['1', '2', '3']);
+    await publisher.endAsync();
+    await link.close();
+  });
+
+  it('stops reading when too many messages are unacknowledged, and resumes', async () => {
+    const received: IncomingMessage[] = [];
+    const link = startLink(received, 3);
+    await link.ready;
+    const publisher = await mqtt.connectAsync(url);
+    for (let n = 1; n <= 6; n++) publisher.publish('t/a', String(n), { qos: 1 });
+    await until(() => received.length >= 3, 'three messages');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(received.length).toBe(3);
+    for (const m of received.slice(0, 3)) m.ack();
+    await until(() => received.length === 6, 'the rest');
+    for (const m of received.slice(3)) m.ack();
+    await until(() => acked.length === 6, 'all pubacks');
+    await publisher.endAsync();
+    await link.close();
+  });
+});
