@@ -4,6 +4,7 @@
  */
 import { isSensorpipeError } from '../core/errors.ts';
 import { devicesCommand } from './devices.ts';
+import { quarantineCommand } from './quarantine.ts';
 
 export interface Command {
   summary: string;
@@ -12,6 +13,7 @@ export interface Command {
 
 const commands: Record<string, Command> = {
   devices: devicesCommand,
+  quarantine: quarantineCommand,
 };
 
 function usage(): string {
