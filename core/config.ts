@@ -126,6 +126,7 @@ export const ingestOptions = {
   quarantinePayloadBytes: { env: 'SENSORPIPE_QUARANTINE_PAYLOAD', flag: 'quarantine-payload', schema: sizeBytes, default: '4KiB', doc: 'Bytes of each rejected payload kept in the quarantine.' },
   redeliveryWindow: { env: 'SENSORPIPE_REDELIVERY_WINDOW', flag: 'redelivery-window', schema: integer(1, 10_000), default: '64', doc: 'A resent copy of one of a device\'s last N messages is a redelivery, not a replay.' },
   seqGapWindow: { env: 'SENSORPIPE_SEQ_GAP_WINDOW', flag: 'seq-gap-window', schema: integer(1, 10_000_000), default: '65536', doc: 'Seq gaps remembered per device; older seqs count as seen.' },
+  completenessIntervalMs: { env: 'SENSORPIPE_COMPLETENESS_INTERVAL', flag: 'completeness-interval', schema: durationMs, default: '5s', doc: 'How often ingest publishes per-device completeness (retained) when it changed.' },
   ingestMetricsPort: { env: 'SENSORPIPE_INGEST_METRICS_PORT', flag: 'ingest-metrics-port', schema: port, default: '9101', doc: 'Port of ingest\'s /metrics and /healthz (0: any free port).' },
 } satisfies Specs;
 

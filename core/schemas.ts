@@ -109,3 +109,14 @@ export const VerifiedReadingsSchema = z.strictObject({
   verifiedAt: z.number().int(),
 });
 export type VerifiedReadings = z.infer<typeof VerifiedReadingsSchema>;
+
+/** Retained on `pipeline/completeness/{device}` by ingest: how many readings arrived and how many are missing. */
+export const CompletenessMessageSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  device: DeviceIdSchema,
+  received: z.number().int().min(0),
+  missing: z.number().int().min(0),
+  ratio: z.number().min(0).max(1),
+  at: z.number().int(),
+});
+export type CompletenessMessage = z.infer<typeof CompletenessMessageSchema>;

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { ConfigOf, configSpecs } from '../core/config.ts';
 import type { Logger } from '../core/logger.ts';
-import { PROTOCOL_VERSION, type VerifiedReadings } from '../core/schemas.ts';
+import { PROTOCOL_VERSION, type CompletenessMessage, type VerifiedReadings } from '../core/schemas.ts';
 import { topics } from '../core/topics.ts';
 import { createIngestMetrics, type IngestMetrics } from './metrics.ts';
 import { IngestLink } from './mqtt-link.ts';
@@ -90,6 +90,8 @@ export async function startIngest({ config, registryPath, sink, storeHealthy, lo
     },
   );
 
+  // Completeness goes to the metrics every second, and to the display (retained) when it changed.
+  const lastPublished = new Map<string, string>();
   const completenessTimer = setInterval(() => {
     metrics.unacknowledged.set(link.unacknowledged);
     metrics.quarantineEvicted.set(quarantine.evictedCount);
@@ -98,8 +100,13 @@ export async function startIngest({ config, registryPath, sink, storeHealthy, lo
       if (c === undefined) continue;
       metrics.deviceMissing.set({ device }, c.missing);
       metrics.deviceCompleteness.set({ device }, c.ratio);
+      const key = `${c.received}/${c.missing}`;
+      if (lastPublished.get(device) === key || !link.client.connected) continue;
+      lastPublished.set(device, key);
+      const message: CompletenessMessage = { v: PROTOCOL_VERSION, device, ...c, at: Date.now() };
+      link.publish(topics.completeness(device), JSON.stringify(message), { retain: true });
     }
-  }, 1000);
+  }, config.completenessIntervalMs);
   completenessTimer.unref();
 
   const server = await serveMetrics(config.ingestMetricsPort, metrics, async () => ({

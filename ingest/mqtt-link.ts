@@ -93,9 +93,9 @@ export class IngestLink {
     return this.notDone;
   }
 
-  publish(topic: string, payload: string): void {
+  publish(topic: string, payload: string, options: { retain?: boolean } = {}): void {
     // The live feed is QoS 0: a viewer wants the newest value, not a backlog.
-    this.client.publish(topic, payload, { qos: 0 });
+    this.client.publish(topic, payload, { qos: 0, retain: options.retain ?? false });
   }
 
   async close(): Promise<void> {

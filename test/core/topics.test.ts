@@ -10,6 +10,7 @@ describe('topics', () => {
     expect(parseTopic(topics.telemetry('dev-1'))).toEqual({ kind: 'telemetry', deviceId: 'dev-1' });
     expect(parseTopic(topics.status('a'))).toEqual({ kind: 'status', deviceId: 'a' });
     expect(parseTopic(topics.verified('z-9'))).toEqual({ kind: 'verified', deviceId: 'z-9' });
+    expect(parseTopic(topics.completeness('z-9'))).toEqual({ kind: 'completeness', deviceId: 'z-9' });
     expect(topics.shared('ingest', topics.allTelemetry)).toBe('$share/ingest/sensors/+/telemetry');
   });
 
