@@ -5,6 +5,7 @@
 import { isSensorpipeError } from '../core/errors.ts';
 import { devicesCommand } from './devices.ts';
 import { quarantineCommand } from './quarantine.ts';
+import { signCommand } from './sign.ts';
 
 export interface Command {
   summary: string;
@@ -14,6 +15,7 @@ export interface Command {
 const commands: Record<string, Command> = {
   devices: devicesCommand,
   quarantine: quarantineCommand,
+  sign: signCommand,
 };
 
 function usage(): string {
