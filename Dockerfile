@@ -1,0 +1,20 @@
+# sensorpipe: one image, every component. The command picks the component:
+#   docker run sensorpipe broker | ingest | display | sim | start
+FROM node:20-bookworm-slim
+WORKDIR /app
+ENV NODE_ENV=production
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY core ./core
+COPY store ./store
+COPY broker ./broker
+COPY ingest ./ingest
+COPY display ./display
+COPY firmware-sim ./firmware-sim
+COPY cli ./cli
+RUN useradd --system --uid 10001 sensorpipe && mkdir -p /data && chown sensorpipe /data
+USER sensorpipe
+ENV SENSORPIPE_DATA_DIR=/data
+VOLUME ["/data"]
+ENTRYPOINT ["node", "cli/bin.js"]
+CMD ["start"]
