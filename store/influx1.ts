@@ -1,0 +1,8 @@
+// Placeholder until the adapter lands (the port is committed first so that ingest and display can code against it).
+import { SensorpipeError } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import type { TimeSeriesStore } from './port.ts';
+
+export async function openInfluxStore(_options: { url: string; database: string; token?: string | undefined; username?: string | undefined; password?: string | undefined; logger?: Logger | undefined }): Promise<TimeSeriesStore> {
+  throw new SensorpipeError('INTERNAL', 'influx1 store adapter not implemented yet');
+}
