@@ -4,6 +4,7 @@
  */
 import { isSensorpipeError } from '../core/errors.ts';
 import { devicesCommand } from './devices.ts';
+import { ingestCommand } from './ingest.ts';
 import { quarantineCommand } from './quarantine.ts';
 import { signCommand } from './sign.ts';
 
@@ -14,6 +15,7 @@ export interface Command {
 
 const commands: Record<string, Command> = {
   devices: devicesCommand,
+  ingest: ingestCommand,
   quarantine: quarantineCommand,
   sign: signCommand,
 };
