@@ -14,7 +14,7 @@
  * exponential backoff and jitter. When the spool is full, batches wait in memory unacknowledged: the
  * unacknowledged limit then stops reading from the broker, which holds the rest.
  */
-import { SensorpipeError, isSensorpipeError, type RejectReason } from '../core/errors.ts';
+import { SensorpipeError, type RejectReason } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Registry } from '../core/registry.ts';
 import type { DeviceMeta, Reading } from '../core/schemas.ts';
@@ -186,8 +186,9 @@ export class IngestPipeline {
         await this.writeToStore(batch.points);
         return true;
       } catch (err) {
-        if (!isRetryable(err)) throw err;
-        this.deps.logger.warn({ err: (err as Error).message }, 'store unavailable; spooling');
+        // Whatever the store threw (down, overloaded, misconfigured credentials), the batch is safe in
+        // the spool and retried; points it refuses for good come back in `refused`, never as a throw.
+        this.deps.logger.warn({ err: (err as Error).message }, 'store write failed; spooling');
       }
     }
     const record = this.deps.spool.encode(batch.points, this.now());
@@ -212,9 +213,11 @@ export class IngestPipeline {
   }
 
   private startReplay(): void {
-    this.replaying ??= this.replay().finally(() => {
-      this.replaying = undefined;
-    });
+    this.replaying ??= this.replay()
+      .catch((err: unknown) => this.deps.logger.error({ err }, 'spool replay stopped'))
+      .finally(() => {
+        this.replaying = undefined;
+      });
   }
 
   /** Drains the spool into the store, oldest first, backing off while the store stays down. */
@@ -233,7 +236,6 @@ export class IngestPipeline {
         delay = this.options.retryMinMs;
         await this.unblock();
       } catch (err) {
-        if (!isRetryable(err)) throw err;
         const retryAfter = retryAfterMs(err);
         const wait = retryAfter ?? Math.min(this.options.retryMaxMs, delay) * (0.5 + Math.random() / 2);
         logger.debug({ wait, err: (err as Error).message }, 'store still unavailable');
@@ -258,10 +260,6 @@ export class IngestPipeline {
     this.deps.metrics.spoolFull.set(0);
     this.deps.logger.info('spool has room again; acknowledgements resumed');
   }
-}
-
-function isRetryable(err: unknown): boolean {
-  return isSensorpipeError(err) ? err.disposition === 'retry' : true;
 }
 
 function retryAfterMs(err: unknown): number | undefined {
