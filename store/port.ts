@@ -8,6 +8,7 @@
  * points refused for good come back in `refused` (ingest quarantines exactly those) and the rest of the
  * batch is written.
  */
+import { isSensorpipeError } from '../core/errors.ts';
 import type { DeviceMeta } from '../core/schemas.ts';
 
 export interface StorePoint {
@@ -75,7 +76,7 @@ export interface LatestValue {
 }
 
 export interface TimeSeriesStore {
-  readonly kind: 'influxdb' | 'embedded';
+  readonly kind: 'influxdb' | 'influxdb2' | 'embedded';
   write(points: StorePoint[]): Promise<WriteResult>;
   query(query: RangeQuery): Promise<QueryResult>;
   /** Newest value per metric of one device (from `since` on, to keep it cheap). */
@@ -86,4 +87,13 @@ export interface TimeSeriesStore {
   count(options?: { device?: string; from?: number; to?: number }): Promise<number>;
   health(): Promise<{ ok: boolean; detail?: string }>;
   close(): Promise<void>;
+}
+
+/**
+ * True when a store error means "try the same thing later" (ingest spools), false when retrying cannot
+ * help (bad query). Errors that are not SensorpipeErrors (a bug, an unexpected library error) count as
+ * retryable: spooling a good point is recoverable, quarantining it is not.
+ */
+export function isRetryableStoreError(err: unknown): boolean {
+  return isSensorpipeError(err) ? err.disposition === 'retry' : true;
 }

@@ -51,7 +51,9 @@ export function planQuery(query: RangeQuery): PlannedQuery {
   }
   if (query.every !== undefined && (!Number.isSafeInteger(query.every) || query.every <= 0)) throw new SensorpipeError('QUERY_RANGE_INVALID', 'every must be a positive number of milliseconds');
   const smallest = Math.ceil(range / maxPoints);
-  const every = Math.max(query.every ?? niceWindow(smallest), smallest);
+  let every = Math.max(query.every ?? niceWindow(smallest), smallest);
+  // Windows align to the epoch, so an unaligned `from` adds a partial first window: grow until they fit.
+  while (windowCount(query.from, query.to, every) > maxPoints) every = query.every === undefined ? niceWindow(every + Math.ceil(every / 1000)) : every + Math.ceil(every / 1000);
   return { device: query.device, metrics: query.metrics, from: query.from, to: query.to, mode, fn, every, maxPoints };
 }
 
@@ -62,4 +64,9 @@ function niceWindow(atLeast: number): number {
 /** Start of the window a timestamp falls in; windows are aligned to the epoch, like InfluxDB's. */
 export function windowStart(ts: number, every: number): number {
   return Math.floor(ts / every) * every;
+}
+
+/** How many epoch-aligned windows of `every` ms overlap [from, to). */
+export function windowCount(from: number, to: number, every: number): number {
+  return Math.ceil((to - windowStart(from, every)) / every);
 }
