@@ -3,9 +3,12 @@
  * Works with InfluxDB 1.x natively and with 2.x/3.x through their 1.x-compatible endpoints (token auth).
  * Schema: store/SCHEMA.md.
  *
- * Why plain HTTP and not the `influx` client for writes and queries: its writePoints/writeMeasurement
- * reach about 90k points/s here against ~220k for the same line protocol posted directly (bench/store.ts
- * prints both), below the 150k target. The library still does the line-protocol escaping.
+ * The `influx` library does the escaping (line protocol and InfluxQL), but requests go out through
+ * fetch, not its client. Not for speed — bench/store.ts measures its writePoints on par with raw HTTP —
+ * but for control: on a network error or a 5xx its pool retries, then disables the host behind its own
+ * exponential backoff ("No host available"), which would hide from ingest when the store is back; and
+ * narrowing a partial write down to the refused points needs to post exact subsets of our own lines
+ * (with tag values encoded as store/line-protocol.ts explains) and read the 400's body.
  *
  * Errors: connection refused, timeouts, 401/403/404 (credentials, a missing database: fixable without
  * changing the data), 413, 429 and 5xx are STORE_UNAVAILABLE (retryable). A 400/422 means some lines were
@@ -19,7 +22,7 @@ import type { Logger } from '../core/logger.ts';
 import type { DeviceMeta } from '../core/schemas.ts';
 import { checkBatch, sortRefused } from './points.ts';
 import type { LatestValue, QueryResult, RangeQuery, StorePoint, TimeSeriesStore, WriteResult } from './port.ts';
-import { decodeTagValue, MEASUREMENT, META_TAGS, splitFields, toLines, type Line } from './line-protocol.ts';
+import { decodeTagValue, MEASUREMENT, META_TAGS, postNarrowing, toLines, type Line, type PostOutcome } from './line-protocol.ts';
 import { planQuery, type PlannedQuery } from './query.ts';
 import { DEFAULT_LATEST_WINDOW_MS, SeriesBuilder } from './result.ts';
 
@@ -54,8 +57,6 @@ interface InfluxAnswer {
   error?: string;
 }
 
-/** Outcome of one write request. */
-type WriteOutcome = { ok: true } | { ok: false; permanent: true; message: string };
 
 /** Every InfluxQL range is bounded on both sides: an open `GROUP BY time()` fills windows up to now(). */
 const TIME_MIN = LIMITS.minTimestampMs;
@@ -117,31 +118,9 @@ export class InfluxStore implements TimeSeriesStore {
     const { indexes, refused } = checkBatch(points);
     if (indexes.length > 0) {
       const lines = toLines(points, indexes);
-      await this.writeLines(points, lines, refused);
+      await postNarrowing(points, lines, (subset) => this.post(subset), refused);
     }
     return { written: points.length - refused.length, refused: sortRefused(refused) };
-  }
-
-  /**
-   * Writes lines; on a permanent refusal narrows down to the refused points by re-writing halves
-   * (writes are idempotent, so re-writing lines InfluxDB already took is harmless).
-   */
-  private async writeLines(points: readonly StorePoint[], lines: Line[], refused: WriteResult['refused']): Promise<void> {
-    const outcome = await this.post(lines);
-    if (outcome.ok) return;
-    if (lines.length === 1) {
-      const line = lines[0]!;
-      if (line.indexes.length === 1) {
-        refused.push({ index: line.indexes[0]!, message: outcome.message });
-        return;
-      }
-      // A refused line is refused whole; find out which of its fields caused it.
-      for (const single of splitFields(points, line)) await this.writeLines(points, [single], refused);
-      return;
-    }
-    const half = Math.ceil(lines.length / 2);
-    await this.writeLines(points, lines.slice(0, half), refused);
-    await this.writeLines(points, lines.slice(half), refused);
   }
 
   private writeUrl(): string {
@@ -150,7 +129,7 @@ export class InfluxStore implements TimeSeriesStore {
     return `${this.base}/write?${params}`;
   }
 
-  private async post(lines: Line[], retriedAfterCreate = false): Promise<WriteOutcome> {
+  private async post(lines: Line[], retriedAfterCreate = false): Promise<PostOutcome> {
     let body = '';
     for (const line of lines) body += `${line.text}\n`;
     let response: Response;
@@ -174,7 +153,7 @@ export class InfluxStore implements TimeSeriesStore {
       await this.ensureDatabase().catch(() => {});
       return this.post(lines, true);
     }
-    if (response.status === 400 || response.status === 422) return { ok: false, permanent: true, message };
+    if (response.status === 400 || response.status === 422) return { ok: false, message };
     if (response.status === 413 && lines.length > 1) {
       const half = Math.ceil(lines.length / 2);
       const first = await this.post(lines.slice(0, half));

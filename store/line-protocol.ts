@@ -44,44 +44,102 @@ export interface Line {
   indexes: number[];
 }
 
+/**
+ * Tag sets by (device, site, model, profile): escaping and encoding cost more than the rest of a line,
+ * and a batch holds few distinct tag sets. Bounded: cleared when it grows past TAG_CACHE_MAX.
+ */
+const tagCache = new Map<string, string>();
+const TAG_CACHE_MAX = 10_000;
+
 function tagSet(point: StorePoint): string {
-  let tags = `device=${escape.tag(point.device)}`;
   const meta = point.meta;
+  // Empty meta values are refused before this point, so '' can stand for "absent".
+  const key = meta === undefined ? point.device : `${point.device}\u0000${meta.model ?? ''}\u0000${meta.profile ?? ''}\u0000${meta.site ?? ''}`;
+  let tags = tagCache.get(key);
+  if (tags !== undefined) return tags;
+  tags = `device=${escape.tag(point.device)}`;
   if (meta !== undefined) {
-    for (const key of META_TAGS) {
-      const value = meta[key];
-      if (value !== undefined) tags += `,${key}=${escape.tag(encodeTagValue(value))}`;
+    for (const name of META_TAGS) {
+      const value = meta[name];
+      if (value !== undefined) tags += `,${name}=${escape.tag(encodeTagValue(value))}`;
     }
   }
+  if (tagCache.size >= TAG_CACHE_MAX) tagCache.clear();
+  tagCache.set(key, tags);
   return tags;
+}
+
+interface OpenLine {
+  head: string;
+  ts: number;
+  fields: string;
+  indexes: number[];
 }
 
 /**
  * Groups points into lines (same device, tags and time). `indexes` selects which points of `points` to
- * write. Metric names are lowercase slugs and device ids are slugs (checked before), so only tag
- * values really need escaping; they are escaped anyway.
+ * write. Metric names are checked lowercase slugs (a-z, 0-9, _), which line protocol carries unescaped.
  */
 export function toLines(points: readonly StorePoint[], indexes: readonly number[]): Line[] {
-  const byKey = new Map<string, { tags: string; ts: number; fields: string[]; indexes: number[] }>();
+  const byKey = new Map<string, OpenLine>();
+  const order: OpenLine[] = [];
+  let previous: OpenLine | undefined;
   for (const i of indexes) {
     const point = points[i]!;
-    const tags = tagSet(point);
-    const key = `${tags} ${point.ts}`;
-    let line = byKey.get(key);
-    if (line === undefined) {
-      line = { tags, ts: point.ts, fields: [], indexes: [] };
-      byKey.set(key, line);
+    const head = tagSet(point);
+    let line: OpenLine | undefined;
+    // Points of one reading usually arrive together: skip the map for them.
+    if (previous !== undefined && previous.ts === point.ts && previous.head === head) line = previous;
+    else {
+      const key = `${point.ts}${head}`;
+      line = byKey.get(key);
+      if (line === undefined) {
+        line = { head, ts: point.ts, fields: '', indexes: [] };
+        byKey.set(key, line);
+        order.push(line);
+      }
     }
     // String(number) is the shortest text that parses back to the same double (integers stay floats: no `i`).
-    line.fields.push(`${escape.tag(point.metric)}=${String(point.value)}`);
+    line.fields += `${line.fields === '' ? '' : ','}${point.metric}=${String(point.value)}`;
     line.indexes.push(i);
+    previous = line;
   }
-  const lines: Line[] = [];
-  for (const line of byKey.values()) lines.push({ text: `${MEASUREMENT},${line.tags} ${line.fields.join(',')} ${line.ts}`, indexes: line.indexes });
-  return lines;
+  return order.map((line) => ({ text: `${MEASUREMENT},${line.head} ${line.fields} ${line.ts}`, indexes: line.indexes }));
 }
 
 /** Splits a line of several fields into one line per field (to find which field a store refuses). */
 export function splitFields(points: readonly StorePoint[], line: Line): Line[] {
   return line.indexes.map((i) => toLines(points, [i])[0]!);
+}
+
+/** Outcome of posting lines: written, or refused for good (a retryable failure throws instead). */
+export type PostOutcome = { ok: true } | { ok: false; message: string };
+
+/**
+ * Posts lines; when the server refuses some (HTTP 400/422), narrows down to the exact refused points by
+ * re-posting halves, then single fields of a refused line. Safe because writes are idempotent: lines
+ * the server already took are simply written again. With k bad points in n lines this costs about
+ * 2·k·log2(n) extra requests, paid only when a batch holds bad points.
+ */
+export async function postNarrowing(
+  points: readonly StorePoint[],
+  lines: Line[],
+  post: (lines: Line[]) => Promise<PostOutcome>,
+  refused: { index: number; message: string }[],
+): Promise<void> {
+  const outcome = await post(lines);
+  if (outcome.ok) return;
+  if (lines.length === 1) {
+    const line = lines[0]!;
+    if (line.indexes.length === 1) {
+      refused.push({ index: line.indexes[0]!, message: outcome.message });
+      return;
+    }
+    // A refused line is refused whole; find out which of its fields caused it.
+    for (const single of splitFields(points, line)) await postNarrowing(points, [single], post, refused);
+    return;
+  }
+  const half = Math.ceil(lines.length / 2);
+  await postNarrowing(points, lines.slice(0, half), post, refused);
+  await postNarrowing(points, lines.slice(half), post, refused);
 }

@@ -20,14 +20,50 @@ function badMeta(value: unknown): boolean {
   return value !== undefined && (typeof value !== 'string' || value.length === 0 || value.length > LIMITS.metaValueMaxLength || LONE_SURROGATE.test(value));
 }
 
+/**
+ * Strings already found valid, per role: a batch repeats a handful of device ids, metric names and
+ * metadata values thousands of times, and a Set lookup is cheaper than the regular expressions.
+ */
+const knownGood = { device: new Set<string>(), metric: new Set<string>(), meta: new Set<string>() };
+const KNOWN_GOOD_MAX = 10_000;
+
+function remember(set: Set<string>, value: string): void {
+  if (set.size >= KNOWN_GOOD_MAX) set.clear();
+  set.add(value);
+}
+
+function goodDevice(device: unknown): boolean {
+  if (typeof device !== 'string') return false;
+  if (knownGood.device.has(device)) return true;
+  if (!LIMITS.deviceIdPattern.test(device)) return false;
+  remember(knownGood.device, device);
+  return true;
+}
+
+function goodMetric(metric: unknown): boolean {
+  if (typeof metric !== 'string') return false;
+  if (knownGood.metric.has(metric)) return true;
+  if (!LIMITS.metricNamePattern.test(metric) || RESERVED.has(metric)) return false;
+  remember(knownGood.metric, metric);
+  return true;
+}
+
+function goodMeta(value: unknown): boolean {
+  if (value === undefined) return true;
+  if (typeof value === 'string' && knownGood.meta.has(value)) return true;
+  if (badMeta(value)) return false;
+  remember(knownGood.meta, value as string);
+  return true;
+}
+
 /** Why a point can never be stored, or undefined when it is fine. */
 export function pointProblem(point: Point): string | undefined {
-  if (typeof point.device !== 'string' || !LIMITS.deviceIdPattern.test(point.device)) return 'device id is not a lowercase slug';
-  if (typeof point.metric !== 'string' || !LIMITS.metricNamePattern.test(point.metric) || RESERVED.has(point.metric)) return 'metric name is invalid';
+  if (!goodDevice(point.device)) return 'device id is not a lowercase slug';
+  if (!goodMetric(point.metric)) return 'metric name is invalid';
   if (!Number.isInteger(point.ts) || point.ts < LIMITS.minTimestampMs || point.ts > LIMITS.maxTimestampMs) return 'timestamp is not an integer ms within 2000..2100';
   if (typeof point.value !== 'number' || !Number.isFinite(point.value)) return 'value is not a finite number';
   const meta = point.meta;
-  if (meta !== undefined && (badMeta(meta.site) || badMeta(meta.model) || badMeta(meta.profile))) return 'metadata value is empty, too long or not well-formed Unicode';
+  if (meta !== undefined && (!goodMeta(meta.site) || !goodMeta(meta.model) || !goodMeta(meta.profile))) return 'metadata value is empty, too long or not well-formed Unicode';
   return undefined;
 }
 
@@ -44,7 +80,11 @@ export interface CheckedBatch {
  */
 export function checkBatch(points: readonly Point[]): CheckedBatch {
   const refused: RefusedPoint[] = [];
-  const lastIndex = new Map<string, number>();
+  // device → metric → ts → index of the last occurrence. Nested maps with number keys: no string
+  // building per point (this runs for every point written).
+  const seen = new Map<string, Map<string, Map<number, number>>>();
+  let duplicates = false;
+  let valid = 0;
   for (let i = 0; i < points.length; i++) {
     const point = points[i]!;
     const problem = pointProblem(point);
@@ -52,9 +92,28 @@ export function checkBatch(points: readonly Point[]): CheckedBatch {
       refused.push({ index: i, message: problem });
       continue;
     }
-    lastIndex.set(`${point.device}\u0000${point.metric}\u0000${point.ts}`, i);
+    valid += 1;
+    let byMetric = seen.get(point.device);
+    if (byMetric === undefined) seen.set(point.device, (byMetric = new Map()));
+    let byTs = byMetric.get(point.metric);
+    if (byTs === undefined) byMetric.set(point.metric, (byTs = new Map()));
+    if (byTs.has(point.ts)) duplicates = true;
+    byTs.set(point.ts, i);
   }
-  const indexes = [...lastIndex.values()].sort((a, b) => a - b);
+  let indexes: number[];
+  if (!duplicates) {
+    indexes = new Array<number>(valid);
+    let n = 0;
+    let r = 0;
+    for (let i = 0; i < points.length; i++) {
+      if (r < refused.length && refused[r]!.index === i) r += 1;
+      else indexes[n++] = i;
+    }
+  } else {
+    indexes = [];
+    for (const byMetric of seen.values()) for (const byTs of byMetric.values()) for (const i of byTs.values()) indexes.push(i);
+    indexes.sort((a, b) => a - b);
+  }
   return { indexes, refused };
 }
 
