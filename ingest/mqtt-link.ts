@@ -81,6 +81,11 @@ export class IngestLink {
         else if (!err) this.subscribed();
       });
     });
+    // MQTT.js counts only acks and PINGRESP as signs of life, not incoming PUBLISH packets. Under a
+    // backlog the PINGRESP waits behind thousands of messages and MQTT.js would drop a perfectly busy
+    // connection ("Keepalive timeout"). Any packet received proves the link alive; ingest's own
+    // PUBACKs keep the broker's side of keepalive satisfied [MQTT-3.1.2-23].
+    this.client.on('packetreceive', () => this.client.reschedulePing(true));
     this.client.on('close', () => this.resetSession());
     this.client.on('error', (err) => options.logger.warn({ err: err.message }, 'mqtt error'));
   }
