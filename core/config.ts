@@ -86,6 +86,9 @@ export const storeOptions = {
   influxToken: { env: 'SENSORPIPE_INFLUX_TOKEN', flag: 'influx-token', schema: optionalText, secret: true, doc: 'InfluxDB token (2.x/3.x), sent as "Authorization: Token …".' },
   influxUsername: { env: 'SENSORPIPE_INFLUX_USERNAME', flag: 'influx-username', schema: optionalText, doc: 'InfluxDB 1.x user.' },
   influxPassword: { env: 'SENSORPIPE_INFLUX_PASSWORD', flag: 'influx-password', schema: optionalText, secret: true, doc: 'InfluxDB 1.x password.' },
+  influxRetentionPolicy: { env: 'SENSORPIPE_INFLUX_RETENTION_POLICY', flag: 'influx-retention-policy', schema: optionalText, doc: 'InfluxDB 1.x retention policy to write to (created if missing). Unset: the database default.' },
+  influxOrg: { env: 'SENSORPIPE_INFLUX_ORG', flag: 'influx-org', schema: optionalText, doc: 'InfluxDB 2.x organisation: set it to use the native 2.x API (Flux) instead of the 1.x compatibility API.' },
+  influxBucket: { env: 'SENSORPIPE_INFLUX_BUCKET', flag: 'influx-bucket', schema: optionalText, doc: 'InfluxDB 2.x bucket for the native API (default: the database name). It must exist.' },
 } satisfies Specs;
 
 export const brokerOptions = {

@@ -1,159 +1,83 @@
 /**
- * History query parameters: one schema shared by the store (which validates every query it runs) and
- * the display's HTTP API (which parses them from a URL). Validation resolves the defaults, so every
- * adapter receives the same fully-specified query and computes the same windows.
+ * History query parameters as they arrive over HTTP (the display's /api/history): one zod schema, so the
+ * display parses URL parameters the same way everywhere and gets the store's own error codes back.
+ * The output has the shape of the store port's `RangeQuery`; the store then checks the rest (ranges,
+ * window counts, limits) in store/query.ts, with the same codes.
  *
- * Codes: QUERY_INVALID (missing or malformed parameter), QUERY_RANGE_INVALID (reversed, empty or too long
- * a range for the resolution), QUERY_FUNCTION_UNKNOWN (fn not one of AGGREGATE_FNS or 'raw').
+ *   ?metrics=temperature,humidity&from=2026-01-05T00:00:00Z&to=1767657600000&fn=max&every=60000&maxPoints=500&mode=raw
+ *
+ * `from`/`to`: ms since the epoch or an ISO-8601 date; `to` is exclusive. Codes: QUERY_INVALID (a
+ * malformed parameter), QUERY_RANGE_INVALID (from/to/every unreadable), QUERY_FUNCTION_UNKNOWN (fn).
  */
 import { z } from 'zod';
-import { SensorpipeError } from './errors.ts';
-import { LIMITS } from './limits.ts';
+import { SensorpipeError, type ErrorCode } from './errors.ts';
 import { DeviceIdSchema, MetricNameSchema } from './schemas.ts';
 
 /** Aggregations over a window. `last` is the value with the greatest timestamp in the window. */
-export const AGGREGATE_FNS = ['mean', 'min', 'max', 'last', 'count'] as const;
-export type AggregateFn = (typeof AGGREGATE_FNS)[number];
-/** `raw`: every stored point, unaggregated (capped at maxPoints, see `truncated`). */
-export type QueryFn = AggregateFn | 'raw';
+export const AGGREGATE_FUNCTIONS = ['mean', 'min', 'max', 'last', 'count'] as const;
+export type AggregateFunction = (typeof AGGREGATE_FUNCTIONS)[number];
 
-export const QUERY_LIMITS = {
-  /** Points per series when the caller gives no maxPoints (a chart's width, roughly). */
-  defaultMaxPoints: 1000,
-  maxMaxPoints: 10_000,
-  /**
-   * Longest range of a raw query. Raw data is typically 1 s apart, so a week is already ~600k rows
-   * per metric; longer ranges must be aggregated (which is also what a chart can show).
-   */
-  maxRawRangeMs: 7 * 24 * 3_600_000,
-  maxMetrics: LIMITS.maxMetricsPerReading,
-  /** Smallest aggregation window: the store's precision is one millisecond. */
-  minEveryMs: 1,
-} as const;
+const WHOLE = /^-?\d{1,16}$/;
 
-/** A history query as a caller writes it (numbers in ms since the epoch; `to` is exclusive). */
-export const HistoryQuerySchema = z.strictObject({
-  device: DeviceIdSchema,
-  metrics: z.array(MetricNameSchema).min(1).max(QUERY_LIMITS.maxMetrics),
-  /** Inclusive start, ms since the Unix epoch. */
-  from: z.number().int().min(LIMITS.minTimestampMs).max(LIMITS.maxTimestampMs),
-  /** Exclusive end, ms since the Unix epoch. */
-  to: z.number().int().min(LIMITS.minTimestampMs).max(LIMITS.maxTimestampMs),
-  /** Aggregation function; default `mean`. */
-  fn: z.string().optional(),
-  /** Window length in ms for aggregation; default: chosen from the range so there are ≤ maxPoints windows. */
-  every: z.number().int().optional(),
-  /** Most points per series; default 1000. */
-  maxPoints: z.number().int().min(1).max(QUERY_LIMITS.maxMaxPoints).optional(),
+const time = z.string().transform((text, ctx) => {
+  const ms = WHOLE.test(text) ? Number(text) : /^\d{4}-\d{2}-\d{2}/.test(text) ? Date.parse(text) : Number.NaN;
+  if (!Number.isSafeInteger(ms)) {
+    ctx.addIssue({ code: 'custom', message: 'must be ms since the epoch or an ISO-8601 date' });
+    return z.NEVER;
+  }
+  return ms;
 });
-export type HistoryQuery = z.input<typeof HistoryQuerySchema>;
+const whole = z.string().regex(WHOLE, 'must be a whole number').transform(Number);
 
-/** A validated query with every default resolved. */
-export interface ResolvedHistoryQuery {
+/** URL parameters (strings) → a RangeQuery-shaped object. The device comes from the path. */
+export const HistoryParamsSchema = z.strictObject({
+  device: DeviceIdSchema,
+  metrics: z
+    .string()
+    .transform((text) => [...new Set(text.split(',').filter((m) => m !== ''))])
+    .pipe(z.array(MetricNameSchema).min(1))
+    .optional(),
+  from: time,
+  to: time,
+  mode: z.enum(['raw', 'aggregate']).optional(),
+  fn: z.string().optional(),
+  every: whole.optional(),
+  maxPoints: whole.optional(),
+});
+
+export interface HistoryParams {
   device: string;
-  metrics: string[];
+  metrics?: string[];
   from: number;
   to: number;
-  fn: QueryFn;
-  /** Window length in ms; null for raw queries. */
-  every: number | null;
-  maxPoints: number;
+  mode?: 'raw' | 'aggregate';
+  fn?: AggregateFunction;
+  every?: number;
+  maxPoints?: number;
 }
 
-function isQueryFn(fn: string): fn is QueryFn {
-  return fn === 'raw' || (AGGREGATE_FNS as readonly string[]).includes(fn);
-}
+const CODE_BY_PARAM: Record<string, ErrorCode> = { from: 'QUERY_RANGE_INVALID', to: 'QUERY_RANGE_INVALID', every: 'QUERY_RANGE_INVALID' };
 
-/**
- * The window chosen when the caller gives none: the smallest one (a whole second when ≥ 1 s) that keeps
- * the number of windows — including a partial first one, since windows align to the epoch — ≤ maxPoints.
- */
-export function autoWindowMs(from: number, to: number, maxPoints: number): number {
-  const span = to - from;
-  const slots = Math.max(1, maxPoints - 1);
-  let every = Math.max(1, Math.ceil(span / slots));
-  if (every >= 1000) every = Math.ceil(every / 1000) * 1000;
-  // Epoch alignment can add one window; grow until the count fits (terminates: count falls as every grows).
-  while (windowCount(from, to, every) > maxPoints) every += every >= 1000 ? 1000 : 1;
-  return every;
-}
-
-/** How many epoch-aligned windows of `every` ms overlap [from, to). */
-export function windowCount(from: number, to: number, every: number): number {
-  const first = Math.floor(from / every) * every;
-  return Math.ceil((to - first) / every);
-}
-
-/** Validates a query (from an untrusted caller) and resolves its defaults. Throws SensorpipeError. */
-export function resolveHistoryQuery(input: unknown): ResolvedHistoryQuery {
-  const parsed = HistoryQuerySchema.safeParse(input);
+/** Parses history parameters; throws a SensorpipeError naming the parameter. */
+export function parseHistoryParams(device: string, params: URLSearchParams): HistoryParams {
+  const raw: Record<string, string> = { device };
+  for (const [key, value] of params) if (value !== '') raw[key] = value;
+  const parsed = HistoryParamsSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    const where = issue?.path.join('.') || 'query';
-    const code = issue?.path[0] === 'from' || issue?.path[0] === 'to' ? 'QUERY_RANGE_INVALID' : 'QUERY_INVALID';
-    throw new SensorpipeError(code, `${where}: ${issue?.message ?? 'invalid'}`, { param: where });
+    const param = issue?.path[0] === undefined ? 'query' : String(issue.path[0]);
+    const unknown = issue?.code === 'unrecognized_keys' ? ` (unknown parameter ${issue.keys.join(', ')})` : '';
+    throw new SensorpipeError(CODE_BY_PARAM[param] ?? 'QUERY_INVALID', `${param}: ${issue?.message ?? 'invalid'}${unknown}`, { param });
   }
-  const q = parsed.data;
-  const fn = q.fn ?? 'mean';
-  if (!isQueryFn(fn)) {
-    throw new SensorpipeError('QUERY_FUNCTION_UNKNOWN', `fn must be one of raw, ${AGGREGATE_FNS.join(', ')}`, { param: 'fn' });
+  const { fn, ...rest } = parsed.data;
+  if (fn !== undefined && !(AGGREGATE_FUNCTIONS as readonly string[]).includes(fn)) {
+    throw new SensorpipeError('QUERY_FUNCTION_UNKNOWN', `fn must be one of ${AGGREGATE_FUNCTIONS.join(', ')}`, { param: 'fn' });
   }
-  if (q.to <= q.from) {
-    throw new SensorpipeError('QUERY_RANGE_INVALID', 'from must be before to (the range is [from, to))', { from: q.from, to: q.to });
-  }
-  const maxPoints = q.maxPoints ?? QUERY_LIMITS.defaultMaxPoints;
-  const metrics = [...new Set(q.metrics)];
-  if (fn === 'raw') {
-    if (q.every !== undefined) throw new SensorpipeError('QUERY_INVALID', 'every applies to aggregations, not to raw queries', { param: 'every' });
-    if (q.to - q.from > QUERY_LIMITS.maxRawRangeMs) {
-      throw new SensorpipeError('QUERY_RANGE_INVALID', `a raw query spans at most ${QUERY_LIMITS.maxRawRangeMs / 3_600_000} h; aggregate longer ranges`, {
-        maxRangeMs: QUERY_LIMITS.maxRawRangeMs,
-      });
-    }
-    return { device: q.device, metrics, from: q.from, to: q.to, fn, every: null, maxPoints };
-  }
-  if (q.every !== undefined) {
-    if (q.every < QUERY_LIMITS.minEveryMs) throw new SensorpipeError('QUERY_INVALID', 'every must be at least 1 ms', { param: 'every' });
-    const windows = windowCount(q.from, q.to, q.every);
-    if (windows > maxPoints) {
-      throw new SensorpipeError('QUERY_RANGE_INVALID', `the range holds ${windows} windows of ${q.every} ms, more than maxPoints (${maxPoints})`, {
-        windows,
-        maxPoints,
-      });
-    }
-    return { device: q.device, metrics, from: q.from, to: q.to, fn, every: q.every, maxPoints };
-  }
-  return { device: q.device, metrics, from: q.from, to: q.to, fn, every: autoWindowMs(q.from, q.to, maxPoints), maxPoints };
-}
-
-/**
- * The same query from URL search parameters (the display's /api/history): `metrics` is comma-separated,
- * `from`/`to` are ms since the epoch or ISO-8601 dates, `every` is ms. Throws SensorpipeError.
- */
-export function historyQueryFromParams(params: URLSearchParams, device: string): ResolvedHistoryQuery {
-  const time = (name: string): number | undefined => {
-    const value = params.get(name);
-    if (value === null || value === '') return undefined;
-    if (/^-?\d+$/.test(value)) return Number(value);
-    const parsed = Date.parse(value);
-    if (Number.isNaN(parsed)) throw new SensorpipeError('QUERY_RANGE_INVALID', `${name} is neither ms since the epoch nor an ISO-8601 date`, { param: name });
-    return parsed;
-  };
-  const int = (name: string): number | undefined => {
-    const value = params.get(name);
-    if (value === null || value === '') return undefined;
-    if (!/^-?\d+$/.test(value)) throw new SensorpipeError('QUERY_INVALID', `${name} must be a whole number`, { param: name });
-    return Number(value);
-  };
-  const metrics = (params.get('metrics') ?? '').split(',').filter((m) => m !== '');
-  const fn = params.get('fn');
-  return resolveHistoryQuery({
-    device,
-    metrics,
-    from: time('from'),
-    to: time('to'),
-    ...(fn !== null && fn !== '' ? { fn } : {}),
-    ...(int('every') !== undefined ? { every: int('every') } : {}),
-    ...(int('maxPoints') !== undefined ? { maxPoints: int('maxPoints') } : {}),
-  });
+  const result: HistoryParams = { device: rest.device, from: rest.from, to: rest.to };
+  if (rest.metrics !== undefined) result.metrics = rest.metrics;
+  if (rest.mode !== undefined) result.mode = rest.mode;
+  if (fn !== undefined) result.fn = fn as AggregateFunction;
+  if (rest.every !== undefined) result.every = rest.every;
+  if (rest.maxPoints !== undefined) result.maxPoints = rest.maxPoints;
+  return result;
 }

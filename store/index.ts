@@ -18,6 +18,7 @@ export interface StoreConfig {
   influxToken?: string | undefined;
   influxUsername?: string | undefined;
   influxPassword?: string | undefined;
+  influxRetentionPolicy?: string | undefined;
   /** Native 2.x API (Flux): organisation and bucket. With influxOrg set, the 2.x adapter is used. */
   influxOrg?: string | undefined;
   influxBucket?: string | undefined;
@@ -52,6 +53,7 @@ export async function openStore(config: StoreConfig, options: OpenStoreOptions =
       token: config.influxToken,
       username: config.influxUsername,
       password: config.influxPassword,
+      retentionPolicy: config.influxRetentionPolicy,
       logger: options.logger,
     });
   }

@@ -9,24 +9,38 @@
  * batch is written.
  */
 import { isSensorpipeError } from '../core/errors.ts';
+import type { AggregateFunction } from '../core/query.ts';
 import type { DeviceMeta } from '../core/schemas.ts';
 
+/** One value of one metric of one device at one time. Identity: (device, metric, ts). */
 export interface StorePoint {
+  /** A device id (core DeviceIdSchema: lowercase slug). */
   device: string;
+  /** A metric name (core MetricNameSchema). */
   metric: string;
-  /** Milliseconds since the Unix epoch. */
+  /** Milliseconds since the Unix epoch, an integer within 2000..2100. Stored with ms precision. */
   ts: number;
+  /** A finite double; read back bit-exact. */
   value: number;
+  /**
+   * Registry metadata, stored as InfluxDB tags / the embedded store's device_meta. Any string of 1..64
+   * characters round-trips (store/SCHEMA.md). Not part of the identity.
+   */
   meta?: DeviceMeta;
 }
 
 export interface WriteResult {
+  /** Points durable in the store now: points.length - refused.length. */
   written: number;
+  /**
+   * Points refused for good (a non-finite value, a bad name, a field type conflict in InfluxDB), each
+   * once, by index into the written array, in index order. Quarantine these; do not retry them.
+   */
   refused: { index: number; message: string }[];
 }
 
-export const AGGREGATE_FUNCTIONS = ['mean', 'min', 'max', 'last', 'count'] as const;
-export type AggregateFunction = (typeof AGGREGATE_FUNCTIONS)[number];
+/** The aggregations (defined in core/query.ts, which the display's HTTP parameters share). */
+export { AGGREGATE_FUNCTIONS, type AggregateFunction } from '../core/query.ts';
 
 export interface RangeQuery {
   device: string;
@@ -39,7 +53,11 @@ export interface RangeQuery {
   mode?: 'raw' | 'aggregate';
   every?: number;
   fn?: AggregateFunction;
-  /** Most points per series (default 1000). Aggregation picks a window that respects it. */
+  /**
+   * Most points per series (default 1000, at most 10,000). Aggregation picks (or grows) the window so
+   * that the epoch-aligned windows over [from, to) number at most this; raw queries stop here and set
+   * `truncated`.
+   */
   maxPoints?: number;
 }
 
@@ -75,17 +93,34 @@ export interface LatestValue {
   value: number;
 }
 
+/**
+ * Every method rejects only with a SensorpipeError: STORE_UNAVAILABLE (retryable: the store is down,
+ * timed out, or answered 401/403/404/413/429/5xx) or, for queries, QUERY_INVALID / QUERY_RANGE_INVALID /
+ * QUERY_FUNCTION_UNKNOWN (bad parameters; see store/query.ts). Use isRetryableStoreError to decide.
+ */
 export interface TimeSeriesStore {
   readonly kind: 'influxdb' | 'influxdb2' | 'embedded';
+  /**
+   * Writes a batch; resolves once every point not in `refused` is durable. Idempotent: points already
+   * stored with the same identity are overwritten (within one batch, the last occurrence wins), so a
+   * batch that failed with STORE_UNAVAILABLE is retried whole.
+   */
   write(points: StorePoint[]): Promise<WriteResult>;
+  /**
+   * One device's history over [from, to): raw points, or epoch-aligned windows (start time as `ts`)
+   * with `fn` and the min/max envelope. Windows and metrics without data are left out, never filled;
+   * named metrics with no data come back as empty series, in the order named.
+   */
   query(query: RangeQuery): Promise<QueryResult>;
-  /** Newest value per metric of one device (from `since` on, to keep it cheap). */
+  /** Newest value per metric of one device (from `since` on, default 30 days ago), sorted by metric. */
   latest(device: string, since?: number): Promise<LatestValue[]>;
   /** The metadata tags last written for a device (as stored), or undefined. */
   meta(device: string): Promise<DeviceMeta | undefined>;
   /** Number of stored points, optionally of one device, in [from, to). */
   count(options?: { device?: string; from?: number; to?: number }): Promise<number>;
+  /** Probes the store; never rejects. */
   health(): Promise<{ ok: boolean; detail?: string }>;
+  /** Releases connections and files; later calls reject with STORE_UNAVAILABLE. Idempotent. */
   close(): Promise<void>;
 }
 
