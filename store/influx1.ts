@@ -23,7 +23,7 @@ import type { DeviceMeta } from '../core/schemas.ts';
 import { checkBatch, sortRefused } from './points.ts';
 import type { LatestValue, QueryResult, RangeQuery, StorePoint, TimeSeriesStore, WriteResult } from './port.ts';
 import { decodeTagValue, MEASUREMENT, META_TAGS, postNarrowing, toLines, type Line, type PostOutcome } from './line-protocol.ts';
-import { planQuery, type PlannedQuery } from './query.ts';
+import { planQuery } from './query.ts';
 import { DEFAULT_LATEST_WINDOW_MS, SeriesBuilder } from './result.ts';
 
 const { escape } = influx;
@@ -213,27 +213,35 @@ export class InfluxStore implements TimeSeriesStore {
     const builder = new SeriesBuilder(query);
     if (metrics.length === 0) return builder.result();
     const where = `${this.deviceFilter(query.device)} AND ${this.timeRange(query.from, query.to)}`;
-    const statements = metrics.map((metric) => this.statement(query, metric, where));
+    const from = `FROM ${ident(MEASUREMENT)} WHERE ${where}`;
+    if (query.mode === 'raw') {
+      const answer = await this.influxql(metrics.map((m) => `SELECT ${ident(m)} ${from} ORDER BY time ASC LIMIT ${query.maxPoints + 1}`).join('; '));
+      metrics.forEach((metric, i) => {
+        for (const [ts, value] of this.rowsOf(answer, i)) if (typeof value === 'number') builder.add(metric, { ts: ts as number, value });
+      });
+      return builder.result();
+    }
+    // One statement per aggregate: influxd 1.6 answers `mean; min; max` as three statements about a
+    // third faster than one `SELECT mean(), min(), max()` (measured: ~80 vs ~110 ms over 86,400 points).
+    // Windows align to the epoch (no offset), as in the embedded store; a window's time is its start.
+    const fns = [...new Set([query.fn, 'min', 'max'])];
+    const statements = metrics.flatMap((m) => fns.map((fn) => `SELECT ${fn}(${ident(m)}) ${from} GROUP BY time(${query.every}ms) fill(none)`));
     const answer = await this.influxql(statements.join('; '));
     metrics.forEach((metric, i) => {
-      const series = answer.results?.find((r) => (r.statement_id ?? 0) === i)?.series?.[0];
-      for (const row of series?.values ?? []) {
-        const ts = row[0] as number;
-        const value = row[1];
-        if (typeof value !== 'number') continue;
-        if (query.mode === 'raw') builder.add(metric, { ts, value });
-        else builder.add(metric, { ts, value, min: row[2] as number, max: row[3] as number });
+      const columns = fns.map((_, j) => new Map(this.rowsOf(answer, i * fns.length + j).map((row) => [row[0] as number, row[1]])));
+      const [picked, lows, highs] = [columns[0]!, columns[fns.indexOf('min')]!, columns[fns.indexOf('max')]!];
+      for (const [ts, value] of picked) {
+        const min = lows.get(ts);
+        const max = highs.get(ts);
+        if (typeof value === 'number' && typeof min === 'number' && typeof max === 'number') builder.add(metric, { ts, value, min, max });
       }
     });
     return builder.result();
   }
 
-  private statement(query: PlannedQuery, metric: string, where: string): string {
-    const field = ident(metric);
-    const from = `FROM ${ident(MEASUREMENT)} WHERE ${where}`;
-    if (query.mode === 'raw') return `SELECT ${field} ${from} ORDER BY time ASC LIMIT ${query.maxPoints + 1}`;
-    // The window's start is its time; windows align to the epoch (no offset), as in the embedded store.
-    return `SELECT ${query.fn}(${field}), min(${field}), max(${field}) ${from} GROUP BY time(${query.every}ms) fill(none)`;
+  /** Rows of one statement's answer (one series: we never GROUP BY tags). */
+  private rowsOf(answer: InfluxAnswer, statement: number): unknown[][] {
+    return answer.results?.find((r) => (r.statement_id ?? 0) === statement)?.series?.[0]?.values ?? [];
   }
 
   async latest(device: string, since?: number): Promise<LatestValue[]> {
