@@ -80,7 +80,8 @@ class Influx2Store implements TimeSeriesStore {
       flushInterval: 0,
       maxRetries: 0,
       maxBufferLines: lines.length + 1,
-      writeFailed: () => Promise.resolve(), // report failures through flush(), never retry inside the client
+      // A returned promise becomes flush()'s outcome: reject with the error, so that we classify it (no retry here).
+      writeFailed: (error: Error) => Promise.reject(error),
     });
     try {
       api.writeRecords(lines.map((line) => line.text));
@@ -166,7 +167,8 @@ class Influx2Store implements TimeSeriesStore {
     const rows = await this.rows(`${this.source(device, since ?? this.now() - DEFAULT_LATEST_WINDOW_MS, LIMITS.maxTimestampMs + 1)}
   |> last()
   |> group(columns: ["_field"])
-  |> max(column: "_time")`);
+  |> sort(columns: ["_time"], desc: true)
+  |> limit(n: 1)`);
     return rows
       .map((row) => ({ metric: String(row._field), ts: Date.parse(String(row._time)), value: Number(row._value) }))
       .sort((a, b) => (a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : 0));
@@ -177,7 +179,8 @@ class Influx2Store implements TimeSeriesStore {
     const rows = await this.rows(`${this.source(device, LIMITS.minTimestampMs, LIMITS.maxTimestampMs + 1)}
   |> last()
   |> group()
-  |> max(column: "_time")`);
+  |> sort(columns: ["_time"], desc: true)
+  |> limit(n: 1)`);
     const row = rows[0];
     if (row === undefined) return undefined;
     const meta: DeviceMeta = {};
