@@ -11,7 +11,7 @@
  * common case) and `reading1` (one metric per reading, 4 devices: one point per line, the worst case).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import influx from 'influx';
 import { openEmbeddedStore } from '../store/embedded.ts';
@@ -118,6 +118,8 @@ async function main(): Promise<void> {
     batchPoints: BATCH,
     secondsOfData: SECONDS,
     influxd: server.managed ? 'started here (Debian influxd 1.6)' : 'INFLUX_URL',
+    // The machine is shared: compare adapters with the baselines of the same run, not across runs.
+    loadAverageAtStart: loadavg().map((l) => round(l, 2)),
   };
   try {
     const write: Record<string, Record<string, unknown>> = {};
@@ -167,6 +169,7 @@ async function main(): Promise<void> {
       write[shape] = row;
     }
     result.write = write;
+    result.loadAverageAtEnd = loadavg().map((l) => round(l, 2));
     const w4 = write.reading4 as Record<string, { pointsPerSecond: number }>;
     const q = result.query as Record<string, { ms: { p50: number } }>;
     result.targets = {

@@ -84,7 +84,6 @@ export class InfluxStore implements TimeSeriesStore {
   private readonly queryTimeoutMs: number;
   private readonly now: () => number;
   private closed = false;
-  private databaseReady = false;
 
   constructor(private readonly options: InfluxStoreOptions) {
     this.base = options.url.replace(/\/+$/, '');
@@ -108,7 +107,6 @@ export class InfluxStore implements TimeSeriesStore {
       // Created with an infinite duration if missing; operators change it with ALTER RETENTION POLICY.
       await this.influxql(`CREATE RETENTION POLICY ${ident(rp)} ON ${ident(this.options.database)} DURATION INF REPLICATION 1`, { post: true, db: false }).catch(() => {});
     }
-    this.databaseReady = true;
   }
 
   // ---- writes ---------------------------------------------------------------------------------------
@@ -289,7 +287,6 @@ export class InfluxStore implements TimeSeriesStore {
       const response = await fetch(`${this.base}/ping`, { headers: this.headers, signal: AbortSignal.timeout(5000) });
       await response.body?.cancel();
       if (response.status !== 204 && !response.ok) return { ok: false, detail: `ping answered HTTP ${response.status}` };
-      if (!this.databaseReady && this.options.createDatabase !== false) await this.ensureDatabase().catch(() => {});
       return { ok: true };
     } catch (err) {
       return { ok: false, detail: describeFetchError(err) };
