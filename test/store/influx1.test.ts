@@ -4,6 +4,7 @@
  * the wrong type → refused alone while the rest of its batch is written.
  */
 import { randomUUID } from 'node:crypto';
+import { createServer as createNetServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSensorpipeError } from '../../core/errors.ts';
 import { openInfluxStore } from '../../store/influx1.ts';
@@ -139,6 +140,23 @@ describe('InfluxDB adapter against a real influxd', () => {
     } finally {
       await store.close();
       await new Promise((resolve) => fake.close(resolve));
+    }
+  });
+
+  it('answers a server that accepts the connection but never replies as a retryable timeout', async () => {
+    const sockets: Socket[] = [];
+    const silent = createNetServer((socket) => sockets.push(socket)); // mock: holds the request forever
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as { port: number }).port;
+    const store = await openInfluxStore({ url: `http://127.0.0.1:${port}`, database: 'x', createDatabase: false, writeTimeoutMs: 300 });
+    try {
+      const err = await store.write([{ device: 'd', metric: 'temperature', ts: T0, value: 1 }]).then(() => undefined, (e: unknown) => e);
+      expect(isSensorpipeError(err, 'STORE_UNAVAILABLE')).toBe(true);
+      expect((err as Error).message).toMatch(/timed out/);
+    } finally {
+      await store.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
     }
   });
 });
