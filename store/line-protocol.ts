@@ -46,65 +46,70 @@ export interface Line {
 
 /**
  * Tag sets by (device, site, model, profile): escaping and encoding cost more than the rest of a line,
- * and a batch holds few distinct tag sets. Bounded: cleared when it grows past TAG_CACHE_MAX.
+ * and a batch holds few distinct tag sets. Looked up first by the metadata object itself (ingest hands
+ * the registry's object to every point of a device, so this is usually a hit without building a key),
+ * then by value. Bounded: cleared when it grows past TAG_CACHE_MAX.
  */
-const tagCache = new Map<string, string>();
+const tagsByMeta = new WeakMap<DeviceMeta, Map<string, string>>();
+const tagsByValue = new Map<string, string>();
 const TAG_CACHE_MAX = 10_000;
 
 function tagSet(point: StorePoint): string {
   const meta = point.meta;
+  const byDevice = meta === undefined ? undefined : tagsByMeta.get(meta);
+  const hit = byDevice?.get(point.device);
+  if (hit !== undefined) return hit;
   // Empty meta values are refused before this point, so '' can stand for "absent".
   const key = meta === undefined ? point.device : `${point.device}\u0000${meta.model ?? ''}\u0000${meta.profile ?? ''}\u0000${meta.site ?? ''}`;
-  let tags = tagCache.get(key);
-  if (tags !== undefined) return tags;
-  tags = `device=${escape.tag(point.device)}`;
-  if (meta !== undefined) {
-    for (const name of META_TAGS) {
-      const value = meta[name];
-      if (value !== undefined) tags += `,${name}=${escape.tag(encodeTagValue(value))}`;
+  let tags = tagsByValue.get(key);
+  if (tags === undefined) {
+    tags = `device=${escape.tag(point.device)}`;
+    if (meta !== undefined) {
+      for (const name of META_TAGS) {
+        const value = meta[name];
+        if (value !== undefined) tags += `,${name}=${escape.tag(encodeTagValue(value))}`;
+      }
     }
+    if (tagsByValue.size >= TAG_CACHE_MAX) tagsByValue.clear();
+    tagsByValue.set(key, tags);
   }
-  if (tagCache.size >= TAG_CACHE_MAX) tagCache.clear();
-  tagCache.set(key, tags);
+  if (meta !== undefined) {
+    if (byDevice === undefined) tagsByMeta.set(meta, new Map([[point.device, tags]]));
+    else if (byDevice.size < 64) byDevice.set(point.device, tags);
+  }
   return tags;
 }
 
-interface OpenLine {
-  head: string;
-  ts: number;
-  fields: string;
-  indexes: number[];
-}
-
 /**
- * Groups points into lines (same device, tags and time). `indexes` selects which points of `points` to
- * write. Metric names are checked lowercase slugs (a-z, 0-9, _), which line protocol carries unescaped.
+ * Turns points into lines. Consecutive points of one device, tag set and time (the metrics of one
+ * reading) share a line; others get their own. Grouping only neighbours is enough, and allocates
+ * nothing per point: InfluxDB merges the fields of several lines with the same series and time, so two
+ * lines for one reading store exactly what one line would. `indexes` selects the points to write.
+ * Metric names are checked lowercase slugs (a-z, 0-9, _), which line protocol carries unescaped.
  */
 export function toLines(points: readonly StorePoint[], indexes: readonly number[]): Line[] {
-  const byKey = new Map<string, OpenLine>();
-  const order: OpenLine[] = [];
-  let previous: OpenLine | undefined;
+  const lines: Line[] = [];
+  let head = '';
+  let ts = Number.NaN;
+  let fields = '';
+  let members: number[] = [];
   for (const i of indexes) {
     const point = points[i]!;
-    const head = tagSet(point);
-    let line: OpenLine | undefined;
-    // Points of one reading usually arrive together: skip the map for them.
-    if (previous !== undefined && previous.ts === point.ts && previous.head === head) line = previous;
-    else {
-      const key = `${point.ts}${head}`;
-      line = byKey.get(key);
-      if (line === undefined) {
-        line = { head, ts: point.ts, fields: '', indexes: [] };
-        byKey.set(key, line);
-        order.push(line);
-      }
+    const tags = tagSet(point);
+    if (point.ts === ts && tags === head) {
+      // String(number) is the shortest text that parses back to the same double (integers stay floats).
+      fields += `,${point.metric}=${String(point.value)}`;
+      members.push(i);
+      continue;
     }
-    // String(number) is the shortest text that parses back to the same double (integers stay floats: no `i`).
-    line.fields += `${line.fields === '' ? '' : ','}${point.metric}=${String(point.value)}`;
-    line.indexes.push(i);
-    previous = line;
+    if (members.length > 0) lines.push({ text: `${MEASUREMENT},${head} ${fields} ${ts}`, indexes: members });
+    head = tags;
+    ts = point.ts;
+    fields = `${point.metric}=${String(point.value)}`;
+    members = [i];
   }
-  return order.map((line) => ({ text: `${MEASUREMENT},${line.head} ${line.fields} ${line.ts}`, indexes: line.indexes }));
+  if (members.length > 0) lines.push({ text: `${MEASUREMENT},${head} ${fields} ${ts}`, indexes: members });
+  return lines;
 }
 
 /** Splits a line of several fields into one line per field (to find which field a store refuses). */
