@@ -1,0 +1,155 @@
+/**
+ * Ingest throughput and latency: devices → broker → ingest → store, each in its own process, for a set
+ * time at a set rate, QoS 1, signatures on. Prints JSON: sent, acknowledged, stored (counted in the
+ * store), lost, sustained readings/s, publish→live-feed latency p50/p99, CPU and RSS per process.
+ * The broker is a bare aedes here (bench/bare-broker.ts), so the numbers are ingest's own.
+ *
+ *   npx tsx bench/ingest.ts [--store influx|embedded] [--rate 10000] [--seconds 60] [--devices 100]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { Registry, saveRegistry } from '../core/registry.ts';
+import { VerifiedReadingsSchema } from '../core/schemas.ts';
+import { topics } from '../core/topics.ts';
+import { openStore } from '../store/index.ts';
+import { startInfluxd, type InfluxServer } from '../test/harness/influxd.ts';
+import { provision, signedPayload } from '../test/harness/publisher.ts';
+import { freePort } from '../test/harness/ports.ts';
+import { tempDir } from '../test/harness/tmp.ts';
+import { argValue, machine, printJson, processUsage, summarize } from './lib.ts';
+
+const storeKind = argValue('store', 'influx') as 'influx' | 'embedded';
+const rate = Number(argValue('rate', '10000'));
+const seconds = Number(argValue('seconds', '60'));
+const deviceCount = Number(argValue('devices', '100'));
+const root = new URL('..', import.meta.url).pathname;
+
+function spawnNode(args: string[], env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+async function firstLine(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buffer = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const newline = buffer.indexOf('\n');
+      if (newline >= 0) resolve(buffer.slice(0, newline));
+    });
+    child.once('exit', (code) => reject(new Error(`process exited with ${code}`)));
+  });
+}
+
+const dir = await tempDir('sensorpipe-bench-');
+let influx: InfluxServer | undefined;
+const storeEnv: Record<string, string> = {};
+if (storeKind === 'influx') {
+  influx = await startInfluxd();
+  storeEnv.SENSORPIPE_INFLUX_URL = influx.url;
+  storeEnv.SENSORPIPE_INFLUX_DATABASE = 'bench';
+}
+
+const registry = new Registry();
+const devices = provision(registry, deviceCount, 'bench');
+const registryPath = join(dir.path, 'registry.json');
+await saveRegistry(registryPath, registry);
+
+// Until the product's broker lands here, a bare aedes with the broker's indexed persistence stands in.
+const broker = spawnNode(['--import', 'tsx', 'bench/bare-broker.ts', '--indexed'], {});
+const { port } = JSON.parse(await firstLine(broker)) as { port: number };
+const url = `mqtt://127.0.0.1:${port}`;
+const metricsPort = await freePort();
+const ingestEnv = { SENSORPIPE_DATA_DIR: dir.path, SENSORPIPE_REGISTRY: registryPath, SENSORPIPE_MQTT_URL: url, SENSORPIPE_INGEST_METRICS_PORT: String(metricsPort), SENSORPIPE_LOG_LEVEL: 'warn', ...storeEnv };
+const ingest = spawnNode(['cli/bin.js', 'ingest'], ingestEnv);
+
+/** Readings ingest has accepted so far, from its /metrics. */
+async function acceptedReadings(): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  return Number(/^sensorpipe_ingest_accepted_readings_total (\d+)/m.exec(text)?.[1] ?? 0);
+}
+
+// The live feed: publish→live latency from each verified reading's own timestamp (= its publish time).
+const liveLatency: number[] = [];
+const live = await mqtt.connectAsync(url, { clientId: 'bench-live' });
+live.on('message', (_topic, payload) => {
+  const message = VerifiedReadingsSchema.safeParse(JSON.parse(payload.toString()));
+  if (message.success) for (const r of message.data.readings) liveLatency.push(Date.now() - r.ts);
+});
+await live.subscribeAsync(topics.allVerified, { qos: 0 });
+
+const clients = await Promise.all(devices.map((d) => mqtt.connectAsync(url, { clientId: d.id, username: d.id, password: d.credentials.mqttPassword })));
+await new Promise((resolve) => setTimeout(resolve, 2000)); // let ingest connect and subscribe
+
+let sent = 0;
+let acknowledged = 0;
+const seq = new Array<number>(deviceCount).fill(0);
+const lastTs = new Array<number>(deviceCount).fill(0);
+const perDeviceInterval = (deviceCount / rate) * 1000;
+const started = Date.now();
+const usageBefore = { broker: await processUsage(broker.pid!), ingest: await processUsage(ingest.pid!), bench: await processUsage(process.pid) };
+await new Promise<void>((resolve) => {
+  const deadline = started + seconds * 1000;
+  // One timer drives every device, so the offered rate holds even when a tick runs late.
+  const tick = setInterval(() => {
+    const now = Date.now();
+    if (now >= deadline) {
+      clearInterval(tick);
+      resolve();
+      return;
+    }
+    const due = Math.floor(((now - started) / 1000) * rate);
+    while (sent < due) {
+      const i = sent % deviceCount;
+      const ts = Math.max(now, lastTs[i]! + 1);
+      lastTs[i] = ts;
+      const payload = signedPayload(devices[i]!, [{ seq: ++seq[i]!, ts, values: { temperature: 20 + (sent % 100) / 10, humidity: 40, pressure: 1013.25 } }]);
+      clients[i]!.publish(topics.telemetry(devices[i]!.id), payload, { qos: 1 }, (err) => {
+        if (!err) acknowledged++;
+      });
+      sent++;
+    }
+  }, Math.max(1, Math.min(10, perDeviceInterval)));
+});
+const sendSeconds = (Date.now() - started) / 1000;
+// Ingest may still be working through what the broker holds: wait until it has taken every
+// acknowledged reading (or gives up after 120 s), and count that time in the rate.
+const catchUpDeadline = Date.now() + 120_000;
+while ((await acceptedReadings().catch(() => 0)) < acknowledged && Date.now() < catchUpDeadline) await new Promise((resolve) => setTimeout(resolve, 250));
+const elapsed = (Date.now() - started) / 1000;
+await new Promise((resolve) => setTimeout(resolve, 1000)); // the last batch's write
+const usageAfter = { broker: await processUsage(broker.pid!), ingest: await processUsage(ingest.pid!), bench: await processUsage(process.pid) };
+
+await Promise.all(clients.map((c) => c.endAsync()));
+await live.endAsync();
+ingest.kill('SIGTERM');
+await new Promise((resolve) => ingest.once('exit', resolve));
+const store = await openStore({ dataDir: dir.path, influxUrl: influx?.url, influxDatabase: 'bench' });
+const storedPoints = await store.count();
+await store.close();
+broker.kill('SIGTERM');
+await influx?.close();
+await dir.remove();
+
+const metricsPerReading = 3;
+const stored = Math.floor(storedPoints / metricsPerReading);
+const cpu = (name: keyof typeof usageAfter) => Number(((usageAfter[name].cpuSeconds - usageBefore[name].cpuSeconds) / elapsed).toFixed(2));
+printJson({
+  bench: 'ingest',
+  machine: machine(),
+  store: storeKind,
+  offeredRate: rate,
+  sendSeconds,
+  secondsUntilAllAccepted: elapsed,
+  devices: deviceCount,
+  sent,
+  acknowledged,
+  stored,
+  lost: acknowledged - stored,
+  sustainedReadingsPerSecond: Math.round(stored / elapsed),
+  publishToLiveMs: summarize(liveLatency),
+  cpuCores: { broker: cpu('broker'), ingest: cpu('ingest'), loadGenerator: cpu('bench') },
+  rssMiB: { broker: Math.round(usageAfter.broker.rssBytes / 2 ** 20), ingest: Math.round(usageAfter.ingest.rssBytes / 2 ** 20) },
+  targets: { readingsPerSecond: 10000, lost: 0, publishToLiveP99Ms: 100 },
+});
+process.exit(0);

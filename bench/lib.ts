@@ -1,0 +1,48 @@
+/** Small helpers shared by the bench scripts: percentiles, CPU and memory of a process, JSON output. */
+import { readFile } from 'node:fs/promises';
+import { cpus } from 'node:os';
+
+export function percentile(sorted: number[], p: number): number | null {
+  if (sorted.length === 0) return null;
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index]!;
+}
+
+export function summarize(samples: number[]): { count: number; p50: number | null; p99: number | null; max: number | null } {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { count: sorted.length, p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1) ?? null };
+}
+
+/** CPU seconds (user + system) and RSS of a process, from /proc (Linux). */
+export async function processUsage(pid: number): Promise<{ cpuSeconds: number; rssBytes: number }> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = 100; // USER_HZ on Linux
+  const cpuSeconds = (Number(fields[11]) + Number(fields[12])) / ticks;
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return { cpuSeconds, rssBytes: rssKb * 1024 };
+}
+
+/** CPU use of a process over an interval, as a fraction of one core. */
+export async function cpuOver(pid: number, run: () => Promise<void>): Promise<{ cores: number; rssBytes: number }> {
+  const before = await processUsage(pid);
+  const started = process.hrtime.bigint();
+  await run();
+  const after = await processUsage(pid);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  return { cores: (after.cpuSeconds - before.cpuSeconds) / seconds, rssBytes: after.rssBytes };
+}
+
+export function machine(): { cores: number; cpu: string; node: string } {
+  return { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version };
+}
+
+export function printJson(result: unknown): void {
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+}
+
+export function argValue(name: string, fallback: string): string {
+  const index = process.argv.indexOf(`--${name}`);
+  return index >= 0 && process.argv[index + 1] !== undefined ? process.argv[index + 1]! : fallback;
+}
