@@ -3,6 +3,7 @@
  * InfluxDB 2.x native API). Each adapter's test file calls `describeStoreContract` with a way to open
  * (and re-open) its store. Tests use their own device ids, so they share one store and one server.
  */
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSensorpipeError, type ErrorCode } from '../../core/errors.ts';
 import type { DeviceMeta } from '../../core/schemas.ts';
@@ -15,10 +16,19 @@ export interface StoreRig {
   close(): Promise<void>;
 }
 
-/** 2026-01-05 00:00 UTC, a Monday: InfluxDB's weekly shards start then, so a test's points share a shard. */
-export const T0 = Date.UTC(2026, 0, 5);
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
+/**
+ * Midnight UTC three days ago: recent enough for any bucket's retention period (a 2.x run may use a
+ * persistent bucket), and far enough back that the 24-hour data set lies wholly in the past.
+ */
+export const T0 = Math.floor(Date.now() / DAY) * DAY - 3 * DAY;
+/**
+ * Device ids of this run: a store that persists between runs (an external InfluxDB 2.x bucket) must not
+ * see the last run's points in this run's counts.
+ */
+const RUN = randomBytes(3).toString('hex');
+export const dev = (name: string): string => `${name}-${RUN}`;
 
 export async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<void> {
   const err = await promise.then(
@@ -55,57 +65,57 @@ export function describeStoreContract(name: string, openRig: () => Promise<Store
 
     it('returns values and millisecond timestamps exactly as written', async () => {
       const values = [0.1, -273.15, 1e-300, 1.7976931348623157e308, 5e-324, Math.PI, 42, -1, 123456789.12345679, 1 / 3, 0];
-      const points: StorePoint[] = values.map((value, i) => ({ device: 'exact', metric: 'temperature', ts: T0 + i * 7 + 1, value }));
-      points.push({ device: 'exact', metric: 'humidity', ts: T0 + 1, value: 55.5 });
+      const points: StorePoint[] = values.map((value, i) => ({ device: dev('exact'), metric: 'temperature', ts: T0 + i * 7 + 1, value }));
+      points.push({ device: dev('exact'), metric: 'humidity', ts: T0 + 1, value: 55.5 });
       const result = await store.write(points);
       expect(result).toEqual({ written: points.length, refused: [] });
 
-      const answer = await raw(store, 'exact', ['temperature', 'humidity'], T0, T0 + HOUR);
+      const answer = await raw(store, dev('exact'), ['temperature', 'humidity'], T0, T0 + HOUR);
       expect(pointsOf(answer, 'temperature')).toEqual(values.map((value, i) => ({ ts: T0 + i * 7 + 1, value })));
       expect(pointsOf(answer, 'humidity')).toEqual([{ ts: T0 + 1, value: 55.5 }]);
       expect(answer.truncated).toBe(false);
       // Without metrics: every metric the device has in the range, sorted by name.
-      const all = await raw(store, 'exact', undefined, T0, T0 + HOUR);
+      const all = await raw(store, dev('exact'), undefined, T0, T0 + HOUR);
       expect(all.series.map((s) => s.metric)).toEqual(['humidity', 'temperature']);
     });
 
     it('is idempotent: writing a point again leaves one point, with the last value', async () => {
       const points: StorePoint[] = [];
-      for (let i = 0; i < 100; i++) points.push({ device: 'idem', metric: 'pressure', ts: T0 + i * 1000, value: i, meta: { site: 'north' } });
+      for (let i = 0; i < 100; i++) points.push({ device: dev('idem'), metric: 'pressure', ts: T0 + i * 1000, value: i, meta: { site: 'north' } });
       await store.write(points);
       await store.write(points.map((p) => ({ ...p, value: p.value + 0.5 })));
       // Twice in one batch: the later one wins.
       await store.write([
-        { device: 'idem', metric: 'pressure', ts: T0, value: -1, meta: { site: 'north' } },
-        { device: 'idem', metric: 'pressure', ts: T0, value: -2, meta: { site: 'north' } },
+        { device: dev('idem'), metric: 'pressure', ts: T0, value: -1, meta: { site: 'north' } },
+        { device: dev('idem'), metric: 'pressure', ts: T0, value: -2, meta: { site: 'north' } },
       ]);
-      expect(await store.count({ device: 'idem' })).toBe(100);
-      const answer = pointsOf(await raw(store, 'idem', ['pressure'], T0, T0 + HOUR), 'pressure');
+      expect(await store.count({ device: dev('idem') })).toBe(100);
+      const answer = pointsOf(await raw(store, dev('idem'), ['pressure'], T0, T0 + HOUR), 'pressure');
       expect(answer).toHaveLength(100);
       expect(answer[0]).toEqual({ ts: T0, value: -2 });
       expect(answer[99]).toEqual({ ts: T0 + 99_000, value: 99.5 });
     });
 
     it('rewriting a point after its metadata changed still reads back as one point; meta follows the newest', async () => {
-      await store.write([{ device: 'moved', metric: 'temperature', ts: T0, value: 1, meta: { site: 'old site' } }]);
+      await store.write([{ device: dev('moved'), metric: 'temperature', ts: T0, value: 1, meta: { site: 'old site' } }]);
       await store.write([
-        { device: 'moved', metric: 'temperature', ts: T0, value: 1, meta: { site: 'new site' } },
-        { device: 'moved', metric: 'temperature', ts: T0 + 1000, value: 2, meta: { site: 'new site' } },
+        { device: dev('moved'), metric: 'temperature', ts: T0, value: 1, meta: { site: 'new site' } },
+        { device: dev('moved'), metric: 'temperature', ts: T0 + 1000, value: 2, meta: { site: 'new site' } },
       ]);
-      expect(pointsOf(await raw(store, 'moved', ['temperature'], T0, T0 + HOUR), 'temperature')).toEqual([
+      expect(pointsOf(await raw(store, dev('moved'), ['temperature'], T0, T0 + HOUR), 'temperature')).toEqual([
         { ts: T0, value: 1 },
         { ts: T0 + 1000, value: 2 },
       ]);
-      expect(await store.meta('moved')).toEqual({ site: 'new site' });
+      expect(await store.meta(dev('moved'))).toEqual({ site: 'new site' });
     });
 
     it('treats a range as [from, to): from included, to excluded', async () => {
-      await store.write([0, 999, 1000, 1999, 2000].map((dt) => ({ device: 'bounds', metric: 'level', ts: T0 + dt, value: dt })));
-      const answer = await raw(store, 'bounds', ['level'], T0 + 999, T0 + 2000);
+      await store.write([0, 999, 1000, 1999, 2000].map((dt) => ({ device: dev('bounds'), metric: 'level', ts: T0 + dt, value: dt })));
+      const answer = await raw(store, dev('bounds'), ['level'], T0 + 999, T0 + 2000);
       expect(pointsOf(answer, 'level').map((p) => p.ts - T0)).toEqual([999, 1000, 1999]);
-      expect(await store.count({ device: 'bounds', from: T0 + 999, to: T0 + 2000 })).toBe(3);
+      expect(await store.count({ device: dev('bounds'), from: T0 + 999, to: T0 + 2000 })).toBe(3);
       // Aggregated windows align to the epoch, but only points inside [from, to) count.
-      const windows = await store.query({ device: 'bounds', metrics: ['level'], from: T0 + 999, to: T0 + 2000, every: 1000, fn: 'count' });
+      const windows = await store.query({ device: dev('bounds'), metrics: ['level'], from: T0 + 999, to: T0 + 2000, every: 1000, fn: 'count' });
       expect(windows.series[0]!.points.map((p) => [p.ts - T0, p.value])).toEqual([
         [0, 1],
         [1000, 2],
@@ -114,11 +124,11 @@ export function describeStoreContract(name: string, openRig: () => Promise<Store
 
     it('aggregates each window with mean, min, max, last and count, with the min/max envelope', async () => {
       // Two 10 s windows: values 1..5 in the first, 10, 30, 20 in the second (written out of order).
-      const first = [1, 2, 3, 4, 5].map((value, i) => ({ device: 'agg', metric: 'flow', ts: T0 + i * 2000, value }));
+      const first = [1, 2, 3, 4, 5].map((value, i) => ({ device: dev('agg'), metric: 'flow', ts: T0 + i * 2000, value }));
       const second = [
-        { device: 'agg', metric: 'flow', ts: T0 + 19_000, value: 20 },
-        { device: 'agg', metric: 'flow', ts: T0 + 10_000, value: 10 },
-        { device: 'agg', metric: 'flow', ts: T0 + 15_000, value: 30 },
+        { device: dev('agg'), metric: 'flow', ts: T0 + 19_000, value: 20 },
+        { device: dev('agg'), metric: 'flow', ts: T0 + 10_000, value: 10 },
+        { device: dev('agg'), metric: 'flow', ts: T0 + 15_000, value: 30 },
       ];
       await store.write([...second, ...first]);
       const expected = {
@@ -129,7 +139,7 @@ export function describeStoreContract(name: string, openRig: () => Promise<Store
         count: [5, 3],
       } as const;
       for (const fn of ['mean', 'min', 'max', 'last', 'count'] as const) {
-        const answer = await store.query({ device: 'agg', metrics: ['flow'], from: T0, to: T0 + 20_000, every: 10_000, fn });
+        const answer = await store.query({ device: dev('agg'), metrics: ['flow'], from: T0, to: T0 + 20_000, every: 10_000, fn });
         expect(answer.mode).toBe('aggregate');
         expect(answer.every).toBe(10_000);
         expect(answer.series[0]!.points, fn).toEqual([
@@ -138,37 +148,37 @@ export function describeStoreContract(name: string, openRig: () => Promise<Store
         ]);
       }
       // Empty windows are left out, not filled.
-      const sparse = await store.query({ device: 'agg', metrics: ['flow'], from: T0 - 60_000, to: T0 + 80_000, every: 10_000, fn: 'max' });
+      const sparse = await store.query({ device: dev('agg'), metrics: ['flow'], from: T0 - 60_000, to: T0 + 80_000, every: 10_000, fn: 'max' });
       expect(sparse.series[0]!.points.map((p) => p.ts - T0)).toEqual([0, 10_000]);
     });
 
     it('answers empty ranges, unknown devices and unknown metrics with empty results', async () => {
-      await store.write([{ device: 'empty', metric: 'rpm', ts: T0, value: 1 }]);
-      const named = await raw(store, 'empty', ['rpm', 'vibration'], T0 + HOUR, T0 + 2 * HOUR);
+      await store.write([{ device: dev('empty'), metric: 'rpm', ts: T0, value: 1 }]);
+      const named = await raw(store, dev('empty'), ['rpm', 'vibration'], T0 + HOUR, T0 + 2 * HOUR);
       expect(named.series).toEqual([
         { metric: 'rpm', points: [] },
         { metric: 'vibration', points: [] },
       ]);
-      const aggregated = await store.query({ device: 'empty', metrics: ['rpm'], from: T0 + HOUR, to: T0 + DAY });
+      const aggregated = await store.query({ device: dev('empty'), metrics: ['rpm'], from: T0 + HOUR, to: T0 + DAY });
       expect(aggregated.series).toEqual([{ metric: 'rpm', points: [] }]);
-      expect((await raw(store, 'nobody', undefined, T0, T0 + HOUR)).series).toEqual([]);
-      expect(await store.latest('nobody', T0 - DAY)).toEqual([]);
-      expect(await store.meta('nobody')).toBeUndefined();
-      expect(await store.count({ device: 'nobody' })).toBe(0);
+      expect((await raw(store, dev('nobody'), undefined, T0, T0 + HOUR)).series).toEqual([]);
+      expect(await store.latest(dev('nobody'), T0 - DAY)).toEqual([]);
+      expect(await store.meta(dev('nobody'))).toBeUndefined();
+      expect(await store.count({ device: dev('nobody') })).toBe(0);
     });
 
     it('returns the latest value per metric of a device', async () => {
       await store.write([
-        { device: 'fresh', metric: 'temperature', ts: T0 + 5000, value: 21.5 },
-        { device: 'fresh', metric: 'temperature', ts: T0 + 1000, value: 20 },
-        { device: 'fresh', metric: 'humidity', ts: T0 + 3000, value: 40 },
-        { device: 'other', metric: 'temperature', ts: T0 + 9000, value: 99 },
+        { device: dev('fresh'), metric: 'temperature', ts: T0 + 5000, value: 21.5 },
+        { device: dev('fresh'), metric: 'temperature', ts: T0 + 1000, value: 20 },
+        { device: dev('fresh'), metric: 'humidity', ts: T0 + 3000, value: 40 },
+        { device: dev('other'), metric: 'temperature', ts: T0 + 9000, value: 99 },
       ]);
-      expect(await store.latest('fresh', T0)).toEqual([
+      expect(await store.latest(dev('fresh'), T0)).toEqual([
         { metric: 'humidity', ts: T0 + 3000, value: 40 },
         { metric: 'temperature', ts: T0 + 5000, value: 21.5 },
       ]);
-      expect(await store.latest('fresh', T0 + 4000)).toEqual([{ metric: 'temperature', ts: T0 + 5000, value: 21.5 }]);
+      expect(await store.latest(dev('fresh'), T0 + 4000)).toEqual([{ metric: 'temperature', ts: T0 + 5000, value: 21.5 }]);
     });
 
     it('round-trips metadata tag values with spaces, commas, equals signs, quotes, backslashes, newlines and non-ASCII', async () => {
@@ -179,37 +189,37 @@ export function describeStoreContract(name: string, openRig: () => Promise<Store
         { site: '\\', model: '=', profile: ',' },
       ];
       for (const [i, meta] of hostile.entries()) {
-        const result = await store.write([{ device: `tags-${i}`, metric: 'temperature', ts: T0 + i, value: i, meta }]);
+        const result = await store.write([{ device: dev(`tags-${i}`), metric: 'temperature', ts: T0 + i, value: i, meta }]);
         expect(result.refused).toEqual([]);
       }
       for (const [i, meta] of hostile.entries()) {
-        expect(await store.meta(`tags-${i}`)).toEqual(meta);
-        expect(pointsOf(await raw(store, `tags-${i}`, ['temperature'], T0, T0 + HOUR), 'temperature')).toEqual([{ ts: T0 + i, value: i }]);
+        expect(await store.meta(dev(`tags-${i}`))).toEqual(meta);
+        expect(pointsOf(await raw(store, dev(`tags-${i}`), ['temperature'], T0, T0 + HOUR), 'temperature')).toEqual([{ ts: T0 + i, value: i }]);
       }
     });
 
     it('refuses bad points alone, by index, and writes the rest of the batch', async () => {
       const batch: StorePoint[] = [
-        { device: 'mixed', metric: 'temperature', ts: T0, value: 1 },
-        { device: 'mixed', metric: 'temperature', ts: T0 + 1000, value: Number.NaN },
-        { device: 'mixed', metric: 'Bad Metric', ts: T0 + 2000, value: 3 },
-        { device: 'mixed', metric: 'temperature', ts: T0 + 3000.5, value: 4 },
+        { device: dev('mixed'), metric: 'temperature', ts: T0, value: 1 },
+        { device: dev('mixed'), metric: 'temperature', ts: T0 + 1000, value: Number.NaN },
+        { device: dev('mixed'), metric: 'Bad Metric', ts: T0 + 2000, value: 3 },
+        { device: dev('mixed'), metric: 'temperature', ts: T0 + 3000.5, value: 4 },
         { device: 'Not A Slug', metric: 'temperature', ts: T0, value: 5 },
-        { device: 'mixed', metric: 'temperature', ts: T0 + 4000, value: Number.POSITIVE_INFINITY },
-        { device: 'mixed', metric: 'temperature', ts: T0 + 5000, value: 6 },
+        { device: dev('mixed'), metric: 'temperature', ts: T0 + 4000, value: Number.POSITIVE_INFINITY },
+        { device: dev('mixed'), metric: 'temperature', ts: T0 + 5000, value: 6 },
       ];
       const result = await store.write(batch);
       expect(result.written).toBe(2);
       expect(result.refused.map((r) => r.index)).toEqual([1, 2, 3, 4, 5]);
       for (const r of result.refused) expect(r.message).toMatch(/\w/);
-      expect(pointsOf(await raw(store, 'mixed', ['temperature'], T0, T0 + HOUR), 'temperature')).toEqual([
+      expect(pointsOf(await raw(store, dev('mixed'), ['temperature'], T0, T0 + HOUR), 'temperature')).toEqual([
         { ts: T0, value: 1 },
         { ts: T0 + 5000, value: 6 },
       ]);
     });
 
     it('rejects hostile query parameters with their codes', async () => {
-      const base: RangeQuery = { device: 'agg', metrics: ['flow'], from: T0, to: T0 + HOUR };
+      const base: RangeQuery = { device: dev('agg'), metrics: ['flow'], from: T0, to: T0 + HOUR };
       const cases: [string, RangeQuery, ErrorCode][] = [
         ['from after to', { ...base, from: T0 + HOUR, to: T0 }, 'QUERY_RANGE_INVALID'],
         ['empty range', { ...base, to: T0 }, 'QUERY_RANGE_INVALID'],
@@ -234,23 +244,23 @@ export function describeStoreContract(name: string, openRig: () => Promise<Store
     });
 
     it('keeps its data across a restart', async () => {
-      await store.write([{ device: 'durable', metric: 'energy', ts: T0 + 42, value: 4.2 }]);
+      await store.write([{ device: dev('durable'), metric: 'energy', ts: T0 + 42, value: 4.2 }]);
       store = await rig.reopen();
-      expect(pointsOf(await raw(store, 'durable', ['energy'], T0, T0 + HOUR), 'energy')).toEqual([{ ts: T0 + 42, value: 4.2 }]);
+      expect(pointsOf(await raw(store, dev('durable'), ['energy'], T0, T0 + HOUR), 'energy')).toEqual([{ ts: T0 + 42, value: 4.2 }]);
       // Points written before the restart are still rewritten in place, not duplicated.
-      await store.write([{ device: 'durable', metric: 'energy', ts: T0 + 42, value: 4.3 }]);
-      expect(await store.count({ device: 'durable' })).toBe(1);
+      await store.write([{ device: dev('durable'), metric: 'energy', ts: T0 + 42, value: 4.3 }]);
+      expect(await store.count({ device: dev('durable') })).toBe(1);
     });
 
     it('raw queries stop at maxPoints per series and say so', async () => {
       const points: StorePoint[] = [];
-      for (let i = 0; i < 30; i++) points.push({ device: 'many', metric: 'current', ts: T0 + i * 1000, value: i }, { device: 'many', metric: 'voltage', ts: T0 + i * 1000, value: i });
+      for (let i = 0; i < 30; i++) points.push({ device: dev('many'), metric: 'current', ts: T0 + i * 1000, value: i }, { device: dev('many'), metric: 'voltage', ts: T0 + i * 1000, value: i });
       await store.write(points);
-      const cut = await raw(store, 'many', ['current', 'voltage'], T0, T0 + HOUR, 10);
+      const cut = await raw(store, dev('many'), ['current', 'voltage'], T0, T0 + HOUR, 10);
       expect(cut.truncated).toBe(true);
       expect(pointsOf(cut, 'current').map((p) => p.value)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
       expect(pointsOf(cut, 'voltage')).toHaveLength(10);
-      expect((await raw(store, 'many', ['current'], T0, T0 + HOUR, 30)).truncated).toBe(false);
+      expect((await raw(store, dev('many'), ['current'], T0, T0 + HOUR, 30)).truncated).toBe(false);
     });
 
     it('1,000,000 points, then a 24-hour query returns at most 1,000 points per series with the right min and max', { timeout: 120_000 }, async () => {
@@ -266,7 +276,7 @@ export function describeStoreContract(name: string, openRig: () => Promise<Store
       let batch: StorePoint[] = [];
       let total = 0;
       for (let i = 0; i < seconds; i++) {
-        for (let k = 0; k < metrics.length; k++) batch.push({ device: 'big', metric: metrics[k]!, ts: T0 + i * 1000, value: value(k, i), meta: { site: 'bench', profile: 'env' } });
+        for (let k = 0; k < metrics.length; k++) batch.push({ device: dev('big'), metric: metrics[k]!, ts: T0 + i * 1000, value: value(k, i), meta: { site: 'bench', profile: 'env' } });
         if (batch.length >= 5000) {
           total += (await store.write(batch)).written;
           batch = [];
@@ -276,7 +286,7 @@ export function describeStoreContract(name: string, openRig: () => Promise<Store
       expect(total).toBe(seconds * metrics.length);
 
       const asked = ['m0', 'm5', 'm11'];
-      const answer = await store.query({ device: 'big', metrics: asked, from: T0, to: T0 + DAY });
+      const answer = await store.query({ device: dev('big'), metrics: asked, from: T0, to: T0 + DAY });
       expect(answer.every).toBeGreaterThan(0);
       const every = answer.every!;
       for (const metric of asked) {
