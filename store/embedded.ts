@@ -16,7 +16,7 @@ import { SensorpipeError, isSensorpipeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { DeviceMeta } from '../core/schemas.ts';
 import { checkBatch, sortRefused } from './points.ts';
-import type { LatestValue, QueryResult, RangeQuery, StorePoint as Point, TimeSeriesStore, WriteResult } from './port.ts';
+import type { DeviceLatestValue, LatestValue, QueryResult, RangeQuery, StorePoint as Point, TimeSeriesStore, WriteResult } from './port.ts';
 import { planQuery, type PlannedQuery } from './query.ts';
 import { DEFAULT_LATEST_WINDOW_MS, SeriesBuilder } from './result.ts';
 
@@ -77,6 +77,7 @@ export async function openEmbeddedStore(options: EmbeddedStoreOptions): Promise<
     write: (points) => (closed ? Promise.reject(closedError()) : store.write(points)),
     query: (query) => (closed ? Promise.reject(closedError()) : store.query(query)),
     latest: (device, since) => (closed ? Promise.reject(closedError()) : store.latest(device, since)),
+    latestAll: (since) => (closed ? Promise.reject(closedError()) : store.latestAll(since)),
     meta: (device) => (closed ? Promise.reject(closedError()) : store.meta(device)),
     count: (opts) => (closed ? Promise.reject(closedError()) : store.count(opts)),
     health: () => (closed ? Promise.resolve({ ok: false, detail: 'closed' }) : store.health()),
@@ -320,6 +321,19 @@ class EmbeddedStore implements TimeSeriesStore {
       return result.getRows().map(([metric, ts, value]) => ({ metric: String(metric), ts: Number(ts), value: Number(value) }));
     } catch (err) {
       throw unavailable('latest failed', err);
+    }
+  }
+
+  async latestAll(since?: number): Promise<DeviceLatestValue[]> {
+    this.assertOpen();
+    try {
+      const result = await this.reader.runAndReadAll(
+        'SELECT device, metric, max(ts), arg_max(value, ts) FROM readings WHERE ts >= $1 GROUP BY device, metric ORDER BY device, metric',
+        [BigInt(since ?? this.now() - DEFAULT_LATEST_WINDOW_MS)],
+      );
+      return result.getRows().map(([device, metric, ts, value]) => ({ device: String(device), metric: String(metric), ts: Number(ts), value: Number(value) }));
+    } catch (err) {
+      throw unavailable('latestAll failed', err);
     }
   }
 

@@ -21,7 +21,7 @@ import { SensorpipeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { DeviceMeta } from '../core/schemas.ts';
 import { checkBatch, sortRefused } from './points.ts';
-import type { LatestValue, QueryResult, RangeQuery, StorePoint, TimeSeriesStore, WriteResult } from './port.ts';
+import type { DeviceLatestValue, LatestValue, QueryResult, RangeQuery, StorePoint, TimeSeriesStore, WriteResult } from './port.ts';
 import { decodeTagValue, MEASUREMENT, META_TAGS, postNarrowing, toLines, type Line, type PostOutcome } from './line-protocol.ts';
 import { planQuery } from './query.ts';
 import { DEFAULT_LATEST_WINDOW_MS, SeriesBuilder } from './result.ts';
@@ -255,6 +255,25 @@ export class InfluxStore implements TimeSeriesStore {
       if (row !== undefined && typeof row[1] === 'number') values.push({ metric, ts: row[0] as number, value: row[1] });
     });
     return values;
+  }
+
+  async latestAll(since?: number): Promise<DeviceLatestValue[]> {
+    this.assertOpen();
+    const metrics = await this.fieldKeys();
+    if (metrics.length === 0) return [];
+    const where = this.timeRange(since ?? this.now() - DEFAULT_LATEST_WINDOW_MS, TIME_MAX);
+    // GROUP BY device merges a device's series that differ only in metadata tags.
+    const answer = await this.influxql(metrics.map((m) => `SELECT last(${ident(m)}) FROM ${ident(MEASUREMENT)} WHERE ${where} GROUP BY "device"`).join('; '));
+    const values: DeviceLatestValue[] = [];
+    metrics.forEach((metric, i) => {
+      const result = answer.results?.find((r) => (r.statement_id ?? 0) === i);
+      for (const series of result?.series ?? []) {
+        const row = series.values?.[0];
+        const device = series.tags?.device;
+        if (row !== undefined && device !== undefined && typeof row[1] === 'number') values.push({ device, metric, ts: row[0] as number, value: row[1] });
+      }
+    });
+    return values.sort((a, b) => (a.device === b.device ? (a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : 0) : a.device < b.device ? -1 : 1));
   }
 
   async meta(device: string): Promise<DeviceMeta | undefined> {

@@ -15,7 +15,7 @@ import { LIMITS } from '../core/limits.ts';
 import type { Logger } from '../core/logger.ts';
 import type { DeviceMeta } from '../core/schemas.ts';
 import { checkBatch, sortRefused } from './points.ts';
-import type { LatestValue, QueryResult, RangeQuery, StorePoint, TimeSeriesStore, WriteResult } from './port.ts';
+import type { DeviceLatestValue, LatestValue, QueryResult, RangeQuery, StorePoint, TimeSeriesStore, WriteResult } from './port.ts';
 import { decodeTagValue, MEASUREMENT, META_TAGS, postNarrowing, toLines, type Line, type PostOutcome } from './line-protocol.ts';
 import { planQuery, type PlannedQuery } from './query.ts';
 import { DEFAULT_LATEST_WINDOW_MS, SeriesBuilder } from './result.ts';
@@ -172,6 +172,18 @@ class Influx2Store implements TimeSeriesStore {
     return rows
       .map((row) => ({ metric: String(row._field), ts: Date.parse(String(row._time)), value: Number(row._value) }))
       .sort((a, b) => (a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : 0));
+  }
+
+  async latestAll(since?: number): Promise<DeviceLatestValue[]> {
+    this.assertOpen();
+    const rows = await this.rows(`${this.source(undefined, since ?? this.now() - DEFAULT_LATEST_WINDOW_MS, LIMITS.maxTimestampMs + 1)}
+  |> last()
+  |> group(columns: ["device", "_field"])
+  |> sort(columns: ["_time"], desc: true)
+  |> limit(n: 1)`);
+    return rows
+      .map((row) => ({ device: String(row.device), metric: String(row._field), ts: Date.parse(String(row._time)), value: Number(row._value) }))
+      .sort((a, b) => (a.device === b.device ? (a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : 0) : a.device < b.device ? -1 : 1));
   }
 
   async meta(device: string): Promise<DeviceMeta | undefined> {

@@ -93,6 +93,10 @@ export interface LatestValue {
   value: number;
 }
 
+export interface DeviceLatestValue extends LatestValue {
+  device: string;
+}
+
 /**
  * Every method rejects only with a SensorpipeError: STORE_UNAVAILABLE (retryable: the store is down,
  * timed out, or answered 401/403/404/413/429/5xx) or, for queries, QUERY_INVALID / QUERY_RANGE_INVALID /
@@ -114,6 +118,11 @@ export interface TimeSeriesStore {
   query(query: RangeQuery): Promise<QueryResult>;
   /** Newest value per metric of one device (from `since` on, default 30 days ago), sorted by metric. */
   latest(device: string, since?: number): Promise<LatestValue[]>;
+  /**
+   * Newest value per (device, metric) of every device with data since `since` (default 30 days ago),
+   * sorted by device then metric: the fleet overview in one call instead of one per device.
+   */
+  latestAll(since?: number): Promise<DeviceLatestValue[]>;
   /** The metadata tags last written for a device (as stored), or undefined. */
   meta(device: string): Promise<DeviceMeta | undefined>;
   /** Number of stored points, optionally of one device, in [from, to). */

@@ -181,6 +181,23 @@ export function describeStoreContract(name: string, openRig: () => Promise<Store
       expect(await store.latest(dev('fresh'), T0 + 4000)).toEqual([{ metric: 'temperature', ts: T0 + 5000, value: 21.5 }]);
     });
 
+    it('returns the latest value per device and metric of the whole fleet in one call', async () => {
+      const fleet = [dev('fleet-a'), dev('fleet-b')];
+      await store.write([
+        { device: dev('fleet-a'), metric: 'temperature', ts: T0 + 1000, value: 1, meta: { site: 'one' } },
+        { device: dev('fleet-a'), metric: 'temperature', ts: T0 + 2000, value: 2, meta: { site: 'two' } },
+        { device: dev('fleet-b'), metric: 'humidity', ts: T0 + 3000, value: 3 },
+        { device: dev('fleet-b'), metric: 'temperature', ts: T0 + 500, value: 4 },
+      ]);
+      const ours = (await store.latestAll(T0)).filter((v) => fleet.includes(v.device));
+      expect(ours).toEqual([
+        { device: dev('fleet-a'), metric: 'temperature', ts: T0 + 2000, value: 2 },
+        { device: dev('fleet-b'), metric: 'humidity', ts: T0 + 3000, value: 3 },
+        { device: dev('fleet-b'), metric: 'temperature', ts: T0 + 500, value: 4 },
+      ]);
+      expect((await store.latestAll(T0 + 2500)).filter((v) => fleet.includes(v.device))).toEqual([{ device: dev('fleet-b'), metric: 'humidity', ts: T0 + 3000, value: 3 }]);
+    });
+
     it('round-trips metadata tag values with spaces, commas, equals signs, quotes, backslashes, newlines and non-ASCII', async () => {
       const hostile: DeviceMeta[] = [
         { site: 'Hall 7, bay=3', model: 'He said "hi"', profile: "it's" },
