@@ -71,6 +71,7 @@ export class IngestLink {
     this.client.on('connect', (connack) => {
       options.logger.info({ sessionPresent: connack.sessionPresent }, 'connected to the broker');
       if (connack.sessionPresent) {
+        options.logger.info('session resumed; subscriptions kept by the broker');
         this.subscribed();
         return;
       }
@@ -78,7 +79,10 @@ export class IngestLink {
         if (err) options.logger.error({ err }, 'subscribe failed');
         const refused = granted?.filter((g) => g.qos === 128) ?? [];
         if (refused.length > 0) options.logger.error({ refused: refused.map((g) => g.topic) }, 'broker refused the subscription');
-        else if (!err) this.subscribed();
+        else if (!err) {
+          options.logger.info({ subscriptions: options.subscriptions }, 'subscribed');
+          this.subscribed();
+        }
       });
     });
     // MQTT.js counts only acks and PINGRESP as signs of life, not incoming PUBLISH packets. Under a

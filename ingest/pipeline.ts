@@ -64,10 +64,12 @@ export interface PipelineDeps {
 interface Batch {
   points: IngestPoint[];
   acks: (() => void)[];
+  /** seq-log lines of the batch's messages, written once its points are durable. */
+  seqLines: string[];
 }
 
 export class IngestPipeline {
-  private current: Batch = { points: [], acks: [] };
+  private current: Batch = { points: [], acks: [], seqLines: [] };
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
   /** Batches that found the spool full; written (or spooled) once there is room again. */
@@ -97,14 +99,17 @@ export class IngestPipeline {
     });
     switch (verdict.kind) {
       case 'duplicate':
+        // The original may still sit in a batch that is not durable yet (a redelivery after a
+        // reconnect): acknowledge with the current batch, which persists after every earlier one.
         metrics.duplicates.inc();
-        message.ack();
+        this.current.acks.push(message.ack);
+        this.timer ??= setTimeout(() => this.flushBatch(), this.options.batchMaxDelayMs);
         return;
       case 'rejected':
         this.reject(verdict.reason, message.topic, verdict.device, verdict.message, message.payload, message.ack);
         return;
       case 'accepted': {
-        this.deps.seqs.accept(verdict.device, verdict.fresh, verdict.range);
+        this.current.seqLines.push(this.deps.seqs.accept(verdict.device, verdict.fresh, verdict.range));
         metrics.acceptedMessages.inc();
         metrics.acceptedReadings.inc(verdict.readings.length);
         this.deps.publishVerified(verdict.device, verdict.readings, verdict.meta);
@@ -156,7 +161,7 @@ export class IngestPipeline {
     this.timer = undefined;
     if (this.current.points.length === 0 && this.current.acks.length === 0) return;
     const batch = this.current;
-    this.current = { points: [], acks: [] };
+    this.current = { points: [], acks: [], seqLines: [] };
     this.writing = this.writing.then(() => this.persist(batch)).catch((err: unknown) => {
       this.deps.logger.error({ err }, 'batch could not be persisted; its messages stay unacknowledged');
     });
@@ -171,7 +176,7 @@ export class IngestPipeline {
       this.deps.logger.error({ spoolBytes: this.deps.spool.bytes, limit: this.deps.spool.maxBytes }, 'ALARM: spool full; acknowledgements paused, the broker holds new messages');
       return;
     }
-    await this.deps.seqs.flush();
+    await this.deps.seqs.append(batch.seqLines);
     await this.deps.quarantine.flush();
     for (const ack of batch.acks) ack();
   }
@@ -254,7 +259,7 @@ export class IngestPipeline {
       if (!this.deps.spool.hasRoomFor(record.length)) return;
       await this.deps.spool.append(record);
       this.blocked.shift();
-      await this.deps.seqs.flush();
+      await this.deps.seqs.append(batch.seqLines);
       for (const ack of batch.acks) ack();
     }
     this.deps.metrics.spoolFull.set(0);

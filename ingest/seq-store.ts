@@ -1,7 +1,8 @@
 /**
  * Keeps the SeqTracker on disk, so a restart of ingest neither re-accepts a replay nor rejects a
- * legitimate redelivery. An append-only log of accepted messages (one JSON line each), fsynced before
- * the messages are acknowledged, plus a snapshot that the log is folded into now and then.
+ * legitimate redelivery. An append-only log of accepted messages (one JSON line each), written once
+ * their readings are durable and before they are acknowledged, plus a snapshot that the log is folded
+ * into now and then.
  *
  * A crash can lose at most log lines that were never fsynced, i.e. messages that were never
  * acknowledged: the broker redelivers them and the store's idempotent writes absorb the rewrite.
@@ -27,7 +28,6 @@ interface SnapshotDevice {
 export class SeqStore {
   readonly tracker: SeqTracker;
   private log: FileHandle | undefined;
-  private pending: string[] = [];
   private logBytes = 0;
 
   private constructor(
@@ -44,17 +44,20 @@ export class SeqStore {
     return store;
   }
 
-  /** Records an accepted message in memory and queues its log line; `flush` makes it durable. */
-  accept(device: string, fresh: readonly number[], range: [number, number]): void {
+  /**
+   * Records an accepted message in memory and returns its log line. The caller writes the line with
+   * `append` only once the message's readings are durable: a line on disk for readings that were lost
+   * in a crash would make their redelivery look like a duplicate.
+   */
+  accept(device: string, fresh: readonly number[], range: [number, number]): string {
     this.tracker.accept(device, fresh, range);
-    this.pending.push(`${JSON.stringify({ d: device, s: [...fresh], r: range } satisfies LogLine)}\n`);
+    return `${JSON.stringify({ d: device, s: [...fresh], r: range } satisfies LogLine)}\n`;
   }
 
-  /** Writes and fsyncs every queued line. Call before acknowledging the messages they describe. */
-  async flush(): Promise<void> {
-    if (this.pending.length === 0) return;
-    const text = this.pending.join('');
-    this.pending = [];
+  /** Writes and fsyncs log lines; call before acknowledging the messages they describe. */
+  async append(lines: readonly string[]): Promise<void> {
+    if (lines.length === 0) return;
+    const text = lines.join('');
     const log = await this.openLog();
     await log.appendFile(text, 'utf8');
     await log.datasync();
@@ -84,7 +87,6 @@ export class SeqStore {
   }
 
   async close(): Promise<void> {
-    await this.flush();
     await this.log?.close();
     this.log = undefined;
   }

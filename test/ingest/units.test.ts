@@ -59,9 +59,9 @@ describe('SeqTracker', () => {
 describe('SeqStore', () => {
   it('survives a restart: replays stay refused and redeliveries stay duplicates', async () => {
     let store = await SeqStore.open(dir.path, options);
-    store.accept('d', [1, 2], [1, 2]);
-    store.accept('d', [5], [5, 5]);
-    await store.flush();
+    const lines = [store.accept('d', [1, 2], [1, 2]), store.accept('d', [5], [5, 5])];
+    store.accept('d', [6], [6, 6]); // its readings never became durable: its line is never written
+    await store.append(lines);
     await store.close();
     await appendFile(join(dir.path, 'seq.log'), '{"d":"d","s":[7'); // a torn line: a crash mid-write
     store = await SeqStore.open(dir.path, options);
