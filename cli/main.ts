@@ -3,6 +3,7 @@
  * components into a process; the components themselves never import each other.
  */
 import { isSensorpipeError } from '../core/errors.ts';
+import { brokerCommand } from './broker.ts';
 import { devicesCommand } from './devices.ts';
 import { ingestCommand } from './ingest.ts';
 import { quarantineCommand } from './quarantine.ts';
@@ -14,6 +15,7 @@ export interface Command {
 }
 
 const commands: Record<string, Command> = {
+  broker: brokerCommand,
   devices: devicesCommand,
   ingest: ingestCommand,
   quarantine: quarantineCommand,

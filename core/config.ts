@@ -98,6 +98,26 @@ export const brokerOptions = {
   tlsPort: { env: 'SENSORPIPE_MQTT_TLS_PORT', flag: 'mqtt-tls-port', schema: port, default: '8883', doc: 'MQTT over TLS port, used when a certificate and key are set.' },
   tlsCert: { env: 'SENSORPIPE_TLS_CERT', flag: 'tls-cert', schema: optionalText, doc: 'PEM certificate file for MQTT over TLS.' },
   tlsKey: { env: 'SENSORPIPE_TLS_KEY', flag: 'tls-key', schema: optionalText, doc: 'PEM private key file for MQTT over TLS.' },
+  // Limits against hostile or broken clients (see docs/BROKER.md).
+  maxPacketBytes: { env: 'SENSORPIPE_MQTT_MAX_PACKET', flag: 'mqtt-max-packet', schema: sizeBytes, default: '512KiB', doc: 'Largest MQTT packet accepted; checked on the fixed header, before the packet is buffered (larger: connection closed).' },
+  connectTimeoutMs: { env: 'SENSORPIPE_MQTT_CONNECT_TIMEOUT', flag: 'mqtt-connect-timeout', schema: durationMs, default: '10s', doc: 'Time a new connection has to complete its CONNECT packet.' },
+  keepaliveMinS: { env: 'SENSORPIPE_MQTT_KEEPALIVE_MIN', flag: 'mqtt-keepalive-min', schema: integer(1, 65535), default: '5', doc: 'Keepalive (seconds) below this is raised to it.' },
+  keepaliveMaxS: { env: 'SENSORPIPE_MQTT_KEEPALIVE_MAX', flag: 'mqtt-keepalive-max', schema: integer(1, 65535), default: '600', doc: 'Keepalive (seconds) above this, or 0 (none), is lowered to it: an idle client is dropped after 1.5 times this.' },
+  maxTopicLevels: { env: 'SENSORPIPE_MQTT_MAX_TOPIC_LEVELS', flag: 'mqtt-max-topic-levels', schema: integer(1, 100), default: '16', doc: 'Most levels in a topic or filter.' },
+  maxTopicBytes: { env: 'SENSORPIPE_MQTT_MAX_TOPIC_LENGTH', flag: 'mqtt-max-topic-length', schema: integer(1, 65535), default: '256', doc: 'Longest topic or filter, in bytes.' },
+  maxInflightInbound: { env: 'SENSORPIPE_MQTT_MAX_INFLIGHT', flag: 'mqtt-max-inflight', schema: integer(1, 65535), default: '100', doc: 'Most inbound QoS 2 messages a client may leave awaiting PUBREL (more: disconnected).' },
+  publishRate: { env: 'SENSORPIPE_DEVICE_PUBLISH_RATE', flag: 'device-publish-rate', schema: z.string().trim().transform(Number).pipe(z.number().positive()), default: '20', doc: 'Messages per second a device may publish on average (token bucket); excess is dropped and counted.' },
+  publishBurst: { env: 'SENSORPIPE_DEVICE_PUBLISH_BURST', flag: 'device-publish-burst', schema: integer(1, 1_000_000), default: '100', doc: 'Messages a device may publish at once above its rate (bucket size).' },
+  publishAbuseDrops: { env: 'SENSORPIPE_DEVICE_ABUSE_DROPS', flag: 'device-abuse-drops', schema: integer(1, 1_000_000), default: '500', doc: 'A device whose publishes are dropped this many times in a row (no accepted publish between) is disconnected.' },
+  maxConnections: { env: 'SENSORPIPE_MQTT_MAX_CONNECTIONS', flag: 'mqtt-max-connections', schema: integer(1, 10_000_000), default: '100000', doc: 'Most open connections in total (more: closed at once).' },
+  maxConnectionsPerAddress: { env: 'SENSORPIPE_MQTT_MAX_CONNECTIONS_PER_ADDRESS', flag: 'mqtt-max-connections-per-address', schema: integer(1, 10_000_000), default: '1000', doc: 'Most open connections from one IP address (a gateway or NAT may carry many devices).' },
+  drainTimeoutMs: { env: 'SENSORPIPE_MQTT_DRAIN_TIMEOUT', flag: 'mqtt-drain-timeout', schema: durationMs, default: '10s', doc: 'A subscriber that does not read for this long is disconnected, so it cannot stall delivery to others.' },
+  loginFailuresMax: { env: 'SENSORPIPE_MQTT_LOGIN_FAILURES', flag: 'mqtt-login-failures', schema: integer(1, 1_000_000), default: '10', doc: 'Failed logins from one address within the window that get the address banned.' },
+  loginFailureWindowMs: { env: 'SENSORPIPE_MQTT_LOGIN_FAILURE_WINDOW', flag: 'mqtt-login-failure-window', schema: durationMs, default: '1m', doc: 'Window for counting failed logins.' },
+  loginBanMs: { env: 'SENSORPIPE_MQTT_LOGIN_BAN', flag: 'mqtt-login-ban', schema: durationMs, default: '5m', doc: 'How long a banned address is refused (new connections closed at once).' },
+  registryPollMs: { env: 'SENSORPIPE_REGISTRY_POLL', flag: 'registry-poll', schema: durationMs, default: '1s', doc: 'How often the broker checks the registry file for changes (revocations take effect then).' },
+  brokerMetricsPort: { env: 'SENSORPIPE_BROKER_METRICS_PORT', flag: 'broker-metrics-port', schema: port, default: '9102', doc: 'Port of the broker\'s /metrics and /healthz (0: any free port).' },
+  redisUrl: { env: 'SENSORPIPE_REDIS_URL', flag: 'redis-url', schema: optionalUrl(['redis', 'rediss']), doc: 'Redis for scale-out: several brokers share messages, sessions and retained messages. Unset: in memory.' },
 } satisfies Specs;
 
 /** Service accounts: each service logs in to the broker with its own name and password. */

@@ -1,0 +1,95 @@
+/**
+ * Who is logged in, and what they may publish and subscribe to. Pure functions, no aedes.
+ *
+ *   device X      publish: sensors/X/telemetry, sensors/X/status (no wildcards; Will only on its status)
+ *                 subscribe: only inside sensors/X/
+ *   svc:ingest    subscribe: sensors/+/telemetry (or one device's); publish: pipeline/#
+ *   svc:display   subscribe: pipeline/#, sensors/+/status; publish: nothing
+ *   svc:admin     everything ($SYS/# included), for tools such as MQTT Explorer and conformance suites
+ */
+import { hasWildcard, topics } from '../core/topics.ts';
+
+export type ServiceName = 'ingest' | 'display' | 'admin';
+export const SERVICE_PREFIX = 'svc:';
+
+export type Principal =
+  | { kind: 'device'; deviceId: string; /** Verifier it logged in with: a rotation changes it. */ verifier: string }
+  | { kind: 'service'; service: ServiceName };
+
+export interface TopicLimits {
+  maxTopicLevels: number;
+  maxTopicBytes: number;
+}
+
+/** Topic or filter within the configured size ([MQTT-4.7.3-1]: at least one character). */
+export function topicWithinLimits(topic: string, limits: TopicLimits): boolean {
+  if (topic.length === 0 || Buffer.byteLength(topic) > limits.maxTopicBytes) return false;
+  let levels = 1;
+  for (let i = 0; i < topic.length; i++) if (topic.charCodeAt(i) === 47) levels++;
+  return levels <= limits.maxTopicLevels;
+}
+
+/**
+ * True when every topic `filter` can match is also matched by `pattern` (a filter too). Both are split
+ * on "/"; "#" in the pattern covers the rest; "+" covers any one level (including a "+" in the filter).
+ */
+export function filterCovers(pattern: string, filter: string): boolean {
+  const p = pattern.split('/');
+  const f = filter.split('/');
+  for (let i = 0; i < p.length; i++) {
+    const pl = p[i]!;
+    if (pl === '#') return true;
+    const fl = f[i];
+    if (fl === undefined || fl === '#') return false;
+    if (pl === '+') continue;
+    if (fl === '+' || fl !== pl) return false;
+  }
+  return f.length === p.length;
+}
+
+/** A well-formed filter: "#" only as the whole last level, "+" only as a whole level ([MQTT-4.7.1-2], [MQTT-4.7.1-3]). */
+export function isValidFilter(filter: string): boolean {
+  const levels = filter.split('/');
+  return levels.every((level, i) =>
+    level === '#' ? i === levels.length - 1 : level === '+' || (!level.includes('#') && !level.includes('+')),
+  );
+}
+
+function subscribePatterns(principal: Principal): string[] {
+  if (principal.kind === 'device') return [`${topics.telemetry(principal.deviceId).split('/').slice(0, 2).join('/')}/#`];
+  switch (principal.service) {
+    case 'ingest':
+      return [topics.allTelemetry];
+    case 'display':
+      return [topics.pipelineTree, topics.allStatus];
+    case 'admin':
+      return ['#'];
+  }
+}
+
+export function maySubscribe(principal: Principal, filter: string): boolean {
+  if (!isValidFilter(filter)) return false;
+  if (principal.kind === 'service' && principal.service === 'admin') return true;
+  // "$" topics (the broker's $SYS, or a literal "$share/…", which aedes does not implement) are for admin only.
+  if (filter.startsWith('$')) return false;
+  return subscribePatterns(principal).some((pattern) => filterCovers(pattern, filter));
+}
+
+export function mayPublish(principal: Principal, topic: string): boolean {
+  if (hasWildcard(topic) || topic.startsWith('$')) return false; // [MQTT-3.3.2-2]; $SYS is the broker's
+  if (principal.kind === 'device') return topic === topics.telemetry(principal.deviceId) || topic === topics.status(principal.deviceId);
+  switch (principal.service) {
+    case 'ingest':
+      return filterCovers(topics.pipelineTree, topic);
+    case 'display':
+      return false;
+    case 'admin':
+      return true;
+  }
+}
+
+/** A Will is a publish the broker makes later on the client's behalf; devices may leave one only on their own status topic. */
+export function mayLeaveWill(principal: Principal, topic: string): boolean {
+  if (principal.kind === 'device') return topic === topics.status(principal.deviceId);
+  return mayPublish(principal, topic);
+}

@@ -1,0 +1,40 @@
+/**
+ * The broker's Prometheus metrics. Hot-path counts (every publish in and out) are plain numbers read
+ * when /metrics is scraped, so counting costs an increment, not a prom-client call per message.
+ */
+import { Counter, Gauge, Registry } from 'prom-client';
+
+export type LoginFailure = 'bad_credentials' | 'unknown_device' | 'revoked_device' | 'client_id_mismatch' | 'anonymous' | 'will_not_allowed' | 'service_disabled' | 'banned';
+export type DropReason = 'rate_limited' | 'acl_publish' | 'acl_subscribe' | 'acl_will' | 'packet_too_large' | 'malformed_length' | 'not_connect_first' | 'topic_limits' | 'connection_limit_total' | 'connection_limit_address' | 'banned_address' | 'abuse_disconnect' | 'revoked_disconnect';
+
+export interface BrokerMetrics {
+  registry: Registry;
+  publishesIn: number;
+  publishesOut: number;
+  loginFailed(reason: LoginFailure): void;
+  dropped(reason: DropReason): void;
+  connectionOpened(transport: string): void;
+}
+
+export function createBrokerMetrics(gauges: { connections: () => number; devicesOnline: () => number; bannedAddresses: () => number }): BrokerMetrics {
+  const registry = new Registry();
+  const state = { publishesIn: 0, publishesOut: 0 };
+  const loginFailures = new Counter({ name: 'sensorpipe_broker_login_failures_total', help: 'Refused logins by reason.', labelNames: ['reason'], registers: [registry] });
+  const drops = new Counter({ name: 'sensorpipe_broker_drops_total', help: 'Refused or dropped packets and connections by reason.', labelNames: ['reason'], registers: [registry] });
+  const opened = new Counter({ name: 'sensorpipe_broker_connections_opened_total', help: 'Connections accepted, by transport.', labelNames: ['transport'], registers: [registry] });
+  new Gauge({ name: 'sensorpipe_broker_connections', help: 'Open connections (all transports).', registers: [registry], collect() { this.set(gauges.connections()); } });
+  new Gauge({ name: 'sensorpipe_broker_devices_online', help: 'Devices with an authenticated connection.', registers: [registry], collect() { this.set(gauges.devicesOnline()); } });
+  new Gauge({ name: 'sensorpipe_broker_banned_addresses', help: 'Addresses currently banned after failed logins.', registers: [registry], collect() { this.set(gauges.bannedAddresses()); } });
+  new Counter({ name: 'sensorpipe_broker_publishes_in_total', help: 'PUBLISH packets accepted from clients.', registers: [registry], collect() { this.reset(); this.inc(state.publishesIn); } });
+  new Counter({ name: 'sensorpipe_broker_publishes_out_total', help: 'PUBLISH packets forwarded to subscribers.', registers: [registry], collect() { this.reset(); this.inc(state.publishesOut); } });
+  return {
+    registry,
+    get publishesIn() { return state.publishesIn; },
+    set publishesIn(n: number) { state.publishesIn = n; },
+    get publishesOut() { return state.publishesOut; },
+    set publishesOut(n: number) { state.publishesOut = n; },
+    loginFailed: (reason) => loginFailures.inc({ reason }),
+    dropped: (reason) => drops.inc({ reason }),
+    connectionOpened: (transport) => opened.inc({ transport }),
+  };
+}

@@ -1,0 +1,24 @@
+/**
+ * `sensorpipe broker`: the MQTT broker as its own process. Devices log in with their registry
+ * credentials, services with the svc:* accounts; /metrics and /healthz on the metrics port.
+ */
+import { configSpecs, helpText, parseConfig, registryPathOf } from '../core/config.ts';
+import { startBroker } from '../broker/index.ts';
+import type { Command } from './main.ts';
+import { processLogger, untilSignal } from './run.ts';
+
+export const brokerCommand: Command = {
+  summary: 'run the MQTT broker (TCP, WebSocket /mqtt, TLS) with device authentication',
+  async run(argv) {
+    const { config, help } = parseConfig(configSpecs.broker, { argv });
+    if (help) {
+      process.stdout.write(`${helpText('Usage: sensorpipe broker [options]', configSpecs.broker)}\n`);
+      return 0;
+    }
+    const logger = processLogger(config.logLevel, 'broker');
+    const broker = await startBroker({ config, registryPath: registryPathOf(config), logger });
+    logger.info({ urls: broker.urls }, 'broker running');
+    // The broker closes within 5 s by itself; the grace period only catches a hang.
+    return untilSignal(() => broker.close(), logger, 8_000);
+  },
+};
