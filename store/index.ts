@@ -9,6 +9,7 @@ import type { Logger } from '../core/logger.ts';
 import type { TimeSeriesStore } from './port.ts';
 
 export * from './port.ts';
+export { instrumentStore } from './metrics.ts';
 
 /** The store options of core/config.ts (storeOptions) plus the data folder. */
 export interface StoreConfig {

@@ -123,3 +123,28 @@ describe('embedded store after a crash', () => {
     }
   }, 60_000);
 });
+
+describe('instrumentStore', () => {
+  it('counts written and refused points, times calls and counts errors by code', async () => {
+    const { Registry } = await import('prom-client');
+    const { instrumentStore } = await import('../../store/metrics.ts');
+    const dir = await tempDir('sensorpipe-store-');
+    const registry = new Registry();
+    const store = instrumentStore(await openEmbeddedStore({ path: join(dir.path, 's.duckdb') }), registry);
+    try {
+      await store.write([
+        { device: 'm1', metric: 'temperature', ts: T0, value: 1 },
+        { device: 'm1', metric: 'temperature', ts: T0 + 1, value: Number.NaN },
+      ]);
+      await expectCode(store.query({ device: 'm1', from: T0 + 1, to: T0 }), 'QUERY_RANGE_INVALID');
+      const text = await registry.metrics();
+      expect(text).toContain('sensorpipe_store_points_total{outcome="written",adapter="embedded"} 1');
+      expect(text).toContain('sensorpipe_store_points_total{outcome="refused",adapter="embedded"} 1');
+      expect(text).toContain('sensorpipe_store_errors_total{operation="query_aggregate",code="QUERY_RANGE_INVALID",adapter="embedded"} 1');
+      expect(text).toMatch(/sensorpipe_store_operation_seconds_count\{operation="write",adapter="embedded"\} 1/);
+    } finally {
+      await store.close();
+      await dir.remove();
+    }
+  });
+});
