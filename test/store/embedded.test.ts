@@ -148,3 +148,38 @@ describe('instrumentStore', () => {
     }
   });
 });
+
+describe('embedded store and other processes', () => {
+  it('refuses a file another process holds open with STORE_UNAVAILABLE naming the file', async () => {
+    const { spawn } = await import('node:child_process');
+    const dir = await tempDir('sensorpipe-store-');
+    const path = join(dir.path, 'store.duckdb');
+    const script = `
+      import { openEmbeddedStore } from ${JSON.stringify(new URL('../../store/embedded.ts', import.meta.url).pathname)};
+      const store = await openEmbeddedStore({ path: ${JSON.stringify(path)} });
+      process.stdout.write('open\\n');
+      process.stdin.on('end', async () => { await store.close(); process.exit(0); });
+      process.stdin.resume();`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['pipe', 'pipe', 'pipe'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('open') && resolve());
+        child.once('exit', (code) => reject(new Error(`holder exited early (${code})`)));
+      });
+      const err = await openEmbeddedStore({ path }).then(
+        async (store) => {
+          await store.close();
+          return undefined;
+        },
+        (e: unknown) => e,
+      );
+      expect((err as { code?: string } | undefined)?.code).toBe('STORE_UNAVAILABLE');
+      expect((err as Error).message).toContain(path);
+    } finally {
+      const exited = new Promise((resolve) => (child.exitCode !== null ? resolve(undefined) : child.once('exit', resolve)));
+      child.stdin.end();
+      await exited;
+      await dir.remove();
+    }
+  }, 60_000);
+});
