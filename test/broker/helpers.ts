@@ -98,3 +98,21 @@ export function metricValue(text: string, name: string, labels = ''): number {
   const line = text.split('\n').find((l) => l.startsWith(labels ? `${name}{${labels}}` : `${name} `));
   return line ? Number(line.split(' ').pop()) : 0;
 }
+
+/**
+ * Sends one SUBSCRIBE and resolves with the SUBACK return codes in order (MQTT.js rejects the whole
+ * call when one filter is refused, so the raw SUBACK is read instead).
+ */
+export function subackCodes(client: MqttClient, filters: Record<string, 0 | 1 | 2>): Promise<number[]> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no SUBACK')), 20_000);
+    const onPacket = (packet: { cmd: string; granted?: (number | { qos: number })[] }) => {
+      if (packet.cmd !== 'suback') return;
+      clearTimeout(timer);
+      client.off('packetreceive', onPacket);
+      resolve((packet.granted ?? []).map((g) => (typeof g === 'number' ? g : g.qos)));
+    };
+    client.on('packetreceive', onPacket);
+    client.subscribe(Object.fromEntries(Object.entries(filters).map(([topic, qos]) => [topic, { qos }])), () => {});
+  });
+}
