@@ -8,6 +8,7 @@ import { devicesCommand } from './devices.ts';
 import { ingestCommand } from './ingest.ts';
 import { quarantineCommand } from './quarantine.ts';
 import { signCommand } from './sign.ts';
+import { startCommand } from './start.ts';
 
 export interface Command {
   summary: string;
@@ -20,6 +21,7 @@ const commands: Record<string, Command> = {
   ingest: ingestCommand,
   quarantine: quarantineCommand,
   sign: signCommand,
+  start: startCommand,
 };
 
 function usage(): string {

@@ -1,0 +1,84 @@
+/**
+ * `sensorpipe start` (what `npm start` runs): the broker and ingest in one process, on the embedded
+ * store under ./data unless InfluxDB is configured. Service-account passwords that are not configured
+ * are generated for this run, since every component lives in this process.
+ *
+ * Not yet wired here: the display and the demo fleet (see the README's status).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startBroker } from '../broker/index.ts';
+import { configSpecs, helpText, parseConfig, registryPathOf } from '../core/config.ts';
+import { updateRegistry, loadRegistry, type DeviceCredentials } from '../core/registry.ts';
+import { topics } from '../core/topics.ts';
+import { startIngest } from '../ingest/index.ts';
+import { openStore } from '../store/index.ts';
+import type { Command } from './main.ts';
+import { processLogger, untilSignal } from './run.ts';
+
+const DEMO_DEVICE = 'my-device';
+
+/** A device for the user to push readings from by hand; its secrets are kept (0600) so every start can print them. */
+async function demoDevice(dataDir: string, registryPath: string): Promise<DeviceCredentials> {
+  const file = join(dataDir, 'demo-device.json');
+  const saved = await readFile(file, 'utf8').then((t) => JSON.parse(t) as DeviceCredentials, () => undefined);
+  const registered = (await loadRegistry(registryPath)).get(DEMO_DEVICE);
+  if (saved !== undefined && registered?.status === 'active') return saved;
+  const credentials = await updateRegistry(registryPath, (registry) =>
+    registry.get(DEMO_DEVICE) ? registry.rotate(DEMO_DEVICE) : registry.add(DEMO_DEVICE, { meta: { site: 'your desk', profile: 'manual' } }),
+  );
+  await writeFile(file, JSON.stringify(credentials), { mode: 0o600 });
+  return credentials;
+}
+
+export const startCommand: Command = {
+  summary: 'run broker and ingest in one process (the quick start)',
+  async run(argv) {
+    const { config, help } = parseConfig(configSpecs.start, { argv });
+    if (help) {
+      process.stdout.write(`${helpText('Usage: sensorpipe start [options]', configSpecs.start)}\n`);
+      return 0;
+    }
+    const logger = processLogger(config.logLevel, 'start');
+    await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+    const registryPath = registryPathOf(config);
+    const secret = () => randomBytes(24).toString('base64url');
+    const ingestPassword = config.ingestPassword ?? secret();
+    const displayPassword = config.displayPassword ?? secret();
+    const device = await demoDevice(config.dataDir, registryPath);
+
+    const broker = await startBroker({ config: { ...config, ingestPassword, displayPassword }, registryPath, logger });
+    const store = await openStore(config, { logger });
+    const ingest = await startIngest({
+      config: { ...config, mqttUrl: `mqtt://127.0.0.1:${broker.ports.mqtt}`, ingestPassword },
+      registryPath,
+      sink: store,
+      storeHealthy: async () => (await store.health()).ok,
+      logger,
+    });
+
+    const key = device.signing.alg === 'hmac-sha256' ? device.signing.key : device.signing.privateKey;
+    process.stdout.write(
+      [
+        '',
+        'sensorpipe is running',
+        `  store        ${store.kind === 'embedded' ? `embedded (${config.dataDir})` : config.influxUrl}`,
+        `  MQTT         mqtt://localhost:${broker.ports.mqtt}   ws://localhost:${broker.ports.ws}/mqtt`,
+        `  metrics      ${broker.urls.metrics} (broker)   http://127.0.0.1:${ingest.metricsPort}/metrics (ingest)`,
+        '',
+        `Push a reading of your own as device "${DEMO_DEVICE}":`,
+        `  mosquitto_pub -h localhost -p ${broker.ports.mqtt} -i ${DEMO_DEVICE} -u ${DEMO_DEVICE} -P '${device.mqttPassword}' -q 1 \\`,
+        `    -t ${topics.telemetry(DEMO_DEVICE)} -m "$(npx sensorpipe sign --device ${DEMO_DEVICE} --key '${key}' --values temperature=21.5)"`,
+        '',
+        'Ctrl-C stops everything cleanly.',
+        '',
+      ].join('\n'),
+    );
+    return untilSignal(async () => {
+      await ingest.close();
+      await store.close();
+      await broker.close();
+    }, logger);
+  },
+};
