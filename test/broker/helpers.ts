@@ -1,6 +1,6 @@
 /** Shared set-up for the broker tests: a registry with devices, connect helpers, message collectors. */
 import { join } from 'node:path';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type MqttClient, type Packet } from 'mqtt';
 import { Registry, saveRegistry, type DeviceCredentials } from '../../core/registry.ts';
 import { tempDir, type TempDir } from '../harness/tmp.ts';
 
@@ -106,11 +106,11 @@ export function metricValue(text: string, name: string, labels = ''): number {
 export function subackCodes(client: MqttClient, filters: Record<string, 0 | 1 | 2>): Promise<number[]> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('no SUBACK')), 20_000);
-    const onPacket = (packet: { cmd: string; granted?: (number | { qos: number })[] }) => {
+    const onPacket = (packet: Packet) => {
       if (packet.cmd !== 'suback') return;
       clearTimeout(timer);
       client.off('packetreceive', onPacket);
-      resolve((packet.granted ?? []).map((g) => (typeof g === 'number' ? g : g.qos)));
+      resolve((packet.granted as (number | { qos: number })[]).map((g) => (typeof g === 'number' ? g : g.qos)));
     };
     client.on('packetreceive', onPacket);
     client.subscribe(Object.fromEntries(Object.entries(filters).map(([topic, qos]) => [topic, { qos }])), () => {});
