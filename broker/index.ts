@@ -25,6 +25,7 @@ import { PROTOCOL_VERSION, type StatusMessage } from '../core/schemas.ts';
 import { parseTopic, topics } from '../core/topics.ts';
 import { mayLeaveWill, mayPublish, maySubscribe, SERVICE_PREFIX, topicWithinLimits, type Principal, type ServiceName } from './acl.ts';
 import { Admission, TokenBucket } from './admission.ts';
+import { createIndexedMemoryPersistenceAsync } from './indexed-persistence.ts';
 import { openListeners, type Listeners } from './listeners.ts';
 import { createBrokerMetrics, type BrokerMetrics, type LoginFailure } from './metrics.ts';
 import { PacketGuard } from './packet-guard.ts';
@@ -236,6 +237,9 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
     scaleOut = createScaleOut(config.redisUrl);
     aedesOptions.mq = scaleOut.mq;
     aedesOptions.persistence = scaleOut.persistence;
+  } else {
+    // aedes' stock memory persistence scans arrays per PUBACK; a backlogged persistent session (ingest) stalls it.
+    aedesOptions.persistence = createIndexedMemoryPersistenceAsync();
   }
   const aedes = await Aedes.createBroker(aedesOptions);
 
