@@ -2,11 +2,12 @@
  * Ingest throughput and latency: devices → broker → ingest → store, each in its own process, for a set
  * time at a set rate, QoS 1, signatures on. Prints JSON: sent, acknowledged, stored (counted in the
  * store), lost, sustained readings/s, publish→live-feed latency p50/p99, CPU and RSS per process.
- * The broker is a bare aedes here (bench/bare-broker.ts), so the numbers are ingest's own.
  *
  *   npx tsx bench/ingest.ts [--store influx|embedded] [--rate 10000] [--seconds 60] [--devices 100]
+ *                           [--broker ours|bare]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { Registry, saveRegistry } from '../core/registry.ts';
@@ -29,16 +30,17 @@ function spawnNode(args: string[], env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
 }
 
-async function firstLine(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buffer = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      const newline = buffer.indexOf('\n');
-      if (newline >= 0) resolve(buffer.slice(0, newline));
+async function waitForPort(port: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => resolve(socket.destroy() !== undefined));
+      socket.once('error', () => resolve(false));
     });
-    child.once('exit', (code) => reject(new Error(`process exited with ${code}`)));
-  });
+    if (open) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`nothing listens on ${port}`);
 }
 
 const dir = await tempDir('sensorpipe-bench-');
@@ -55,12 +57,30 @@ const devices = provision(registry, deviceCount, 'bench');
 const registryPath = join(dir.path, 'registry.json');
 await saveRegistry(registryPath, registry);
 
-// Until the product's broker lands here, a bare aedes with the broker's indexed persistence stands in.
-const broker = spawnNode(['--import', 'tsx', 'bench/bare-broker.ts', '--indexed'], {});
-const { port } = JSON.parse(await firstLine(broker)) as { port: number };
-const url = `mqtt://127.0.0.1:${port}`;
+// The product's broker (`sensorpipe broker`: device logins, ACL, limits), with the per-device publish
+// rate raised for the bench's fast devices; `--broker bare` uses a bare aedes instead (the baseline).
+const brokerKind = argValue('broker', 'ours') as 'ours' | 'bare';
+const mqttPort = await freePort();
+const ingestPassword = 'bench-ingest-secret';
+const broker =
+  brokerKind === 'ours'
+    ? spawnNode(['cli/bin.js', 'broker'], {
+        SENSORPIPE_REGISTRY: registryPath,
+        SENSORPIPE_MQTT_HOST: '127.0.0.1',
+        SENSORPIPE_MQTT_PORT: String(mqttPort),
+        SENSORPIPE_MQTT_WS_PORT: '0',
+        SENSORPIPE_BROKER_METRICS_PORT: '0',
+        SENSORPIPE_INGEST_PASSWORD: ingestPassword,
+        SENSORPIPE_ADMIN_PASSWORD: 'bench-admin-secret',
+        SENSORPIPE_DEVICE_PUBLISH_RATE: String(Math.ceil((rate / deviceCount) * 2)),
+        SENSORPIPE_DEVICE_PUBLISH_BURST: '1000',
+        SENSORPIPE_LOG_LEVEL: 'warn',
+      })
+    : spawnNode(['--import', 'tsx', 'bench/bare-broker.ts', String(mqttPort), '--indexed'], {});
+await waitForPort(mqttPort);
+const url = `mqtt://127.0.0.1:${mqttPort}`;
 const metricsPort = await freePort();
-const ingestEnv = { SENSORPIPE_DATA_DIR: dir.path, SENSORPIPE_REGISTRY: registryPath, SENSORPIPE_MQTT_URL: url, SENSORPIPE_INGEST_METRICS_PORT: String(metricsPort), SENSORPIPE_LOG_LEVEL: 'warn', ...storeEnv };
+const ingestEnv = { SENSORPIPE_INGEST_PASSWORD: ingestPassword, SENSORPIPE_DATA_DIR: dir.path, SENSORPIPE_REGISTRY: registryPath, SENSORPIPE_MQTT_URL: url, SENSORPIPE_INGEST_METRICS_PORT: String(metricsPort), SENSORPIPE_LOG_LEVEL: 'warn', ...storeEnv };
 const ingest = spawnNode(['cli/bin.js', 'ingest'], ingestEnv);
 
 /** Readings ingest has accepted so far, from its /metrics. */
@@ -71,7 +91,7 @@ async function acceptedReadings(): Promise<number> {
 
 // The live feed: publish→live latency from each verified reading's own timestamp (= its publish time).
 const liveLatency: number[] = [];
-const live = await mqtt.connectAsync(url, { clientId: 'bench-live' });
+const live = await mqtt.connectAsync(url, { clientId: 'bench-live', username: 'svc:admin', password: 'bench-admin-secret' });
 live.on('message', (_topic, payload) => {
   const message = VerifiedReadingsSchema.safeParse(JSON.parse(payload.toString()));
   if (message.success) for (const r of message.data.readings) liveLatency.push(Date.now() - r.ts);
@@ -138,6 +158,7 @@ printJson({
   bench: 'ingest',
   machine: machine(),
   store: storeKind,
+  broker: brokerKind,
   offeredRate: rate,
   sendSeconds,
   secondsUntilAllAccepted: elapsed,
