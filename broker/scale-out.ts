@@ -3,11 +3,19 @@
  * Redis emitter (mqemitter-redis), and sessions, retained messages and Wills live in Redis
  * (aedes-persistence-redis 11.2, whose async class aedes 1.x needs; its default export is a
  * callback wrapper for older aedes).
+ *
+ * One incompatibility is patched here: the Redis persistence returns async generators where aedes 1.2
+ * calls `.pipe()` (retained messages on SUBSCRIBE), which threw "stream.pipe is not a function" out of
+ * aedes as an uncaught exception — a crash of the whole broker on the first subscription. Every stream
+ * method is wrapped with Readable.from, which accepts either.
  */
 import { createRequire } from 'node:module';
+import { Readable } from 'node:stream';
 import { Redis } from 'ioredis';
 
 const require = createRequire(import.meta.url);
+
+const STREAM_METHODS = ['createRetainedStream', 'createRetainedStreamCombi', 'outgoingStream', 'streamWill', 'getClientList'];
 
 export interface ScaleOut {
   mq: unknown;
@@ -20,13 +28,21 @@ export function createScaleOut(redisUrl: string): ScaleOut {
   const AsyncRedisPersistence = require('aedes-persistence-redis/asyncPersistence.js') as new (opts: { conn: Redis }) => { destroy(): Promise<void> };
   const mq = mqemitterRedis({ connectionString: redisUrl });
   const connection = new Redis(redisUrl);
-  const persistence = new AsyncRedisPersistence({ conn: connection });
+  const persistence = new AsyncRedisPersistence({ conn: connection }) as unknown as Record<string, unknown>;
+  for (const method of STREAM_METHODS) {
+    const original = persistence[method];
+    if (typeof original !== 'function') continue;
+    persistence[method] = (...args: unknown[]) => {
+      const result = (original as (...a: unknown[]) => unknown).apply(persistence, args);
+      return result instanceof Readable ? result : Readable.from(result as AsyncIterable<unknown>);
+    };
+  }
   return {
     mq,
     persistence,
     async close() {
       await new Promise<void>((resolve) => mq.close(() => resolve()));
-      await persistence.destroy().catch(() => {});
+      await (persistence.destroy as () => Promise<void>).call(persistence).catch(() => {});
       connection.disconnect();
     },
   };
