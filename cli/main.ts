@@ -8,6 +8,7 @@ import { devicesCommand } from './devices.ts';
 import { ingestCommand } from './ingest.ts';
 import { quarantineCommand } from './quarantine.ts';
 import { signCommand } from './sign.ts';
+import { simCommand } from './sim.ts';
 import { startCommand } from './start.ts';
 
 export interface Command {
@@ -21,6 +22,7 @@ const commands: Record<string, Command> = {
   ingest: ingestCommand,
   quarantine: quarantineCommand,
   sign: signCommand,
+  sim: simCommand,
   start: startCommand,
 };
 

@@ -158,6 +158,11 @@ export const simOptions = {
   interval: { env: 'SENSORPIPE_SIM_INTERVAL', flag: 'interval', schema: durationMs, default: '1s', doc: 'Time between readings of one device.' },
   profile: { env: 'SENSORPIPE_SIM_PROFILE', flag: 'profile', schema: z.enum(['env', 'industrial', 'power', 'mixed']), default: 'mixed', doc: 'Sensor profile: env, industrial, power or mixed.' },
   seed: { env: 'SENSORPIPE_SIM_SEED', flag: 'seed', schema: integer(0, 2 ** 31 - 1), default: '1', doc: 'Seed for reproducible signals and faults.' },
+  faults: { env: 'SENSORPIPE_SIM_FAULTS', flag: 'faults', schema: optionalText, doc: 'Faults to inject: name:fraction or name@device, comma-separated (firmware-sim/FAULTS.md).' },
+  simDuration: { env: 'SENSORPIPE_SIM_DURATION', flag: 'duration', schema: durationMs.optional(), doc: 'Stop after this long and print the summary (default: run until SIGINT).' },
+  simBuffer: { env: 'SENSORPIPE_SIM_BUFFER', flag: 'buffer', schema: integer(1, 10_000_000), default: '10000', doc: 'Readings a device keeps while offline; older ones are dropped and counted.' },
+  simBatch: { env: 'SENSORPIPE_SIM_BATCH', flag: 'batch', schema: integer(1, 1000), default: '100', doc: 'Readings per message when a device sends its buffer.' },
+  simCredentials: { env: 'SENSORPIPE_SIM_CREDENTIALS', flag: 'credentials', schema: optionalText, doc: 'Existing devices: a file of `sensorpipe devices add --json` lines. Unset: demo mode provisions sim-0000… into the registry.' },
 } satisfies Specs;
 
 // ---- per process kind -------------------------------------------------------------------------------

@@ -1,0 +1,250 @@
+/**
+ * One simulated smart sensor: its own MQTT connection and credentials, a reading every interval (with
+ * jitter), each signed as core/PROTOCOL.md says, with a persistent seq; a retained online status and
+ * an offline Last Will; reconnects with exponential backoff and jitter; buffers readings while offline
+ * (bounded, oldest dropped and counted) and sends them as batches with their original timestamps.
+ * Its faults (faults.ts) make it misbehave on purpose, and every bad message is counted.
+ */
+import mqtt, { type MqttClient } from 'mqtt';
+import type { Logger } from '../core/logger.ts';
+import { LIMITS } from '../core/limits.ts';
+import type { DeviceCredentials } from '../core/registry.ts';
+import { PROTOCOL_VERSION, type Reading, type StatusMessage } from '../core/schemas.ts';
+import { signTelemetry, type SignKey } from '../core/signature.ts';
+import { topics } from '../core/topics.ts';
+import type { FaultName } from './faults.ts';
+import type { SeqBook } from './seq-book.ts';
+import { prng, SignalGenerator, type ProfileName } from './signals.ts';
+
+export interface SimDeviceOptions {
+  credentials: DeviceCredentials;
+  profile: ProfileName;
+  seed: number;
+  intervalMs: number;
+  faults: FaultName[];
+  url: string;
+  seqs: SeqBook;
+  bufferLimit: number;
+  /** Readings per message when sending a buffer. */
+  maxBatch: number;
+  /** Another device's id, for the foreign-topic fault. */
+  neighbour: string;
+  logger: Logger;
+}
+
+export interface DeviceSummary {
+  id: string;
+  profile: ProfileName;
+  faults: FaultName[];
+  /** Good readings: sent, acknowledged by the broker (seq and ts of each), still buffered, dropped. */
+  sent: number;
+  acked: number;
+  ackedReadings: [seq: number, ts: number][];
+  buffered: number;
+  droppedFromBuffer: number;
+  /** Readings never sent on purpose (dropout): their seqs are gaps. */
+  skipped: number;
+  /** Bad messages sent on purpose, by fault, with the seqs they carried (if any). */
+  faultMessages: Partial<Record<FaultName, { count: number; acked: number; seqs: number[] }>>;
+  connects: number;
+}
+
+const FAULT_EVERY = 10;
+
+export class SimDevice {
+  readonly id: string;
+  private client: MqttClient | undefined;
+  private readonly signals: SignalGenerator;
+  private readonly random: () => number;
+  private readonly key: SignKey;
+  private buffer: Reading[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private attempts = 0;
+  private stopped = false;
+  private tick = 0;
+  private stuckValue: number | undefined;
+  private firstAcceptedPayload: string | undefined;
+  private readonly summary: DeviceSummary;
+
+  constructor(private readonly options: SimDeviceOptions) {
+    this.id = options.credentials.deviceId;
+    this.signals = new SignalGenerator(options.profile, options.seed);
+    this.random = prng(options.seed ^ 0x9e3779b9);
+    const signing = options.credentials.signing;
+    this.key = signing.alg === 'hmac-sha256' ? { alg: 'hmac-sha256', key: Buffer.from(signing.key, 'base64') } : { alg: 'ed25519', privateKey: Buffer.from(signing.privateKey, 'base64') };
+    this.summary = { id: this.id, profile: options.profile, faults: options.faults, sent: 0, acked: 0, ackedReadings: [], buffered: 0, droppedFromBuffer: 0, skipped: 0, faultMessages: {}, connects: 0 };
+  }
+
+  start(): void {
+    this.connect();
+    // Devices in a fleet do not all wake at once: a random first delay spreads them over one interval.
+    this.timer = setTimeout(() => this.loop(), this.random() * this.options.intervalMs);
+  }
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  get bufferedCount(): number {
+    return this.buffer.length;
+  }
+
+  report(): DeviceSummary {
+    return { ...this.summary, buffered: this.buffer.length };
+  }
+
+  /** Stops taking readings; with `graceful`, publishes offline status and waits for pending acks. */
+  async stop(graceful = true): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.reconnectTimer);
+    const client = this.client;
+    if (!client) return;
+    if (graceful && client.connected) {
+      await client.publishAsync(topics.status(this.id), JSON.stringify(this.status('offline', 'clean')), { qos: 1, retain: true }).catch(() => {});
+    }
+    await client.endAsync(!graceful).catch(() => {});
+  }
+
+  private status(state: 'online' | 'offline', reason: StatusMessage['reason']): StatusMessage {
+    return { v: PROTOCOL_VERSION, device: this.id, state, since: Date.now(), reason };
+  }
+
+  private connect(): void {
+    const client = mqtt.connect(this.options.url, {
+      clientId: this.id,
+      username: this.id,
+      password: this.options.credentials.mqttPassword,
+      clean: true,
+      reconnectPeriod: 0, // our own backoff with jitter, below
+      connectTimeout: 10_000,
+      keepalive: 30,
+      will: { topic: topics.status(this.id), payload: Buffer.from(JSON.stringify(this.status('offline', 'will'))), qos: 1, retain: true },
+    });
+    this.client = client;
+    client.on('connect', () => {
+      this.attempts = 0;
+      this.summary.connects++;
+      client.publish(topics.status(this.id), JSON.stringify(this.status('online', 'connected')), { qos: 1, retain: true });
+      this.sendBuffer();
+    });
+    client.on('error', (err) => this.options.logger.debug({ device: this.id, err: err.message }, 'mqtt error'));
+    client.on('close', () => {
+      if (this.stopped || this.reconnectTimer) return;
+      const delay = Math.min(30_000, 500 * 2 ** this.attempts++) * (0.5 + this.random() / 2);
+      this.reconnectTimer = setTimeout(() => {
+        this.reconnectTimer = undefined;
+        if (!this.stopped) client.reconnect();
+      }, delay);
+    });
+  }
+
+  private loop(): void {
+    if (this.stopped) return;
+    void this.takeReading().catch((err: unknown) => this.options.logger.error({ device: this.id, err }, 'reading failed'));
+    const jitter = 1 + (this.random() - 0.5) * 0.2;
+    this.timer = setTimeout(() => this.loop(), this.options.intervalMs * jitter);
+  }
+
+  private has(fault: FaultName): boolean {
+    return this.options.faults.includes(fault);
+  }
+
+  private countFault(fault: FaultName, seq?: number): { count: number; acked: number; seqs: number[] } {
+    const entry = (this.summary.faultMessages[fault] ??= { count: 0, acked: 0, seqs: [] });
+    entry.count++;
+    if (seq !== undefined) entry.seqs.push(seq);
+    return entry;
+  }
+
+  private async takeReading(): Promise<void> {
+    this.tick++;
+    const due = this.tick % FAULT_EVERY === 0;
+    const seq = await this.options.seqs.take(this.id);
+    const ts = Date.now();
+    const values = this.signals.next(ts);
+
+    if (this.has('stuck')) {
+      const first = Object.keys(values)[0]!;
+      this.stuckValue ??= values[first];
+      values[first] = this.stuckValue!;
+    }
+    if (this.has('spike') && this.tick % (FAULT_EVERY * 2) === 0) {
+      const first = Object.keys(values)[0]!;
+      values[first] = Number((values[first]! * 10).toFixed(3));
+      this.countFault('spike', seq);
+    }
+    if (this.has('dropout') && due) {
+      this.summary.skipped++;
+      this.countFault('dropout', seq);
+      return;
+    }
+    if (this.has('flap') && this.tick % (FAULT_EVERY * 3) === 0 && this.client?.connected) {
+      this.countFault('flap');
+      this.client.stream.destroy(); // the network drops; the reading below goes to the buffer
+    }
+    if (due && this.connected) {
+      if (this.has('bad-signature')) return this.sendBad('bad-signature', seq, ts, values, (p) => ({ ...p, sig: Buffer.alloc(32, 7).toString('base64') }));
+      if (this.has('clock-ahead')) return this.sendBad('clock-ahead', seq, ts + 3_600_000, values);
+      if (this.has('clock-behind')) return this.sendBad('clock-behind', seq, ts - 30 * 86_400_000, values);
+    }
+    this.sendExtraFaults();
+    const reading: Reading = { seq, ts, values };
+    if (this.connected && this.buffer.length === 0) this.publishReadings([reading]);
+    else this.bufferReading(reading);
+  }
+
+  /** Faults that add a message beside the reading. */
+  private sendExtraFaults(): void {
+    const client = this.client;
+    if (!client?.connected || this.tick % FAULT_EVERY !== 0) return;
+    if (this.has('non-json')) this.publishFault('non-json', topics.telemetry(this.id), 'temperature=21.5 (not JSON)');
+    if (this.has('replay') && this.firstAcceptedPayload && this.summary.acked > 100) this.publishFault('replay', topics.telemetry(this.id), this.firstAcceptedPayload);
+    if (this.has('foreign-topic')) {
+      const body = { v: PROTOCOL_VERSION, device: this.id, readings: [{ seq: 0, ts: Date.now(), values: { t: 1 } }] };
+      this.publishFault('foreign-topic', topics.telemetry(this.options.neighbour), JSON.stringify(signTelemetry(body, this.key)));
+    }
+    if (this.has('burst') && this.tick % (FAULT_EVERY * 3) === 0) {
+      for (let i = 0; i < 200; i++) this.publishFault('burst', topics.status(this.id), JSON.stringify(this.status('online', 'connected')));
+    }
+  }
+
+  private publishFault(fault: FaultName, topic: string, payload: string, seq?: number): void {
+    const entry = this.countFault(fault, seq);
+    this.client?.publish(topic, payload, { qos: 1 }, (err) => {
+      if (!err) entry.acked++;
+    });
+  }
+
+  private sendBad(fault: FaultName, seq: number, ts: number, values: Record<string, number>, tamper = (p: object) => p): void {
+    const message = tamper(signTelemetry({ v: PROTOCOL_VERSION, device: this.id, readings: [{ seq, ts, values }] }, this.key));
+    this.publishFault(fault, topics.telemetry(this.id), JSON.stringify(message), seq);
+  }
+
+  private bufferReading(reading: Reading): void {
+    this.buffer.push(reading);
+    if (this.buffer.length > this.options.bufferLimit) {
+      this.buffer.shift();
+      this.summary.droppedFromBuffer++;
+    }
+  }
+
+  /** Sends what waited while offline, oldest first, in batches that keep their original timestamps. */
+  private sendBuffer(): void {
+    const batchSize = Math.min(this.options.maxBatch, LIMITS.maxReadingsPerMessage);
+    while (this.buffer.length > 0 && this.connected) this.publishReadings(this.buffer.splice(0, batchSize));
+  }
+
+  private publishReadings(readings: Reading[]): void {
+    const payload = JSON.stringify(signTelemetry({ v: PROTOCOL_VERSION, device: this.id, readings }, this.key));
+    this.summary.sent += readings.length;
+    // MQTT.js keeps a QoS 1 message until its PUBACK and resends it after a reconnect [MQTT-4.4.0-1].
+    this.client!.publish(topics.telemetry(this.id), payload, { qos: 1 }, (err) => {
+      if (err) return;
+      this.summary.acked += readings.length;
+      for (const r of readings) this.summary.ackedReadings.push([r.seq, r.ts]);
+      this.firstAcceptedPayload ??= payload;
+    });
+  }
+}

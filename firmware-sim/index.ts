@@ -1,0 +1,144 @@
+/**
+ * firmware-sim — a fleet of simulated smart sensors, the demo's data source and our test instrument.
+ *
+ * Talks to: any MQTT 3.1.1 broker (each device with its own connection and credentials), the device
+ * registry (demo mode provisions its devices there), and its own state folder (device secrets, seqs).
+ *
+ *   const fleet = await startFleet({ ... });   …   const summary = await fleet.stop();
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../core/logger.ts';
+import { updateRegistry, type DeviceCredentials } from '../core/registry.ts';
+import { SimDevice, type DeviceSummary } from './device.ts';
+import { assignFaults, type FaultName, type FaultSpec } from './faults.ts';
+import { SeqBook } from './seq-book.ts';
+import { PROFILE_NAMES, unitsOf, type ProfileName } from './signals.ts';
+
+export { parseFaults, FAULTS, EXPECTED_REASON, type FaultName } from './faults.ts';
+export type { DeviceSummary } from './device.ts';
+
+export interface FleetOptions {
+  url: string;
+  devices: number;
+  intervalMs: number;
+  profile: ProfileName | 'mixed';
+  seed: number;
+  faults: FaultSpec;
+  /** Folder for the fleet's state: device secrets (0600) and seqs. */
+  stateDir: string;
+  /** Demo mode: devices sim-0000… are added to this registry if missing. */
+  registryPath?: string;
+  /** Or: existing devices' credentials, one `sensorpipe devices add --json` line each. */
+  credentialsFile?: string;
+  bufferLimit: number;
+  maxBatch: number;
+  idPrefix?: string;
+  logger: Logger;
+}
+
+export interface FleetSummary {
+  devices: number;
+  connected: number;
+  sent: number;
+  acked: number;
+  buffered: number;
+  droppedFromBuffer: number;
+  skipped: number;
+  faults: Partial<Record<FaultName, { count: number; acked: number }>>;
+  perDevice: DeviceSummary[];
+}
+
+export interface Fleet {
+  devices: SimDevice[];
+  summary(): FleetSummary;
+  stop(graceful?: boolean): Promise<FleetSummary>;
+}
+
+/** Credentials of the fleet's devices: from the user's file, or provisioned and kept in the state folder. */
+async function fleetCredentials(options: FleetOptions): Promise<DeviceCredentials[]> {
+  if (options.credentialsFile) {
+    const text = await readFile(options.credentialsFile, 'utf8');
+    return text.split('\n').filter((l) => l.trim() !== '').slice(0, options.devices).map((l) => JSON.parse(l) as DeviceCredentials);
+  }
+  if (!options.registryPath) throw new Error('the fleet needs a registry to provision into, or a credentials file');
+  const file = join(options.stateDir, 'devices.json');
+  const saved = JSON.parse(await readFile(file, 'utf8').catch(() => '[]')) as DeviceCredentials[];
+  const byId = new Map(saved.map((c) => [c.deviceId, c]));
+  const prefix = options.idPrefix ?? 'sim';
+  const wanted = Array.from({ length: options.devices }, (_, i) => `${prefix}-${String(i).padStart(4, '0')}`);
+  const missing = wanted.filter((id) => !byId.has(id));
+  if (missing.length > 0) {
+    const profiles = (i: number): ProfileName => (options.profile === 'mixed' ? PROFILE_NAMES[i % PROFILE_NAMES.length]! : options.profile);
+    const issued = await updateRegistry(options.registryPath, (registry) =>
+      missing.map((id) => {
+        const index = wanted.indexOf(id);
+        // A device the registry knows but whose secrets we lost gets new ones.
+        return registry.get(id) ? registry.rotate(id) : registry.add(id, { meta: { site: `site-${index % 5}`, model: 'sim-1', profile: profiles(index) } });
+      }),
+    );
+    for (const c of issued) byId.set(c.deviceId, c);
+    await writeFile(file, JSON.stringify([...byId.values()]), { mode: 0o600 });
+  }
+  return wanted.map((id) => byId.get(id)!);
+}
+
+export async function startFleet(options: FleetOptions): Promise<Fleet> {
+  await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
+  const credentials = await fleetCredentials(options);
+  const seqs = await SeqBook.open(join(options.stateDir, 'seqs.json'));
+  const ids = credentials.map((c) => c.deviceId);
+  const faults = assignFaults(ids, options.faults, options.seed);
+  const devices = credentials.map((c, i) => {
+    const profile = options.profile === 'mixed' ? PROFILE_NAMES[i % PROFILE_NAMES.length]! : options.profile;
+    return new SimDevice({
+      credentials: c,
+      profile,
+      seed: options.seed * 100_003 + i,
+      intervalMs: options.intervalMs,
+      faults: faults.get(c.deviceId) ?? [],
+      url: options.url,
+      seqs,
+      bufferLimit: options.bufferLimit,
+      maxBatch: options.maxBatch,
+      neighbour: ids[(i + 1) % ids.length]!,
+      logger: options.logger,
+    });
+  });
+  for (const device of devices) device.start();
+  options.logger.info({ devices: devices.length, units: Object.fromEntries(PROFILE_NAMES.map((p) => [p, unitsOf(p)])) }, 'fleet started');
+
+  const summary = (): FleetSummary => {
+    const perDevice = devices.map((d) => d.report());
+    const total = (pick: (d: DeviceSummary) => number) => perDevice.reduce((n, d) => n + pick(d), 0);
+    const faultTotals: FleetSummary['faults'] = {};
+    for (const d of perDevice) {
+      for (const [name, f] of Object.entries(d.faultMessages) as [FaultName, { count: number; acked: number }][]) {
+        const t = (faultTotals[name] ??= { count: 0, acked: 0 });
+        t.count += f.count;
+        t.acked += f.acked;
+      }
+    }
+    return {
+      devices: devices.length,
+      connected: devices.filter((d) => d.connected).length,
+      sent: total((d) => d.sent),
+      acked: total((d) => d.acked),
+      buffered: total((d) => d.buffered),
+      droppedFromBuffer: total((d) => d.droppedFromBuffer),
+      skipped: total((d) => d.skipped),
+      faults: faultTotals,
+      perDevice,
+    };
+  };
+
+  return {
+    devices,
+    summary,
+    stop: async (graceful = true) => {
+      await Promise.all(devices.map((d) => d.stop(graceful)));
+      await seqs.close();
+      return summary();
+    },
+  };
+}
