@@ -1,9 +1,9 @@
 /**
- * `sensorpipe start` (what `npm start` runs): the broker and ingest in one process, on the embedded
- * store under ./data unless InfluxDB is configured. Service-account passwords that are not configured
- * are generated for this run, since every component lives in this process.
+ * `sensorpipe start` (what `npm start` runs): the broker, ingest and a demo fleet in one process, on
+ * the embedded store under ./data unless InfluxDB is configured. Service-account passwords that are
+ * not configured are generated for this run, since every component lives in this process.
  *
- * Not yet wired here: the display and the demo fleet (see the README's status).
+ * Not yet wired here: the display (see the README's status).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -12,12 +12,15 @@ import { startBroker } from '../broker/index.ts';
 import { configSpecs, helpText, parseConfig, registryPathOf } from '../core/config.ts';
 import { updateRegistry, loadRegistry, type DeviceCredentials } from '../core/registry.ts';
 import { topics } from '../core/topics.ts';
+import { parseFaults, provisionFleet, startFleet } from '../firmware-sim/index.ts';
 import { startIngest } from '../ingest/index.ts';
 import { openStore } from '../store/index.ts';
 import type { Command } from './main.ts';
 import { processLogger, untilSignal } from './run.ts';
 
 const DEMO_DEVICE = 'my-device';
+/** A few devices misbehave, so the quarantine shows what sensorpipe refuses and why. */
+const DEMO_FAULTS = 'bad-signature@sim-0003,non-json@sim-0007,clock-ahead@sim-0011,replay@sim-0015,dropout@sim-0019';
 
 /** A device for the user to push readings from by hand; its secrets are kept (0600) so every start can print them. */
 async function demoDevice(dataDir: string, registryPath: string): Promise<DeviceCredentials> {
@@ -33,7 +36,7 @@ async function demoDevice(dataDir: string, registryPath: string): Promise<Device
 }
 
 export const startCommand: Command = {
-  summary: 'run broker and ingest in one process (the quick start)',
+  summary: 'run broker, ingest and a demo fleet in one process (the quick start)',
   async run(argv) {
     const { config, help } = parseConfig(configSpecs.start, { argv });
     if (help) {
@@ -47,6 +50,9 @@ export const startCommand: Command = {
     const ingestPassword = config.ingestPassword ?? secret();
     const displayPassword = config.displayPassword ?? secret();
     const device = await demoDevice(config.dataDir, registryPath);
+    // Provision the demo fleet before the broker reads the registry, or its first logins would fail.
+    const fleetState = join(config.dataDir, 'sim');
+    await provisionFleet({ devices: config.devices, registryPath, stateDir: fleetState, profile: config.profile });
 
     const broker = await startBroker({ config: { ...config, ingestPassword, displayPassword }, registryPath, logger });
     const store = await openStore(config, { logger });
@@ -58,11 +64,26 @@ export const startCommand: Command = {
       logger,
     });
 
+    const fleet = await startFleet({
+      url: `mqtt://127.0.0.1:${broker.ports.mqtt}`,
+      devices: config.devices,
+      intervalMs: config.interval,
+      profile: config.profile,
+      seed: config.seed,
+      faults: parseFaults(config.faults ?? DEMO_FAULTS),
+      stateDir: fleetState,
+      registryPath,
+      bufferLimit: config.simBuffer,
+      maxBatch: config.simBatch,
+      logger,
+    });
+
     const key = device.signing.alg === 'hmac-sha256' ? device.signing.key : device.signing.privateKey;
     process.stdout.write(
       [
         '',
         'sensorpipe is running',
+        `  demo fleet   ${config.devices} devices (${config.profile}), a reading every ${config.interval} ms`,
         `  store        ${store.kind === 'embedded' ? `embedded (${config.dataDir})` : config.influxUrl}`,
         `  MQTT         mqtt://localhost:${broker.ports.mqtt}   ws://localhost:${broker.ports.ws}/mqtt`,
         `  metrics      ${broker.urls.metrics} (broker)   http://127.0.0.1:${ingest.metricsPort}/metrics (ingest)`,
@@ -76,6 +97,7 @@ export const startCommand: Command = {
       ].join('\n'),
     );
     return untilSignal(async () => {
+      await fleet.stop();
       await ingest.close();
       await store.close();
       await broker.close();

@@ -55,8 +55,13 @@ export interface Fleet {
   stop(graceful?: boolean): Promise<FleetSummary>;
 }
 
-/** Credentials of the fleet's devices: from the user's file, or provisioned and kept in the state folder. */
-async function fleetCredentials(options: FleetOptions): Promise<DeviceCredentials[]> {
+/**
+ * Credentials of the fleet's devices: from the user's file, or provisioned into the registry and kept in
+ * the state folder. Exported so that a process can provision before it starts a broker that reads the
+ * registry once at start-up.
+ */
+export async function provisionFleet(options: Pick<FleetOptions, 'credentialsFile' | 'devices' | 'registryPath' | 'stateDir' | 'idPrefix' | 'profile'>): Promise<DeviceCredentials[]> {
+  await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
   if (options.credentialsFile) {
     const text = await readFile(options.credentialsFile, 'utf8');
     return text.split('\n').filter((l) => l.trim() !== '').slice(0, options.devices).map((l) => JSON.parse(l) as DeviceCredentials);
@@ -84,8 +89,7 @@ async function fleetCredentials(options: FleetOptions): Promise<DeviceCredential
 }
 
 export async function startFleet(options: FleetOptions): Promise<Fleet> {
-  await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
-  const credentials = await fleetCredentials(options);
+  const credentials = await provisionFleet(options);
   const seqs = await SeqBook.open(join(options.stateDir, 'seqs.json'));
   const ids = credentials.map((c) => c.deviceId);
   const faults = assignFaults(ids, options.faults, options.seed);

@@ -68,7 +68,7 @@ export class SignalGenerator {
   ) {
     this.random = prng(seed);
     this.phase = this.random() * 2 * Math.PI;
-    for (const name of Object.keys(PROFILES[profile])) this.offsets[name] = (this.random() - 0.5) * 0.1;
+    for (const name of Object.keys(PROFILES[profile])) this.offsets[name] = (this.random() - 0.5) * 0.02; // each unit a little different, ±1 %
   }
 
   next(ts: number): Record<string, number> {
