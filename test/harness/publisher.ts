@@ -4,7 +4,8 @@
  * broker acknowledged.
  */
 import mqtt, { type MqttClient } from 'mqtt';
-import { Registry, type DeviceCredentials } from '../../core/registry.ts';
+import type { Registry} from '../../core/registry.ts';
+import { type DeviceCredentials } from '../../core/registry.ts';
 import type { TelemetryBody } from '../../core/schemas.ts';
 import { signTelemetry, type SignKey } from '../../core/signature.ts';
 import { topics } from '../../core/topics.ts';
