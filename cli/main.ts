@@ -5,6 +5,7 @@
 import { isSensorpipeError } from '../core/errors.ts';
 import { brokerCommand } from './broker.ts';
 import { devicesCommand } from './devices.ts';
+import { displayCommand } from './display.ts';
 import { ingestCommand } from './ingest.ts';
 import { quarantineCommand } from './quarantine.ts';
 import { signCommand } from './sign.ts';
@@ -19,6 +20,7 @@ export interface Command {
 const commands: Record<string, Command> = {
   broker: brokerCommand,
   devices: devicesCommand,
+  display: displayCommand,
   ingest: ingestCommand,
   quarantine: quarantineCommand,
   sign: signCommand,

@@ -1,9 +1,7 @@
 /**
- * `sensorpipe start` (what `npm start` runs): the broker, ingest and a demo fleet in one process, on
- * the embedded store under ./data unless InfluxDB is configured. Service-account passwords that are
- * not configured are generated for this run, since every component lives in this process.
- *
- * Not yet wired here: the display (see the README's status).
+ * `sensorpipe start` (what `npm start` runs): the broker, ingest, the display and a demo fleet in one
+ * process, on the embedded store under ./data unless InfluxDB is configured. Service-account passwords
+ * that are not configured are generated for this run, since every component lives in this process.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -12,6 +10,7 @@ import { startBroker } from '../broker/index.ts';
 import { configSpecs, helpText, parseConfig, registryPathOf } from '../core/config.ts';
 import { updateRegistry, loadRegistry, type DeviceCredentials } from '../core/registry.ts';
 import { topics } from '../core/topics.ts';
+import { startDisplay } from '../display/index.ts';
 import { parseFaults, provisionFleet, startFleet } from '../firmware-sim/index.ts';
 import { startIngest } from '../ingest/index.ts';
 import { openStore } from '../store/index.ts';
@@ -36,7 +35,7 @@ async function demoDevice(dataDir: string, registryPath: string): Promise<Device
 }
 
 export const startCommand: Command = {
-  summary: 'run broker, ingest and a demo fleet in one process (the quick start)',
+  summary: 'run broker, ingest, display and a demo fleet in one process (the quick start)',
   async run(argv) {
     const { config, help } = parseConfig(configSpecs.start, { argv });
     if (help) {
@@ -64,6 +63,13 @@ export const startCommand: Command = {
       logger,
     });
 
+    const display = await startDisplay({
+      config: { ...config, mqttUrl: `mqtt://127.0.0.1:${broker.ports.mqtt}`, displayPassword },
+      registryPath,
+      store,
+      logger,
+    });
+
     const fleet = await startFleet({
       url: `mqtt://127.0.0.1:${broker.ports.mqtt}`,
       devices: config.devices,
@@ -83,6 +89,7 @@ export const startCommand: Command = {
       [
         '',
         'sensorpipe is running',
+        `  dashboard    ${display.url}/`,
         `  demo fleet   ${config.devices} devices (${config.profile}), a reading every ${config.interval} ms`,
         `  store        ${store.kind === 'embedded' ? `embedded (${config.dataDir})` : config.influxUrl}`,
         `  MQTT         mqtt://localhost:${broker.ports.mqtt}   ws://localhost:${broker.ports.ws}/mqtt`,
@@ -98,6 +105,7 @@ export const startCommand: Command = {
     );
     return untilSignal(async () => {
       await fleet.stop();
+      await display.close();
       await ingest.close();
       await store.close();
       await broker.close();

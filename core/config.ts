@@ -22,6 +22,8 @@ export interface OptionSpec<S extends z.ZodType = z.ZodType> {
   secret?: boolean;
   /** A switch: `--flag` alone means "true" (the variable still takes true/false). */
   switch?: boolean;
+  /** Other flags accepted for this option in one process kind (e.g. `sensorpipe sim --broker URL`). */
+  aliases?: readonly string[];
 }
 
 type Specs = Record<string, OptionSpec>;
@@ -130,7 +132,13 @@ export const serviceAccountOptions = {
 export const displayOptions = {
   httpHost: { env: 'SENSORPIPE_HTTP_HOST', flag: 'http-host', schema: text, default: '0.0.0.0', doc: 'Address the dashboard and API listen on.' },
   httpPort: { env: 'SENSORPIPE_HTTP_PORT', flag: 'http-port', schema: port, default: '8080', doc: 'Dashboard, API and /live port (0: any free port).' },
-  viewerToken: { env: 'SENSORPIPE_VIEWER_TOKEN', flag: 'viewer-token', schema: optionalText, secret: true, doc: 'When set, the API and /live require this token.' },
+  viewerToken: { env: 'SENSORPIPE_VIEWER_TOKEN', flag: 'viewer-token', schema: optionalText, secret: true, doc: 'When set, the API and /live require this token (Authorization: Bearer, or ?token= for /live).' },
+  allowedOrigins: { env: 'SENSORPIPE_ALLOWED_ORIGINS', flag: 'allowed-origins', schema: z.string().optional().transform((t) => (t ?? '').split(',').map((o) => o.trim()).filter((o) => o !== '')), doc: 'Browser origins allowed besides the dashboard\'s own, comma-separated (e.g. https://ops.example.com).' },
+  liveTickMs: { env: 'SENSORPIPE_LIVE_TICK', flag: 'live-tick', schema: durationMs.pipe(z.number().int().min(1).max(1000)), default: '20ms', doc: 'Live readings are sent to each client in one frame per tick.' },
+  liveMaxClients: { env: 'SENSORPIPE_LIVE_MAX_CLIENTS', flag: 'live-max-clients', schema: integer(1, 1_000_000), default: '5000', doc: 'Most /live WebSocket clients at once (more: refused with 429 LIMIT_EXCEEDED).' },
+  liveSlowBytes: { env: 'SENSORPIPE_LIVE_SLOW_BYTES', flag: 'live-slow-bytes', schema: sizeBytes, default: '1MiB', doc: 'A client with this much unsent data is slow: it gets only the newest value per metric until it catches up.' },
+  liveStuckMs: { env: 'SENSORPIPE_LIVE_STUCK_TIMEOUT', flag: 'live-stuck-timeout', schema: durationMs, default: '15s', doc: 'A client that stays slow this long is disconnected.' },
+  liveHeartbeatMs: { env: 'SENSORPIPE_LIVE_HEARTBEAT', flag: 'live-heartbeat', schema: durationMs, default: '15s', doc: 'Ping interval; a client that misses a pong by the next ping is dropped.' },
 } satisfies Specs;
 
 export const ingestOptions = {
@@ -171,8 +179,9 @@ export const configSpecs = {
   devices: { ...commonOptions },
   broker: { ...commonOptions, ...brokerOptions, ...serviceAccountOptions },
   ingest: { ...commonOptions, ...mqttClientOptions, ...storeOptions, ...ingestOptions, ingestPassword: serviceAccountOptions.ingestPassword },
-  display: { ...commonOptions, ...mqttClientOptions, ...storeOptions, ...displayOptions, displayPassword: serviceAccountOptions.displayPassword },
-  sim: { ...commonOptions, ...mqttClientOptions, ...simOptions },
+  display: { ...commonOptions, ...mqttClientOptions, ...storeOptions, ...displayOptions, displayPassword: serviceAccountOptions.displayPassword, maxFutureMs: ingestOptions.maxFutureMs },
+  // The simulator's broker URL is also `--broker`, the name issue 4 and the README give it.
+  sim: { ...commonOptions, mqttUrl: { ...mqttClientOptions.mqttUrl, aliases: ['broker'] }, ...simOptions },
   start: { ...commonOptions, ...brokerOptions, ...serviceAccountOptions, ...storeOptions, ...displayOptions, ...ingestOptions, ...simOptions },
 } as const satisfies Record<string, Specs>;
 export type ProcessKind = keyof typeof configSpecs;
@@ -201,7 +210,9 @@ export interface ParsedConfig<T extends Specs> {
 export function parseConfig<T extends Specs>(specs: T, source: ConfigSource = {}): ParsedConfig<T> {
   const env = source.env ?? process.env;
   const flagOptions: Record<string, { type: 'string' } | { type: 'boolean' }> = { help: { type: 'boolean' } };
-  for (const spec of Object.values(specs)) flagOptions[spec.flag] = { type: spec.switch === true ? 'boolean' : 'string' };
+  for (const spec of Object.values(specs)) {
+    for (const flag of [spec.flag, ...(spec.aliases ?? [])]) flagOptions[flag] = { type: spec.switch === true ? 'boolean' : 'string' };
+  }
 
   let parsed: ReturnType<typeof parseArgs>;
   try {
@@ -212,10 +223,13 @@ export function parseConfig<T extends Specs>(specs: T, source: ConfigSource = {}
 
   const config: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(specs)) {
-    const flagValue = parsed.values[spec.flag];
+    const given = [spec.flag, ...(spec.aliases ?? [])].filter((flag) => parsed.values[flag] !== undefined);
+    if (given.length > 1) throw new SensorpipeError('CONFIG_INVALID', `${given.map((f) => `--${f}`).join(' and ')} set the same option: give one (${spec.env})`, { variable: spec.env, flag: spec.flag });
+    const usedFlag = given[0] ?? spec.flag;
+    const flagValue = parsed.values[usedFlag];
     const fromFlag = typeof flagValue === 'boolean' ? String(flagValue) : flagValue;
     const raw = typeof fromFlag === 'string' ? fromFlag : (env[spec.env] ?? spec.default);
-    const origin = typeof fromFlag === 'string' ? `--${spec.flag}` : env[spec.env] !== undefined ? spec.env : `default of ${spec.env}`;
+    const origin = typeof fromFlag === 'string' ? `--${usedFlag}` : env[spec.env] !== undefined ? spec.env : `default of ${spec.env}`;
     const result = spec.schema.safeParse(raw === '' ? undefined : raw);
     if (!result.success) {
       let reason = result.error.issues[0]?.message ?? 'invalid';
@@ -231,7 +245,8 @@ export function parseConfig<T extends Specs>(specs: T, source: ConfigSource = {}
 export function helpText(usage: string, specs: Specs): string {
   const lines = [usage, '', 'Options (flag, environment variable, default):'];
   for (const spec of Object.values(specs)) {
-    lines.push(spec.switch === true ? `  --${spec.flag}` : `  --${spec.flag} <value>`);
+    const also = spec.aliases?.length ? ` (also ${spec.aliases.map((a) => `--${a}`).join(', ')})` : '';
+    lines.push(`${spec.switch === true ? `  --${spec.flag}` : `  --${spec.flag} <value>`}${also}`);
     lines.push(`      ${spec.env}${spec.default !== undefined ? ` (default: ${spec.default})` : ' (default: unset)'}`);
     lines.push(`      ${spec.doc}`);
   }

@@ -1,0 +1,134 @@
+/**
+ * The display's WebSocket protocol (`/live`), both directions. One zod schema per frame; the server
+ * parses what browsers send with these, the dashboard and the tests parse what the server sends.
+ *
+ * Client → server (JSON text frames, at most LIVE_LIMITS.maxInboundFrameBytes):
+ *   {"type":"subscribe","id":"s1","devices":["boiler-7"],"metrics":["temperature"],"history":{"from":"-1h"}}
+ *   {"type":"subscribe","id":"all","devices":"*","latest":true}
+ *   {"type":"unsubscribe","id":"s1"}
+ *
+ * Server → client:
+ *   welcome    once, on connect
+ *   subscribed the subscription is in force (live readings for it follow)
+ *   history    per device of a subscription that asked for history, before any live reading of it
+ *   readings   live readings, many per frame: [device, seq, ts, {metric: value}]
+ *   status     a device went online or offline
+ *   error      a refused frame or subscription, with a stable code (core/errors.ts)
+ *
+ * History then live, without gap or overlap: for a subscription with history, the server holds that
+ * device's live readings back, sends the history (store contents up to now, plus readings verified in
+ * the last seconds that the store may not have yet), then releases what it held, leaving out every
+ * reading (device, metric, ts) that the history already contained.
+ */
+import { z } from 'zod';
+import { DeviceIdSchema, DeviceStateSchema, MetricNameSchema, SeqSchema } from './schemas.ts';
+import { AGGREGATE_FUNCTIONS } from './query.ts';
+
+export const LIVE_PROTOCOL_VERSION = 1 as const;
+
+export const LIVE_LIMITS = {
+  maxInboundFrameBytes: 16 * 1024,
+  maxSubscriptionsPerClient: 32,
+  maxDevicesPerSubscription: 1000,
+  /** History is a store query per device: at most this many devices per subscription may ask for it. */
+  maxHistoryDevices: 20,
+  maxMetricsPerSubscription: 32,
+} as const;
+
+const SubscriptionIdSchema = z.string().min(1).max(32).regex(/^[A-Za-z0-9_.-]+$/, 'subscription id: letters, digits, _ . -');
+
+/** `from` as in the history API: ms, ISO-8601, `now` or relative (`-1h`). */
+const TimeParamSchema = z.union([z.number().int(), z.string().max(40)]);
+
+export const LiveSubscribeSchema = z.strictObject({
+  type: z.literal('subscribe'),
+  id: SubscriptionIdSchema,
+  /** Device ids, or "*" for the whole fleet (devices added later included). */
+  devices: z.union([z.literal('*'), z.array(DeviceIdSchema).min(1).max(LIVE_LIMITS.maxDevicesPerSubscription)]),
+  /** Only these metrics (default: all). */
+  metrics: z.array(MetricNameSchema).min(1).max(LIVE_LIMITS.maxMetricsPerSubscription).optional(),
+  /** Only the newest value per device and metric in each frame (a fleet overview needs no more). */
+  latest: z.boolean().optional(),
+  /** Send each device's history from `from` first (not with devices "*"). */
+  history: z
+    .strictObject({
+      from: TimeParamSchema,
+      fn: z.enum(AGGREGATE_FUNCTIONS).optional(),
+      maxPoints: z.number().int().min(1).max(10_000).optional(),
+    })
+    .optional(),
+});
+export type LiveSubscribe = z.infer<typeof LiveSubscribeSchema>;
+
+export const LiveUnsubscribeSchema = z.strictObject({ type: z.literal('unsubscribe'), id: SubscriptionIdSchema });
+
+export const LiveClientFrameSchema = z.discriminatedUnion('type', [LiveSubscribeSchema, LiveUnsubscribeSchema]);
+export type LiveClientFrame = z.infer<typeof LiveClientFrameSchema>;
+
+// ---- server → client ----------------------------------------------------------------------------------
+
+/** One live reading: device, seq, ts (ms), values by metric. */
+export const LiveReadingSchema = z.tuple([DeviceIdSchema, SeqSchema, z.number().int(), z.record(z.string(), z.number())]);
+export type LiveReading = z.infer<typeof LiveReadingSchema>;
+
+export const LiveWelcomeSchema = z.strictObject({
+  type: z.literal('welcome'),
+  v: z.literal(LIVE_PROTOCOL_VERSION),
+  serverTime: z.number().int(),
+  tickMs: z.number().int(),
+  limits: z.strictObject({ maxSubscriptions: z.number().int(), maxDevicesPerSubscription: z.number().int(), maxHistoryDevices: z.number().int() }),
+});
+
+export const LiveSubscribedSchema = z.strictObject({ type: z.literal('subscribed'), id: SubscriptionIdSchema, devices: z.union([z.literal('*'), z.number().int()]) });
+export const LiveUnsubscribedSchema = z.strictObject({ type: z.literal('unsubscribed'), id: SubscriptionIdSchema });
+
+/** A history point: [ts, value] raw, or [ts, value, min, max] for a window (ts = window start). */
+export const HistoryPointSchema = z.union([z.tuple([z.number(), z.number()]), z.tuple([z.number(), z.number(), z.number(), z.number()])]);
+
+export const LiveHistorySchema = z.strictObject({
+  type: z.literal('history'),
+  id: SubscriptionIdSchema,
+  device: DeviceIdSchema,
+  from: z.number().int(),
+  to: z.number().int(),
+  mode: z.enum(['raw', 'aggregate']),
+  /** Aggregate mode: the window length (ms) of the points before `rawFrom`. */
+  every: z.number().int().optional(),
+  /** Aggregate mode: points from this time on are raw readings (the last seconds, for a seamless join with live). */
+  rawFrom: z.number().int().optional(),
+  series: z.array(z.strictObject({ metric: MetricNameSchema, points: z.array(HistoryPointSchema) })),
+});
+export type LiveHistory = z.infer<typeof LiveHistorySchema>;
+
+export const LiveReadingsSchema = z.strictObject({
+  type: z.literal('readings'),
+  items: z.array(LiveReadingSchema),
+  /** Readings this client missed because it was too slow; only the newest value per metric was kept. */
+  conflated: z.number().int().optional(),
+});
+
+export const LiveStatusSchema = z.strictObject({ type: z.literal('status'), device: DeviceIdSchema, state: DeviceStateSchema, since: z.number().int() });
+
+export const LiveErrorSchema = z.strictObject({ type: z.literal('error'), code: z.string(), message: z.string(), id: z.string().optional() });
+
+export const LiveServerFrameSchema = z.discriminatedUnion('type', [
+  LiveWelcomeSchema,
+  LiveSubscribedSchema,
+  LiveUnsubscribedSchema,
+  LiveHistorySchema,
+  LiveReadingsSchema,
+  LiveStatusSchema,
+  LiveErrorSchema,
+]);
+export type LiveServerFrame = z.infer<typeof LiveServerFrameSchema>;
+
+/** WebSocket close codes the server uses (RFC 6455 §7.4: 4000–4999 are ours). */
+export const LIVE_CLOSE = {
+  policy: 1008,
+  tooBig: 1009,
+  /** Too slow for too long: the client did not read its frames. */
+  slow: 4001,
+  /** Too many bad frames. */
+  badFrames: 4002,
+  shutdown: 1001,
+} as const;

@@ -1,0 +1,101 @@
+/**
+ * The display's MQTT connection (service account svc:display, read-only): verified readings from
+ * ingest, device status from the broker and devices, completeness from ingest. Every payload is parsed
+ * with its core/ schema; a malformed one is counted and dropped, never passed on.
+ */
+import mqtt, { type MqttClient } from 'mqtt';
+import type { ZodType } from 'zod';
+import type { Logger } from '../core/logger.ts';
+import { CompletenessMessageSchema, StatusMessageSchema, VerifiedReadingsSchema, type CompletenessMessage, type StatusMessage, type VerifiedReadings } from '../core/schemas.ts';
+import { parseTopic, topics, type TopicKind } from '../core/topics.ts';
+import type { DisplayMetrics } from './metrics.ts';
+
+export const DISPLAY_USERNAME = 'svc:display';
+/** Bigger than any verified-readings message ingest publishes (a 1,000-reading batch with metadata). */
+const MAX_FEED_PAYLOAD_BYTES = 4 * 1024 * 1024;
+
+export interface FeedHandlers {
+  readings(message: VerifiedReadings): void;
+  status(message: StatusMessage): void;
+  completeness(message: CompletenessMessage): void;
+}
+
+export interface FeedOptions {
+  url: string;
+  password: string | undefined;
+  logger: Logger;
+  metrics: DisplayMetrics;
+  handlers: FeedHandlers;
+}
+
+const SCHEMAS: Partial<Record<TopicKind, ZodType>> = {
+  verified: VerifiedReadingsSchema,
+  status: StatusMessageSchema,
+  completeness: CompletenessMessageSchema,
+};
+
+export class PipelineFeed {
+  readonly client: MqttClient;
+  /** Resolves once the first subscription is in place (retained status and completeness follow it). */
+  readonly ready: Promise<void>;
+
+  constructor(private readonly options: FeedOptions) {
+    this.client = mqtt.connect(options.url, {
+      clientId: `sensorpipe-display-${process.pid}-${Math.random().toString(16).slice(2, 10)}`,
+      username: DISPLAY_USERNAME,
+      password: options.password,
+      clean: true,
+      reconnectPeriod: 1000,
+      connectTimeout: 10_000,
+      protocolVersion: 4,
+    });
+    this.ready = new Promise((resolve) => {
+      this.client.on('connect', () => {
+        // The live feed at QoS 0: a lost live frame is in the store anyway, and QoS 0 spares ingest and
+        // the broker a PUBACK per message. Status and completeness are retained, at QoS 1.
+        this.client.subscribe({ [topics.allVerified]: { qos: 0 }, [topics.allStatus]: { qos: 1 }, [topics.allCompleteness]: { qos: 1 } }, (err) => {
+          if (err) options.logger.error({ err: err.message }, 'display subscription failed');
+          else resolve();
+        });
+      });
+    });
+    this.client.on('error', (err) => options.logger.warn({ err: err.message }, 'display MQTT error'));
+    this.client.on('message', (topic, payload) => this.receive(topic, payload));
+  }
+
+  get connected(): boolean {
+    return this.client.connected;
+  }
+
+  private receive(topic: string, payload: Buffer): void {
+    const { metrics, handlers } = this.options;
+    const parsed = parseTopic(topic);
+    const schema = parsed === undefined ? undefined : SCHEMAS[parsed.kind];
+    if (parsed === undefined || schema === undefined) {
+      metrics.feedInvalid.inc({ kind: 'topic' });
+      return;
+    }
+    metrics.feedMessages.inc({ kind: parsed.kind });
+    if (payload.length === 0) return; // a cleared retained message
+    let message: { device: string } | undefined;
+    if (payload.length <= MAX_FEED_PAYLOAD_BYTES) {
+      try {
+        const result = schema.safeParse(JSON.parse(payload.toString('utf8')));
+        if (result.success) message = result.data as { device: string };
+      } catch {
+        // not JSON: counted below
+      }
+    }
+    if (message === undefined || message.device !== parsed.deviceId) {
+      metrics.feedInvalid.inc({ kind: parsed.kind });
+      return;
+    }
+    if (parsed.kind === 'verified') handlers.readings(message as VerifiedReadings);
+    else if (parsed.kind === 'status') handlers.status(message as StatusMessage);
+    else handlers.completeness(message as CompletenessMessage);
+  }
+
+  async close(): Promise<void> {
+    await this.client.endAsync();
+  }
+}

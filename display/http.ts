@@ -1,0 +1,257 @@
+/**
+ * The display's HTTP side: the JSON API, CSV export, health and metrics, the dashboard's static files,
+ * and the `/live` WebSocket upgrade (token, Origin and client-count checks before the handshake).
+ * Every query string is parsed with its core/ schema; every error is `{code, message}` with the HTTP
+ * status of its code (core/errors.ts), mapped here and nowhere else.
+ */
+import { timingSafeEqual, createHash } from 'node:crypto';
+import { readFile, readdir } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { extname, join } from 'node:path';
+import type { WebSocketServer } from 'ws';
+import { parseDevicesQuery } from '../core/api.ts';
+import { ERROR_CODES, SensorpipeError, isSensorpipeError, type ErrorCode } from '../core/errors.ts';
+import type { Logger } from '../core/logger.ts';
+import { parseHistoryParams } from '../core/query.ts';
+import type { QueryResult, TimeSeriesStore } from '../store/index.ts';
+import type { FleetState } from './fleet.ts';
+import type { LiveHub } from './hub.ts';
+import type { DisplayMetrics } from './metrics.ts';
+
+export interface HttpOptions {
+  store: TimeSeriesStore;
+  fleet: FleetState;
+  hub: LiveHub;
+  wss: WebSocketServer;
+  metrics: DisplayMetrics;
+  logger: Logger;
+  viewerToken: string | undefined;
+  allowedOrigins: string[];
+  maxClients: number;
+  brokerConnected(): boolean;
+  staticFiles: StaticFiles;
+}
+
+/** Parameters the API reads itself, besides each route's schema. */
+const TRANSPORT_PARAMS = ['token', 'format'] as const;
+
+const SECURITY_HEADERS = {
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  'content-security-policy': "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+};
+
+// ---- static files -------------------------------------------------------------------------------------------
+
+export type StaticFiles = Map<string, { body: Buffer; type: string }>;
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.map': 'application/json',
+  '.png': 'image/png',
+  '.svg': 'image/svg+xml',
+  '.ico': 'image/x-icon',
+};
+
+/**
+ * The built dashboard (display/web/dist), read once at start-up: only files that exist there can be
+ * served, so no request path ever reaches the file system.
+ */
+export async function loadStaticFiles(dir: string): Promise<StaticFiles> {
+  const files: StaticFiles = new Map();
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    const type = CONTENT_TYPES[extname(name)];
+    if (type !== undefined) files.set(`/${name}`, { body: await readFile(join(dir, name)), type });
+  }
+  return files;
+}
+
+// ---- helpers ----------------------------------------------------------------------------------------------------
+
+function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...SECURITY_HEADERS });
+  response.end(JSON.stringify(body));
+}
+
+function sendError(response: ServerResponse, err: SensorpipeError): void {
+  sendJson(response, err.httpStatus, err.toJSON());
+}
+
+function sameSecret(given: string, expected: string): boolean {
+  // Hash both so the comparison is constant-time whatever the lengths.
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+function tokenOf(request: IncomingMessage, url: URL): string | undefined {
+  const header = request.headers.authorization;
+  if (header !== undefined && /^Bearer /i.test(header)) return header.slice(7).trim();
+  return url.searchParams.get('token') ?? undefined;
+}
+
+function routeOf(pathname: string): string {
+  if (pathname === '/api/devices') return '/api/devices';
+  if (/^\/api\/devices\/[^/]+\/readings$/.test(pathname)) return '/api/devices/:id/readings';
+  if (/^\/api\/devices\/[^/]+$/.test(pathname)) return '/api/devices/:id';
+  if (pathname === '/healthz' || pathname === '/metrics' || pathname === '/live') return pathname;
+  return pathname.startsWith('/api/') ? 'api-other' : 'static';
+}
+
+// ---- the server's request and upgrade handlers ---------------------------------------------------------------
+
+export function createHandlers(options: HttpOptions) {
+  const { store, fleet, hub, wss, metrics, logger } = options;
+
+  /** Checks a request's Origin (browsers send it on WebSocket and cross-site requests) and token. */
+  const admit = (request: IncomingMessage, url: URL, needsToken: boolean): SensorpipeError | undefined => {
+    const origin = request.headers.origin;
+    if (origin !== undefined && !originAllowed(origin, request.headers.host, options.allowedOrigins)) {
+      return new SensorpipeError('FORBIDDEN', `origin ${origin} is not allowed (SENSORPIPE_ALLOWED_ORIGINS)`);
+    }
+    if (needsToken && options.viewerToken !== undefined) {
+      const token = tokenOf(request, url);
+      if (token === undefined || !sameSecret(token, options.viewerToken)) return new SensorpipeError('AUTH_REQUIRED', 'a valid viewer token is required');
+    }
+    return undefined;
+  };
+
+  const api = async (request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> => {
+    const path = url.pathname;
+    if (path === '/api/devices') {
+      sendJson(response, 200, fleet.list(parseDevicesQuery(url.searchParams, TRANSPORT_PARAMS)));
+      return;
+    }
+    const match = /^\/api\/devices\/([^/]+)(\/readings)?$/.exec(path);
+    if (match === null) throw new SensorpipeError('NOT_FOUND', `no such API route: ${path.slice(0, 100)}`);
+    const id = decodeURIComponent(match[1]!);
+    const params = parseHistoryParams(id, url.searchParams, Date.now(), TRANSPORT_PARAMS);
+    if (!fleet.has(params.device)) throw new SensorpipeError('NOT_FOUND', `no device ${params.device}`);
+    if (match[2] === undefined) {
+      sendJson(response, 200, fleet.get(params.device));
+      return;
+    }
+    const format = url.searchParams.get('format') ?? 'json';
+    if (format !== 'json' && format !== 'csv') throw new SensorpipeError('QUERY_INVALID', 'format must be json or csv', { param: 'format' });
+    const result = await store.query(params);
+    if (format === 'json') sendJson(response, 200, result);
+    else await sendCsv(response, result);
+  };
+
+  const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
+    const url = new URL(request.url ?? '/', 'http://display.invalid');
+    const route = routeOf(url.pathname);
+    const stop = metrics.httpSeconds.startTimer({ route });
+    response.on('finish', () => {
+      stop();
+      metrics.httpRequests.inc({ route, status: String(response.statusCode) });
+    });
+    void (async () => {
+      try {
+        if (request.method !== 'GET' && request.method !== 'HEAD') {
+          response.setHeader('allow', 'GET, HEAD');
+          throw new SensorpipeError('FORBIDDEN', 'the display is read-only: GET only');
+        }
+        if (url.pathname === '/healthz') {
+          const storeHealth = await store.health();
+          const broker = options.brokerConnected();
+          const body = { ok: broker && storeHealth.ok, broker, store: storeHealth.ok, ...(storeHealth.detail === undefined ? {} : { storeDetail: storeHealth.detail }), clients: hub.clientCount };
+          sendJson(response, body.ok ? 200 : 503, body);
+        } else if (url.pathname === '/metrics') {
+          response.writeHead(200, { 'content-type': metrics.registry.contentType });
+          response.end(await metrics.registry.metrics());
+        } else if (url.pathname.startsWith('/api/')) {
+          const refused = admit(request, url, true);
+          if (refused !== undefined) throw refused;
+          await api(request, response, url);
+        } else {
+          serveStatic(response, url.pathname, options.staticFiles);
+        }
+      } catch (err) {
+        if (isSensorpipeError(err)) sendError(response, err);
+        else {
+          logger.error({ err, path: url.pathname }, 'display request failed');
+          if (!response.headersSent) sendError(response, new SensorpipeError('INTERNAL', 'internal error'));
+          else response.destroy();
+        }
+      }
+    })();
+  };
+
+  const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const url = new URL(request.url ?? '/', 'http://display.invalid');
+    const refuse = (code: ErrorCode, message: string) => {
+      metrics.liveRefused.inc({ code });
+      const status = ERROR_CODES[code].http;
+      const body = JSON.stringify({ code, message });
+      socket.end(`HTTP/1.1 ${status} ${code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    };
+    if (url.pathname !== '/live') return refuse('NOT_FOUND', 'WebSocket endpoint is /live');
+    const refused = admit(request, url, true);
+    if (refused !== undefined) return refuse(refused.code, refused.message);
+    if (hub.clientCount >= options.maxClients) return refuse('LIMIT_EXCEEDED', `at most ${options.maxClients} live clients`);
+    wss.handleUpgrade(request, socket, head, (ws) => hub.accept(ws));
+  };
+
+  return { onRequest, onUpgrade };
+}
+
+/** The dashboard's own origin is always allowed: the Origin's host equals the Host header. */
+export function originAllowed(origin: string, host: string | undefined, allowed: readonly string[]): boolean {
+  if (allowed.includes(origin)) return true;
+  try {
+    return host !== undefined && new URL(origin).host === host;
+  } catch {
+    return false;
+  }
+}
+
+function serveStatic(response: ServerResponse, pathname: string, files: StaticFiles): void {
+  const file = files.get(pathname === '/' ? '/index.html' : pathname);
+  if (file === undefined) {
+    if (files.size === 0) throw new SensorpipeError('NOT_FOUND', 'the dashboard is not built: run npm run build:web');
+    throw new SensorpipeError('NOT_FOUND', 'no such file');
+  }
+  response.writeHead(200, {
+    'content-type': file.type,
+    'content-length': file.body.length,
+    // index.html names the bundle; it must be re-read after an upgrade. The bundle may be cached briefly.
+    'cache-control': file.type.startsWith('text/html') ? 'no-cache' : 'public, max-age=300',
+    ...SECURITY_HEADERS,
+  });
+  response.end(file.body);
+}
+
+function csvTime(ts: number): string {
+  return new Date(ts).toISOString();
+}
+
+/** Long format (one row per point), so any metric set fits one header; written with backpressure. */
+async function sendCsv(response: ServerResponse, result: QueryResult): Promise<void> {
+  const aggregated = result.mode === 'aggregate';
+  response.writeHead(200, {
+    'content-type': 'text/csv; charset=utf-8',
+    'content-disposition': `attachment; filename="${result.device}-${csvTime(result.from).replace(/[:.]/g, '')}.csv"`,
+    'cache-control': 'no-store',
+    ...SECURITY_HEADERS,
+  });
+  const write = (text: string) => (response.write(text) ? Promise.resolve() : new Promise<void>((resolve) => response.once('drain', resolve)));
+  await write(aggregated ? `time,ts,metric,${result.fn ?? 'mean'},min,max\n` : 'time,ts,metric,value\n');
+  for (const series of result.series) {
+    let chunk = '';
+    for (const p of series.points) {
+      chunk += aggregated ? `${csvTime(p.ts)},${p.ts},${series.metric},${p.value},${p.min ?? ''},${p.max ?? ''}\n` : `${csvTime(p.ts)},${p.ts},${series.metric},${p.value}\n`;
+      if (chunk.length > 64 * 1024) {
+        await write(chunk);
+        chunk = '';
+      }
+    }
+    if (chunk !== '') await write(chunk);
+  }
+  response.end();
+}

@@ -1,0 +1,139 @@
+/**
+ * display — live readings for browsers, history over HTTP, and the dashboard.
+ *
+ * Talks to: the MQTT broker (as the read-only `svc:display` service account: the verified live feed
+ * pipeline/readings/+, device status sensors/+/status, completeness pipeline/completeness/+), the store
+ * (history, latest values; read only), the device registry file (which devices exist), and browsers
+ * (HTTP: /api/…, /healthz, /metrics, the dashboard at /; WebSocket: /live).
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { WebSocketServer } from 'ws';
+import type { ConfigOf, configSpecs } from '../core/config.ts';
+import { LIVE_LIMITS } from '../core/live.ts';
+import type { Logger } from '../core/logger.ts';
+import { loadRegistry } from '../core/registry.ts';
+import { watchRegistry } from '../core/registry-watch.ts';
+import type { TimeSeriesStore } from '../store/index.ts';
+import { PipelineFeed } from './feed.ts';
+import { FleetState } from './fleet.ts';
+import { createHandlers, loadStaticFiles } from './http.ts';
+import { LiveHub } from './hub.ts';
+import { createDisplayMetrics, type DisplayMetrics } from './metrics.ts';
+
+export type DisplayConfig = ConfigOf<typeof configSpecs.display>;
+export { DISPLAY_USERNAME } from './feed.ts';
+
+/** The dashboard bundle, built at install time by `npm run build:web`. */
+export const DASHBOARD_DIR = fileURLToPath(new URL('./web/dist', import.meta.url));
+
+export interface StartDisplayOptions {
+  config: DisplayConfig;
+  registryPath: string;
+  store: TimeSeriesStore;
+  logger: Logger;
+  /** Where the dashboard's files are (default DASHBOARD_DIR). */
+  dashboardDir?: string;
+}
+
+export interface RunningDisplay {
+  port: number;
+  url: string;
+  metrics: DisplayMetrics;
+  fleet: FleetState;
+  hub: LiveHub;
+  feed: PipelineFeed;
+  close(): Promise<void>;
+}
+
+export async function startDisplay({ config, registryPath, store, logger, dashboardDir = DASHBOARD_DIR }: StartDisplayOptions): Promise<RunningDisplay> {
+  const log = logger.child({ component: 'display' });
+  const metrics = createDisplayMetrics();
+  const fleet = new FleetState();
+  fleet.setRegistry(await loadRegistry(registryPath));
+  const registryWatch = watchRegistry(registryPath, (registry) => fleet.setRegistry(registry), {
+    onError: (err) => log.error({ err: err.message }, 'registry reload failed; keeping the previous one'),
+  });
+  try {
+    fleet.seedLatest(await store.latestAll());
+  } catch (err) {
+    // The store may be down at start-up: live values fill in as they arrive.
+    log.warn({ err: (err as Error).message }, 'latest values not loaded from the store');
+  }
+
+  const hub = new LiveHub({
+    tickMs: config.liveTickMs,
+    slowBytes: config.liveSlowBytes,
+    stuckMs: config.liveStuckMs,
+    heartbeatMs: config.liveHeartbeatMs,
+    aheadMs: config.maxFutureMs,
+    store,
+    metrics,
+    logger: log,
+    statusOf: (device) => {
+      const summary = fleet.get(device);
+      return summary?.since == null ? undefined : { state: summary.state, since: summary.since };
+    },
+  });
+  const feed = new PipelineFeed({
+    url: config.mqttUrl,
+    password: config.displayPassword,
+    logger: log,
+    metrics,
+    handlers: {
+      readings: (message) => {
+        fleet.applyReadings(message);
+        hub.publishReadings(message);
+      },
+      status: (message) => {
+        if (fleet.applyStatus(message)) hub.publishStatus(message);
+      },
+      completeness: (message) => fleet.applyCompleteness(message),
+    },
+  });
+
+  const staticFiles = await loadStaticFiles(dashboardDir);
+  if (staticFiles.size === 0) log.warn({ dashboardDir }, 'the dashboard is not built (npm run build:web); the API and /live work without it');
+  const wss = new WebSocketServer({ noServer: true, maxPayload: LIVE_LIMITS.maxInboundFrameBytes, perMessageDeflate: false });
+  const { onRequest, onUpgrade } = createHandlers({
+    store,
+    fleet,
+    hub,
+    wss,
+    metrics,
+    logger: log,
+    viewerToken: config.viewerToken,
+    allowedOrigins: config.allowedOrigins,
+    maxClients: config.liveMaxClients,
+    brokerConnected: () => feed.connected,
+    staticFiles,
+  });
+  const server = createServer(onRequest);
+  server.on('upgrade', onUpgrade);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.httpPort, config.httpHost, resolve);
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = config.httpHost === '0.0.0.0' || config.httpHost === '::' ? 'localhost' : config.httpHost;
+
+  return {
+    port,
+    url: `http://${host}:${port}`,
+    metrics,
+    fleet,
+    hub,
+    feed,
+    close: async () => {
+      registryWatch.close();
+      hub.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      wss.close();
+      await feed.close();
+    },
+  };
+}

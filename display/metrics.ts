@@ -1,0 +1,23 @@
+/** The display's Prometheus metrics, on one registry per display instance (served at /metrics). */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export function createDisplayMetrics() {
+  const registry = new Registry();
+  const registers = [registry];
+  return {
+    registry,
+    liveClients: new Gauge({ name: 'sensorpipe_display_live_clients', help: 'Open /live WebSocket clients.', registers }),
+    liveRefused: new Counter({ name: 'sensorpipe_display_live_refused_total', help: '/live upgrades refused, by code.', labelNames: ['code'] as const, registers }),
+    liveFrames: new Counter({ name: 'sensorpipe_display_live_frames_total', help: 'Frames sent to /live clients.', registers }),
+    liveDelivered: new Counter({ name: 'sensorpipe_display_live_readings_delivered_total', help: 'Readings delivered to /live clients (one per client).', registers }),
+    liveConflated: new Counter({ name: 'sensorpipe_display_live_readings_conflated_total', help: 'Readings a slow client did not get (a newer value of the same metric replaced it).', registers }),
+    liveDisconnects: new Counter({ name: 'sensorpipe_display_live_disconnects_total', help: '/live clients disconnected by the server, by reason.', labelNames: ['reason'] as const, registers }),
+    liveBadFrames: new Counter({ name: 'sensorpipe_display_live_bad_frames_total', help: 'Frames from clients refused, by code.', labelNames: ['code'] as const, registers }),
+    feedMessages: new Counter({ name: 'sensorpipe_display_feed_messages_total', help: 'MQTT messages received from the pipeline, by kind.', labelNames: ['kind'] as const, registers }),
+    feedInvalid: new Counter({ name: 'sensorpipe_display_feed_invalid_total', help: 'MQTT messages dropped as malformed, by kind.', labelNames: ['kind'] as const, registers }),
+    httpRequests: new Counter({ name: 'sensorpipe_display_http_requests_total', help: 'HTTP requests, by route and status.', labelNames: ['route', 'status'] as const, registers }),
+    httpSeconds: new Histogram({ name: 'sensorpipe_display_http_seconds', help: 'HTTP request latency, by route.', labelNames: ['route'] as const, buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers }),
+  };
+}
+
+export type DisplayMetrics = ReturnType<typeof createDisplayMetrics>;
