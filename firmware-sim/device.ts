@@ -65,6 +65,9 @@ export class SimDevice {
   private tick = 0;
   private stuckValue: number | undefined;
   private firstAcceptedPayload: string | undefined;
+  /** QoS 1 messages handed to MQTT.js whose callback has not come yet, and who waits for there to be none. */
+  private inFlight = 0;
+  private onNothingInFlight: (() => void) | undefined;
   private readonly summary: DeviceSummary;
 
   constructor(private readonly options: SimDeviceOptions) {
@@ -94,7 +97,14 @@ export class SimDevice {
     return { ...this.summary, buffered: this.buffer.length };
   }
 
-  /** Stops taking readings; with `graceful`, publishes offline status and waits for pending acks. */
+  /**
+   * Stops taking readings. With `graceful`, publishes the offline status and waits for every message in
+   * flight to be acknowledged before it disconnects — but only while the connection lasts. A stopped
+   * device never reconnects, so once its connection is gone (the broker closed it, the network dropped,
+   * a reconnect was pending) those PUBACKs cannot come: the client is closed at once and what was still
+   * in flight is abandoned, not counted as acknowledged. (MQTT.js's own graceful `end()` waits for an
+   * empty outgoing queue with no such limit: it never returned for a device the broker had disconnected.)
+   */
   async stop(graceful = true): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
@@ -102,9 +112,43 @@ export class SimDevice {
     const client = this.client;
     if (!client) return;
     if (graceful && client.connected) {
-      await client.publishAsync(topics.status(this.id), JSON.stringify(this.status('offline', 'clean')), { qos: 1, retain: true }).catch(() => {});
+      this.publish(topics.status(this.id), JSON.stringify(this.status('offline', 'clean')), { retain: true });
+      if (await this.allAcknowledged(client)) {
+        // Nothing is in flight, so MQTT.js sends DISCONNECT straight away.
+        await client.endAsync(false).catch(() => {});
+        return;
+      }
     }
-    await client.endAsync(!graceful).catch(() => {});
+    // Forced, with reconnectPeriod 0 and a clean session, MQTT.js fails the callbacks still pending.
+    await client.endAsync(true).catch(() => {});
+  }
+
+  /** True once nothing is in flight; false if the connection closes first. */
+  private allAcknowledged(client: MqttClient): Promise<boolean> {
+    if (this.inFlight === 0) return Promise.resolve(client.connected);
+    return new Promise((resolve) => {
+      const settle = (acknowledged: boolean) => {
+        this.onNothingInFlight = undefined;
+        client.off('close', onClose);
+        resolve(acknowledged);
+      };
+      const onClose = () => settle(false);
+      this.onNothingInFlight = () => settle(true);
+      client.on('close', onClose);
+    });
+  }
+
+  /** Every QoS 1 publish goes through here, so that a graceful stop knows when all are acknowledged. */
+  private publish(topic: string, payload: string, options: { retain?: boolean }, onAcknowledged?: () => void): void {
+    this.inFlight++;
+    // MQTT.js keeps a QoS 1 message in its outgoing store until its PUBACK, and resends what is stored
+    // once reconnected (the reconnect in connect() keeps the store): at-least-once across a dropped
+    // connection, even with a clean session, where the spec would not require it.
+    this.client!.publish(topic, payload, { qos: 1, ...options }, (err) => {
+      this.inFlight--;
+      if (!err) onAcknowledged?.();
+      if (this.inFlight === 0) this.onNothingInFlight?.();
+    });
   }
 
   private status(state: 'online' | 'offline', reason: StatusMessage['reason']): StatusMessage {
@@ -126,7 +170,7 @@ export class SimDevice {
     client.on('connect', () => {
       this.attempts = 0;
       this.summary.connects++;
-      client.publish(topics.status(this.id), JSON.stringify(this.status('online', 'connected')), { qos: 1, retain: true });
+      this.publish(topics.status(this.id), JSON.stringify(this.status('online', 'connected')), { retain: true });
       this.sendBuffer();
     });
     client.on('error', (err) => this.options.logger.debug({ device: this.id, err: err.message }, 'mqtt error'));
@@ -135,7 +179,10 @@ export class SimDevice {
       const delay = Math.min(30_000, 500 * 2 ** this.attempts++) * (0.5 + this.random() / 2);
       this.reconnectTimer = setTimeout(() => {
         this.reconnectTimer = undefined;
-        if (!this.stopped) client.reconnect();
+        // With the client's own stores: a bare reconnect() swaps in empty ones, so the messages in flight
+        // when the connection dropped would never be resent nor acknowledged (lost readings, and entries
+        // left in client.outgoing for ever, which a graceful end() waits on).
+        if (!this.stopped) client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });
       }, delay);
     });
   }
@@ -162,6 +209,7 @@ export class SimDevice {
     this.tick++;
     const due = this.tick % FAULT_EVERY === 0;
     const seq = await this.options.seqs.take(this.id);
+    if (this.stopped) return; // stop() came while the seq was being reserved: publish nothing after it
     const ts = Date.now();
     const values = this.signals.next(ts);
 
@@ -203,7 +251,11 @@ export class SimDevice {
     if (this.has('replay') && this.firstAcceptedPayload && this.summary.acked > 100) this.publishFault('replay', topics.telemetry(this.id), this.firstAcceptedPayload);
     if (this.has('foreign-topic')) {
       const body = { v: PROTOCOL_VERSION, device: this.id, readings: [{ seq: 0, ts: Date.now(), values: { t: 1 } }] };
-      this.publishFault('foreign-topic', topics.telemetry(this.options.neighbour), JSON.stringify(signTelemetry(body, this.key)));
+      // QoS 0: a broker may close the connection for it [MQTT-3.3.5-2] (ours does). A QoS 1 copy would stay
+      // in the outgoing store and be resent first on every reconnect, so the device would be refused again
+      // at once, for ever, and never deliver another good reading. So it is never acknowledged either.
+      this.countFault('foreign-topic');
+      client.publish(topics.telemetry(this.options.neighbour), JSON.stringify(signTelemetry(body, this.key)), { qos: 0 });
     }
     if (this.has('burst') && this.tick % (FAULT_EVERY * 3) === 0) {
       for (let i = 0; i < 200; i++) this.publishFault('burst', topics.status(this.id), JSON.stringify(this.status('online', 'connected')));
@@ -212,9 +264,7 @@ export class SimDevice {
 
   private publishFault(fault: FaultName, topic: string, payload: string, seq?: number): void {
     const entry = this.countFault(fault, seq);
-    this.client?.publish(topic, payload, { qos: 1 }, (err) => {
-      if (!err) entry.acked++;
-    });
+    this.publish(topic, payload, {}, () => entry.acked++);
   }
 
   private sendBad(fault: FaultName, seq: number, ts: number, values: Record<string, number>, tamper = (p: object) => p): void {
@@ -239,9 +289,7 @@ export class SimDevice {
   private publishReadings(readings: Reading[]): void {
     const payload = JSON.stringify(signTelemetry({ v: PROTOCOL_VERSION, device: this.id, readings }, this.key));
     this.summary.sent += readings.length;
-    // MQTT.js keeps a QoS 1 message until its PUBACK and resends it after a reconnect [MQTT-4.4.0-1].
-    this.client!.publish(topics.telemetry(this.id), payload, { qos: 1 }, (err) => {
-      if (err) return;
+    this.publish(topics.telemetry(this.id), payload, {}, () => {
       this.summary.acked += readings.length;
       for (const r of readings) this.summary.ackedReadings.push([r.seq, r.ts]);
       this.firstAcceptedPayload ??= payload;

@@ -3,7 +3,7 @@
  * only need *an* MQTT broker. Tests of our own broker start `broker/` instead.
  */
 import { createServer, type AddressInfo } from 'node:net';
-import { Aedes } from 'aedes';
+import { Aedes, type AedesOptions } from 'aedes';
 
 export interface BareBroker {
   url: string;
@@ -11,8 +11,9 @@ export interface BareBroker {
   close(): Promise<void>;
 }
 
-export async function startBareAedes(port = 0): Promise<BareBroker> {
-  const broker = await Aedes.createBroker();
+/** `options` for hooks a test needs to misbehave with (a broker that never acknowledges, say). */
+export async function startBareAedes(port = 0, options: AedesOptions = {}): Promise<BareBroker> {
+  const broker = await Aedes.createBroker(options);
   const server = createServer(broker.handle);
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   const actual = (server.address() as AddressInfo).port;
