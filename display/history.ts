@@ -109,28 +109,47 @@ function join(request: HistoryRequest, from: number, to: number, raw: QueryResul
   return { frame, seen, rawFrom: aggregated === undefined ? Number.NEGATIVE_INFINITY : raw.from };
 }
 
+/** Keeps only the given metrics of a reading; undefined when none is left. */
+export function filterValues(reading: LiveReading, metrics: ReadonlySet<string> | undefined): LiveReading | undefined {
+  if (metrics === undefined) return reading;
+  let values: Record<string, number> | undefined;
+  for (const metric in reading[3]) if (metrics.has(metric)) (values ??= {})[metric] = reading[3][metric]!;
+  return values === undefined ? undefined : [reading[0], reading[1], reading[2], values];
+}
+
 /**
  * The readings to send live after the history: held-back ones and the ring's, each (metric, ts) once
- * and only if the history does not have it, in timestamp order.
+ * and only if the history does not have it, in timestamp order. `seen` then holds every identity sent
+ * so far: live readings that arrive later still pass through it for a while, because under load the
+ * live feed can lag the store, and a reading stored before the query may reach the display after it.
  */
-export function readingsAfterHistory(history: JoinedHistory, metrics: ReadonlySet<string> | undefined, recent: LiveReading[], held: LiveReading[]): LiveReading[] {
+export function readingsAfterHistory(
+  history: JoinedHistory,
+  metrics: ReadonlySet<string> | undefined,
+  recent: LiveReading[],
+  held: LiveReading[],
+): { readings: LiveReading[]; seen: Set<string> } {
   const seen = new Set(history.seen);
   const out: LiveReading[] = [];
   const take = (reading: LiveReading, fromRing: boolean) => {
     if (reading[2] < history.frame.from || (fromRing && reading[2] < history.rawFrom)) return;
-    const values: Record<string, number> = {};
-    let any = false;
-    for (const metric in reading[3]) {
-      if (metrics !== undefined && !metrics.has(metric)) continue;
-      const key = `${metric}@${reading[2]}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      values[metric] = reading[3][metric]!;
-      any = true;
-    }
-    if (any) out.push([reading[0], reading[1], reading[2], values]);
+    const wanted = metrics === undefined ? reading : filterValues(reading, metrics);
+    const fresh = wanted === undefined ? undefined : unseen(wanted, seen);
+    if (fresh !== undefined) out.push(fresh);
   };
   for (const reading of recent) take(reading, true);
   for (const reading of held) take(reading, false);
-  return out.sort((a, b) => a[2] - b[2]);
+  return { readings: out.sort((a, b) => a[2] - b[2]), seen };
+}
+
+/** Drops from a live reading the metrics already sent (by identity); undefined when nothing is left. */
+export function unseen(reading: LiveReading, seen: Set<string>): LiveReading | undefined {
+  let values: Record<string, number> | undefined;
+  for (const metric in reading[3]) {
+    const key = `${metric}@${reading[2]}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    (values ??= {})[metric] = reading[3][metric]!;
+  }
+  return values === undefined ? undefined : [reading[0], reading[1], reading[2], values];
 }

@@ -27,7 +27,7 @@ import type { Logger } from '../core/logger.ts';
 import { parseTimeParam } from '../core/query.ts';
 import type { StatusMessage, VerifiedReadings } from '../core/schemas.ts';
 import type { TimeSeriesStore } from '../store/index.ts';
-import { RecentReadings, loadHistory, readingsAfterHistory } from './history.ts';
+import { RECENT_MS, RecentReadings, filterValues, loadHistory, readingsAfterHistory, unseen } from './history.ts';
 import type { DisplayMetrics } from './metrics.ts';
 
 export interface HubOptions {
@@ -67,6 +67,8 @@ class LiveClient {
   readonly subscriptions = new Map<string, Subscription>();
   /** Devices whose live readings are held back while their history loads. */
   readonly holds = new Map<string, LiveReading[]>();
+  /** After a history: identities already sent per device, checked on live readings until `until`. */
+  readonly sent = new Map<string, { seen: Set<string>; until: number }>();
   /** Newest value per `${device}\0${metric}` for a slow client or a `latest` subscription. */
   readonly merged = new Map<string, LiveReading>();
   /** Readings to send first in the next frame (those released after a history). */
@@ -90,7 +92,7 @@ class LiveClient {
     this.effectiveCache.clear();
     this.wildcardCache = undefined;
     this.explicitCache = undefined;
-    this.simple = this.holds.size === 0 && [...this.subscriptions.values()].every((s) => s.metrics === undefined && !s.latest);
+    this.simple = this.holds.size === 0 && this.sent.size === 0 && [...this.subscriptions.values()].every((s) => s.metrics === undefined && !s.latest);
   }
 
   get wildcard(): boolean {
@@ -140,18 +142,6 @@ function merge(subscriptions: Subscription[]): Effective | null {
   return { metrics, latest: subscriptions.every((s) => s.latest) };
 }
 
-function filterValues(reading: LiveReading, metrics: ReadonlySet<string> | undefined): LiveReading | undefined {
-  if (metrics === undefined) return reading;
-  const values: Record<string, number> = {};
-  let any = false;
-  for (const metric in reading[3]) {
-    if (metrics.has(metric)) {
-      values[metric] = reading[3][metric]!;
-      any = true;
-    }
-  }
-  return any ? [reading[0], reading[1], reading[2], values] : undefined;
-}
 
 export class LiveHub {
   private readonly clients = new Set<LiveClient>();
@@ -296,7 +286,8 @@ export class LiveHub {
           const held = client.holds.get(device) ?? [];
           client.holds.delete(device);
           const release = readingsAfterHistory(history, client.effective(device)?.metrics, recent, held);
-          for (const r of release) client.carry.push(r);
+          for (const r of release.readings) client.carry.push(r);
+          client.sent.set(device, { seen: release.seen, until: Date.now() + RECENT_MS });
         }
       } catch (err) {
         const code: ErrorCode = isSensorpipeError(err) ? err.code : 'INTERNAL';
@@ -379,12 +370,21 @@ export class LiveHub {
   private tickOne(client: LiveClient, readings: Map<string, LiveReading[]>, slow: boolean): void {
     const items: LiveReading[] = client.carry;
     client.carry = [];
+    const now = Date.now();
+    for (const [device, sent] of client.sent) {
+      if (sent.until < now) {
+        client.sent.delete(device);
+        client.changed();
+      }
+    }
     for (const [device, list] of readings) {
       const effective = client.effective(device);
       if (effective === null) continue;
       const held = client.holds.get(device);
+      const seen = client.sent.get(device)?.seen;
       for (const reading of list) {
-        const filtered = filterValues(reading, effective.metrics);
+        let filtered = filterValues(reading, effective.metrics);
+        if (filtered !== undefined && seen !== undefined) filtered = unseen(filtered, seen);
         if (filtered === undefined) continue;
         if (held !== undefined) held.push(filtered);
         else if (effective.latest) this.conflate(client, filtered, false);

@@ -1,0 +1,285 @@
+/**
+ * Fleet overview (#/): every device with its online dot, last seen, latest values and completeness,
+ * a search box and filters. Loads GET /api/devices once, then applies /live frames.
+ *
+ * Built to stay smooth with 1,000 devices: each row is built once and kept; a frame only updates the
+ * model and marks rows dirty, and one flush per animation frame writes the cells whose text changed;
+ * filtering toggles `hidden` on the kept rows instead of rebuilding the table.
+ */
+import type { DeviceSummary } from '../../../core/api.ts';
+import type { LiveServerFrame } from '../../../core/live.ts';
+import { AuthRequiredError, fetchDevices } from './api.ts';
+import { frameBatcher, h, setAttr, setText, textNode } from './dom.ts';
+import { applyStatus, applySummary, applyValue, emptyDevice, matchesFilter, NO_FILTER, type FleetDevice, type FleetFilter } from './fleet-model.ts';
+import { formatAgo, formatPercent, formatValue, unitOf } from './format.ts';
+import type { Unmount, ViewContext } from './view.ts';
+
+const SUBSCRIPTION_ID = 'fleet';
+/** A device the table has not seen appears in a frame: its metadata follows with one refresh, this long after. */
+const UNKNOWN_DEVICE_REFRESH_MS = 2000;
+
+class FleetRow {
+  readonly tr: HTMLTableRowElement;
+  private readonly dot: HTMLElement;
+  private readonly site = textNode();
+  private readonly model = textNode();
+  private readonly seen = textNode();
+  private readonly completeness = textNode();
+  private readonly values: HTMLElement;
+  private readonly valueTexts = new Map<string, Text>();
+
+  constructor(readonly device: FleetDevice) {
+    const id = device.id;
+    this.dot = h('span', { class: 'dot', 'data-state': device.state, title: device.state });
+    this.values = h('td', { class: 'values' });
+    this.tr = h(
+      'tr',
+      { 'data-device': id },
+      h('td', { class: 'state' }, this.dot),
+      h('td', { class: 'id' }, h('a', { href: `#/device/${encodeURIComponent(id)}` }, id)),
+      h('td', { class: 'site' }, this.site),
+      h('td', { class: 'model' }, this.model),
+      h('td', { class: 'seen' }, this.seen),
+      this.values,
+      h('td', { class: 'completeness' }, this.completeness),
+    );
+  }
+
+  /** Writes what changed in the model since the last call. */
+  render(): void {
+    const d = this.device;
+    setAttr(this.dot, 'data-state', d.state);
+    setAttr(this.dot, 'title', d.registered === 'revoked' ? 'revoked' : d.state);
+    setAttr(this.tr, 'data-registered', d.registered);
+    setText(this.site, d.site);
+    setText(this.model, [d.model, d.profile].filter((t) => t !== '').join(' · '));
+    setText(this.completeness, formatPercent(d.completeness));
+    for (const [metric, latest] of d.latest) setText(this.valueText(metric), formatValue(latest.value));
+  }
+
+  renderSeen(now: number): void {
+    setText(this.seen, formatAgo(this.device.lastSeen, now));
+  }
+
+  /** The value cell of a metric, made the first time the metric shows up; kept in metric-name order. */
+  private valueText(metric: string): Text {
+    let text = this.valueTexts.get(metric);
+    if (text !== undefined) return text;
+    text = textNode();
+    this.valueTexts.set(metric, text);
+    const unit = unitOf(metric);
+    const chip = h(
+      'span',
+      { class: 'reading', 'data-reading': metric },
+      h('span', { class: 'metric' }, metric),
+      h('span', { class: 'value', 'data-metric': metric }, text),
+      unit === '' ? null : h('span', { class: 'unit' }, unit),
+    );
+    const next = [...this.values.children].find((el) => (el.getAttribute('data-reading') ?? '') > metric);
+    this.values.insertBefore(chip, next ?? null);
+    return text;
+  }
+}
+
+export function mountFleetView(root: HTMLElement, ctx: ViewContext): Unmount {
+  const rows = new Map<string, FleetRow>();
+  const dirty = new Set<FleetRow>();
+  let filter: FleetFilter = { ...NO_FILTER };
+  let filterDirty = false;
+  let seenDue = true;
+  let refreshTimer: ReturnType<typeof setTimeout> | null = null;
+  let unmounted = false;
+  const abort = new AbortController();
+
+  const search = h('input', { type: 'search', placeholder: 'Search id, site, model', 'data-filter': 'text', 'aria-label': 'Search devices' });
+  const statusSelect = select('status', 'All states', [['online', 'Online'], ['offline', 'Offline'], ['revoked', 'Revoked']]);
+  const siteSelect = select('site', 'All sites', []);
+  const profileSelect = select('profile', 'All profiles', []);
+  const total = textNode('0');
+  const online = textNode('0');
+  const shown = textNode('');
+  const tbody = h('tbody');
+  const message = h('p', { class: 'message', 'data-message': '' }, 'Loading devices…');
+  const table = h(
+    'table',
+    { class: 'fleet' },
+    h('thead', {}, h('tr', {}, ...['', 'Device', 'Site', 'Model · profile', 'Last seen', 'Latest values', 'Complete'].map((t) => h('th', {}, t)))),
+    tbody,
+  );
+  root.append(
+    h('div', { class: 'toolbar' }, search, statusSelect, siteSelect, profileSelect,
+      h('span', { class: 'counts' }, h('span', { 'data-count': 'devices' }, total), ' devices, ', h('span', { 'data-count': 'online' }, online), ' online', shown)),
+    message,
+    table,
+  );
+
+  const batcher = frameBatcher(flush);
+
+  function flush(): void {
+    const now = Date.now();
+    for (const row of dirty) {
+      row.render();
+      if (!filterDirty) row.tr.hidden = !matchesFilter(row.device, filter);
+    }
+    dirty.clear();
+    if (filterDirty) for (const row of rows.values()) row.tr.hidden = !matchesFilter(row.device, filter);
+    if (seenDue) for (const row of rows.values()) if (!row.tr.hidden) row.renderSeen(now);
+    filterDirty = false;
+    seenDue = false;
+    renderCounts();
+  }
+
+  function renderCounts(): void {
+    let up = 0;
+    let visible = 0;
+    for (const row of rows.values()) {
+      if (row.device.state === 'online') up += 1;
+      if (!row.tr.hidden) visible += 1;
+    }
+    setText(total, String(rows.size));
+    setText(online, String(up));
+    setText(shown, visible === rows.size ? '' : ` · ${visible} shown`);
+    setText(message.firstChild as Text, rows.size === 0 ? 'No devices yet.' : visible === 0 ? 'No device matches the filters.' : '');
+    message.hidden = rows.size > 0 && visible > 0;
+  }
+
+  function rowOf(id: string): FleetRow {
+    let row = rows.get(id);
+    if (row !== undefined) return row;
+    row = new FleetRow(emptyDevice(id));
+    rows.set(id, row);
+    insertSorted(row.tr);
+    row.renderSeen(Date.now());
+    return row;
+  }
+
+  function applySnapshot(devices: readonly DeviceSummary[]): void {
+    // Built in one fragment and appended once: a single layout however many devices there are.
+    const fragment = document.createDocumentFragment();
+    for (const summary of [...devices].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
+      let row = rows.get(summary.id);
+      if (row === undefined) {
+        row = new FleetRow(emptyDevice(summary.id));
+        rows.set(summary.id, row);
+        fragment.append(row.tr);
+      }
+      applySummary(row.device, summary);
+      dirty.add(row);
+    }
+    if (tbody.childElementCount === 0) tbody.append(fragment);
+    else for (const row of fragment.querySelectorAll('tr')) insertSorted(row);
+    refreshOptions();
+    seenDue = true;
+    batcher.schedule();
+  }
+
+  /** Rows stay in id order: a new device goes before the first row with a greater id. */
+  function insertSorted(tr: HTMLTableRowElement): void {
+    const id = tr.dataset.device ?? '';
+    const next = [...tbody.rows].find((r) => (r.dataset.device ?? '') > id);
+    tbody.insertBefore(tr, next ?? null);
+  }
+
+  function refreshOptions(): void {
+    const sites = new Set<string>();
+    const profiles = new Set<string>();
+    for (const { device } of rows.values()) {
+      if (device.site !== '') sites.add(device.site);
+      if (device.profile !== '') profiles.add(device.profile);
+    }
+    setOptions(siteSelect, sites);
+    setOptions(profileSelect, profiles);
+  }
+
+  async function load(): Promise<void> {
+    try {
+      const response = await fetchDevices({}, abort.signal);
+      if (unmounted) return;
+      applySnapshot(response.devices);
+    } catch (error) {
+      if (unmounted) return;
+      if (error instanceof AuthRequiredError) return ctx.authRequired();
+      setText(message.firstChild as Text, `Could not load devices: ${error instanceof Error ? error.message : String(error)}`);
+      message.hidden = false;
+    }
+  }
+
+  function scheduleRefresh(): void {
+    refreshTimer ??= setTimeout(() => {
+      refreshTimer = null;
+      void load();
+    }, UNKNOWN_DEVICE_REFRESH_MS);
+  }
+
+  function onFrame(frame: LiveServerFrame): void {
+    if (frame.type === 'readings') {
+      for (const [id, , ts, values] of frame.items) {
+        if (!rows.has(id)) scheduleRefresh();
+        const row = rowOf(id);
+        for (const [metric, value] of Object.entries(values)) applyValue(row.device, metric, ts, value);
+        dirty.add(row);
+      }
+    } else if (frame.type === 'status') {
+      if (!rows.has(frame.device)) scheduleRefresh();
+      const row = rowOf(frame.device);
+      applyStatus(row.device, frame.state, frame.since);
+      dirty.add(row);
+    } else return;
+    batcher.schedule();
+  }
+
+  function onFilterInput(): void {
+    filter = {
+      text: search.value.trim(),
+      status: statusSelect.value as FleetFilter['status'],
+      site: siteSelect.value,
+      profile: profileSelect.value,
+    };
+    filterDirty = true;
+    seenDue = true;
+    batcher.schedule();
+  }
+
+  for (const control of [search, statusSelect, siteSelect, profileSelect]) control.addEventListener('input', onFilterInput);
+  const stopFrames = ctx.live.onFrame(onFrame);
+  // Status changes and new devices sent while the connection was down are lost: catch up from the API.
+  const stopReconnected = ctx.live.onReconnected(() => void load());
+  const seenTimer = setInterval(() => {
+    seenDue = true;
+    batcher.schedule();
+  }, 1000);
+  void load().then(() => {
+    if (!unmounted) ctx.live.subscribe({ type: 'subscribe', id: SUBSCRIPTION_ID, devices: '*', latest: true });
+  });
+
+  return () => {
+    unmounted = true;
+    abort.abort();
+    ctx.live.unsubscribe(SUBSCRIPTION_ID);
+    stopFrames();
+    stopReconnected();
+    clearInterval(seenTimer);
+    if (refreshTimer !== null) clearTimeout(refreshTimer);
+    batcher.cancel();
+  };
+}
+
+function select(name: string, allLabel: string, options: [string, string][]): HTMLSelectElement {
+  return h(
+    'select',
+    { 'data-filter': name, 'aria-label': allLabel },
+    h('option', { value: '' }, allLabel),
+    ...options.map(([value, label]) => h('option', { value }, label)),
+  );
+}
+
+/** Replaces a filter's options with `values` (sorted), keeping the "all" entry and the current choice. */
+function setOptions(control: HTMLSelectElement, values: Set<string>): void {
+  const current = [...control.options].slice(1).map((o) => o.value);
+  const wanted = [...values].sort();
+  if (current.length === wanted.length && current.every((v, i) => v === wanted[i])) return;
+  const chosen = control.value;
+  const all = control.options[0];
+  control.replaceChildren(...(all === undefined ? [] : [all]), ...wanted.map((value) => h('option', { value }, value)));
+  control.value = wanted.includes(chosen) ? chosen : '';
+}

@@ -1,0 +1,10 @@
+/** What every view gets from the app shell, and what it gives back: a function that tears it down. */
+import type { LiveClient } from './live.ts';
+
+export interface ViewContext {
+  live: LiveClient;
+  /** The API or /live refused the token: the shell replaces the view with the token form. */
+  authRequired(): void;
+}
+
+export type Unmount = () => void;
