@@ -52,7 +52,22 @@ export const simCommand: Command = {
     // Let in-flight messages get their PUBACKs, then report.
     const summary = await fleet.stop(true);
     const { perDevice, ...totals } = summary;
-    process.stdout.write(`${JSON.stringify({ ...totals, perDevice: perDevice.map(({ ackedReadings, ...d }) => ({ ...d, ackedSeqRange: ackedReadings.length ? [Math.min(...ackedReadings.map((r) => r[0])), Math.max(...ackedReadings.map((r) => r[0]))] : null })) })}\n`);
+    process.stdout.write(`${JSON.stringify({ ...totals, perDevice: perDevice.map(({ ackedReadings, ...d }) => ({ ...d, ackedSeqRange: seqRange(ackedReadings) })) })}\n`);
     return 0;
   },
 };
+
+/**
+ * Lowest and highest acknowledged seq. A loop, not Math.min(...seqs): spreading more than ~120,000
+ * arguments overflows the stack, and a device at one reading a second has that many after 33 hours.
+ */
+function seqRange(acked: [seq: number, ts: number][]): [number, number] | null {
+  if (acked.length === 0) return null;
+  let low = Infinity;
+  let high = -Infinity;
+  for (const [seq] of acked) {
+    if (seq < low) low = seq;
+    if (seq > high) high = seq;
+  }
+  return [low, high];
+}

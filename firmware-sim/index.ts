@@ -34,6 +34,12 @@ export interface FleetOptions {
   bufferLimit: number;
   maxBatch: number;
   idPrefix?: string;
+  /**
+   * After adding devices to the registry, wait this long before they connect (default 2.5 s), so that a
+   * broker following the registry file (every 1 s by default) knows them: refused as unknown, ten of
+   * them would get the fleet's address banned by the broker's failed-login limit.
+   */
+  registrySettleMs?: number;
   logger: Logger;
 }
 
@@ -60,11 +66,18 @@ export interface Fleet {
  * the state folder. Exported so that a process can provision before it starts a broker that reads the
  * registry once at start-up.
  */
-export async function provisionFleet(options: Pick<FleetOptions, 'credentialsFile' | 'devices' | 'registryPath' | 'stateDir' | 'idPrefix' | 'profile'>): Promise<DeviceCredentials[]> {
+export async function provisionFleet(options: ProvisionOptions): Promise<DeviceCredentials[]> {
+  return (await provision(options)).credentials;
+}
+
+type ProvisionOptions = Pick<FleetOptions, 'credentialsFile' | 'devices' | 'registryPath' | 'stateDir' | 'idPrefix' | 'profile'>;
+
+/** The fleet's credentials, and how many devices had to be added to (or rotated in) the registry. */
+async function provision(options: ProvisionOptions): Promise<{ credentials: DeviceCredentials[]; added: number }> {
   await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
   if (options.credentialsFile) {
     const text = await readFile(options.credentialsFile, 'utf8');
-    return text.split('\n').filter((l) => l.trim() !== '').slice(0, options.devices).map((l) => JSON.parse(l) as DeviceCredentials);
+    return { credentials: text.split('\n').filter((l) => l.trim() !== '').slice(0, options.devices).map((l) => JSON.parse(l) as DeviceCredentials), added: 0 };
   }
   if (!options.registryPath) throw new Error('the fleet needs a registry to provision into, or a credentials file');
   const file = join(options.stateDir, 'devices.json');
@@ -85,11 +98,21 @@ export async function provisionFleet(options: Pick<FleetOptions, 'credentialsFil
     for (const c of issued) byId.set(c.deviceId, c);
     await writeFile(file, JSON.stringify([...byId.values()]), { mode: 0o600 });
   }
-  return wanted.map((id) => byId.get(id)!);
+  return { credentials: wanted.map((id) => byId.get(id)!), added: missing.length };
+}
+
+/** The seed of the fleet's `index`-th device's signals: each device its own, all from the fleet's seed. */
+export function deviceSeed(fleetSeed: number, index: number): number {
+  return fleetSeed * 100_003 + index;
 }
 
 export async function startFleet(options: FleetOptions): Promise<Fleet> {
-  const credentials = await provisionFleet(options);
+  const { credentials, added } = await provision(options);
+  const settleMs = options.registrySettleMs ?? 2_500;
+  if (added > 0 && settleMs > 0) {
+    options.logger.info({ added, waitMs: settleMs }, 'devices added to the registry: giving the broker time to read it');
+    await new Promise((resolve) => setTimeout(resolve, settleMs));
+  }
   const seqs = await SeqBook.open(join(options.stateDir, 'seqs.json'));
   const ids = credentials.map((c) => c.deviceId);
   const faults = assignFaults(ids, options.faults, options.seed);
@@ -98,7 +121,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
     return new SimDevice({
       credentials: c,
       profile,
-      seed: options.seed * 100_003 + i,
+      seed: deviceSeed(options.seed, i),
       intervalMs: options.intervalMs,
       faults: faults.get(c.deviceId) ?? [],
       url: options.url,

@@ -71,6 +71,15 @@ describe('parseConfig', () => {
     expect(result.stdout).toContain('SENSORPIPE_REGISTRY');
   });
 
+  it('takes --broker as the simulator\'s broker URL (issue 4), but not together with --mqtt-url, and not elsewhere', () => {
+    expect(parseConfig(configSpecs.sim, { argv: ['--broker', 'mqtt://10.0.0.5:1883'], env: {} }).config.mqttUrl).toBe('mqtt://10.0.0.5:1883');
+    expect(parseConfig(configSpecs.sim, { argv: [], env: { SENSORPIPE_MQTT_URL: 'mqtt://10.0.0.6:1883' } }).config.mqttUrl).toBe('mqtt://10.0.0.6:1883');
+    expect(() => parseConfig(configSpecs.sim, { argv: ['--broker', 'mqtt://a:1', '--mqtt-url', 'mqtt://b:1'], env: {} })).toThrow(/--mqtt-url and --broker/);
+    expect(() => parseConfig(configSpecs.sim, { argv: ['--broker', 'http://a'], env: {} })).toThrow(/^--broker = "http:\/\/a"/);
+    expect(() => parseConfig(configSpecs.ingest, { argv: ['--broker', 'mqtt://a:1'], env: {} })).toThrow(/'--broker'/);
+    expect(helpText('usage', configSpecs.sim)).toContain('--mqtt-url <value> (also --broker)');
+  });
+
   it('uses one environment name per flag across all process kinds', () => {
     const flagOf = new Map<string, string>();
     for (const specs of Object.values(configSpecs)) {
