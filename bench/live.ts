@@ -7,6 +7,7 @@
  * publish time) and the display's CPU; plus the change in p99 the slow viewers caused.
  *
  *   npx tsx bench/live.ts [--clients 1000] [--rate 5000] [--devices 500] [--per-client 5] [--seconds 20]
+ *                         [--viewer-processes 2] [--tick 20ms]
  *
  * Each viewer subscribes to `--per-client` random devices (a device view), so 1,000 viewers at 5,000
  * readings/s get 1000 × 5000 × 5/500 = 50,000 readings/s between them. The store is a real influxd
@@ -29,6 +30,8 @@ const rate = Number(argValue('rate', '5000'));
 const deviceCount = Number(argValue('devices', '500'));
 const perClient = Number(argValue('per-client', '5'));
 const phaseSeconds = Number(argValue('seconds', '20'));
+const viewerProcesses = Number(argValue('viewer-processes', '2'));
+const tick = argValue('tick', '20ms');
 const SLOW_CLIENTS = 10;
 const WARMUP_SECONDS = 5;
 
@@ -36,7 +39,8 @@ const WARMUP_SECONDS = 5;
 
 interface PhaseSamples { latencies: number[]; readings: number }
 
-async function viewers(liveUrl: string): Promise<void> {
+/** Viewers number `first` … `first + count - 1`; the first viewer process also runs the slow viewers. */
+async function viewers(liveUrl: string, first: number, count: number, runsSlow: boolean): Promise<void> {
   const phases: Record<string, PhaseSamples> = { warmup: { latencies: [], readings: 0 }, normal: { latencies: [], readings: 0 }, withSlow: { latencies: [], readings: 0 } };
   let phase = phases.warmup!;
   const open = (frame: object) =>
@@ -49,7 +53,7 @@ async function viewers(liveUrl: string): Promise<void> {
       ws.once('error', reject);
     });
   const sockets: WebSocket[] = [];
-  for (let i = 0; i < clientsCount; i++) {
+  for (let i = first; i < first + count; i++) {
     const devices = Array.from({ length: perClient }, (_, k) => `bench-${(i * 7 + k * 97) % deviceCount}`);
     const ws = await open({ type: 'subscribe', id: 'view', devices: [...new Set(devices)] });
     ws.on('message', (data) => {
@@ -69,7 +73,7 @@ async function viewers(liveUrl: string): Promise<void> {
   process.stdout.write('{"phase":"normal"}\n');
   await new Promise((r) => setTimeout(r, phaseSeconds * 1000));
   // The slow viewers take the whole fleet and hardly read.
-  const slow = await Promise.all(Array.from({ length: SLOW_CLIENTS }, () => open({ type: 'subscribe', id: 'all', devices: '*' })));
+  const slow = await Promise.all(Array.from({ length: runsSlow ? SLOW_CLIENTS : 0 }, () => open({ type: 'subscribe', id: 'all', devices: '*' })));
   const socketOf = (ws: WebSocket) => (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
   for (const ws of slow) socketOf(ws).pause();
   const trickle = setInterval(() => {
@@ -83,11 +87,7 @@ async function viewers(liveUrl: string): Promise<void> {
   await new Promise((r) => setTimeout(r, phaseSeconds * 1000));
   clearInterval(trickle);
   const slowOpen = slow.filter((ws) => ws.readyState === WebSocket.OPEN).length;
-  const result = Object.fromEntries(['normal', 'withSlow'].map((name) => {
-    const p = phases[name]!;
-    return [name, { deliveriesPerSecond: Math.round(p.readings / phaseSeconds), latencyMs: summarize(p.latencies) }];
-  }));
-  process.stdout.write(`${JSON.stringify({ result, slowStillOpen: slowOpen })}\n`);
+  process.stdout.write(`${JSON.stringify({ result: { normal: phases.normal, withSlow: phases.withSlow }, slowStillOpen: slowOpen })}\n`);
   for (const ws of [...sockets, ...slow]) ws.terminate();
   process.exit(0);
 }
@@ -150,6 +150,7 @@ async function main(): Promise<void> {
     SENSORPIPE_HTTP_HOST: '127.0.0.1',
     SENSORPIPE_HTTP_PORT: String(httpPort),
     SENSORPIPE_LIVE_MAX_CLIENTS: String(clientsCount + SLOW_CLIENTS + 10),
+    SENSORPIPE_LIVE_TICK: tick,
   });
   children.push(broker, ingest, display);
   const displayUrl = `http://127.0.0.1:${httpPort}`;
@@ -173,8 +174,11 @@ async function main(): Promise<void> {
     }
   }, 5);
 
-  const viewerProcess = spawnNode(['--import', 'tsx', 'bench/live.ts', '--viewers', `ws://127.0.0.1:${httpPort}/live`, ...process.argv.slice(2)], {});
-  children.push(viewerProcess);
+  const perProcess = Math.ceil(clientsCount / viewerProcesses);
+  const viewerChildren = Array.from({ length: viewerProcesses }, (_, k) =>
+    spawnNode(['--import', 'tsx', 'bench/live.ts', '--viewers', `ws://127.0.0.1:${httpPort}/live`, String(k * perProcess), String(Math.min(perProcess, clientsCount - k * perProcess)), String(k === 0), ...process.argv.slice(2)], {}),
+  );
+  children.push(...viewerChildren);
   const cpu: Record<string, { cores: number; rssMiB: number }> = {};
   let mark: { phase: string; at: number; cpuSeconds: number } | undefined;
   const closeMark = async (at: number) => {
@@ -182,20 +186,28 @@ async function main(): Promise<void> {
     const usage = await processUsage(display.pid!);
     cpu[mark.phase] = { cores: Number(((usage.cpuSeconds - mark.cpuSeconds) / ((at - mark.at) / 1000)).toFixed(2)), rssMiB: Math.round(usage.rssBytes / 2 ** 20) };
   };
-  const outcome = await new Promise<Record<string, unknown>>((resolve) => {
-    jsonLines(viewerProcess, (line) => {
+  // Phases are timed by the first viewer process; the others started at the same moment (give or take
+  // their connect time), and every process reports its own samples.
+  const outcomes = await Promise.all(viewerChildren.map((child, k) => new Promise<Record<string, unknown>>((resolve) => {
+    jsonLines(child, (line) => {
       void (async () => {
-        if (typeof line.phase === 'string') {
+        if (k === 0 && typeof line.phase === 'string') {
           const at = Date.now();
           await closeMark(at);
           mark = { phase: line.phase, at, cpuSeconds: (await processUsage(display.pid!)).cpuSeconds };
         } else if (line.result !== undefined) {
-          await closeMark(Date.now());
+          if (k === 0) await closeMark(Date.now());
           resolve(line);
         }
       })();
     });
-  });
+  })));
+  const merged = (phase: 'normal' | 'withSlow') => {
+    const samples = outcomes.map((o) => (o.result as Record<string, PhaseSamples>)[phase]!);
+    const readings = samples.reduce((n, p) => n + p.readings, 0);
+    return { deliveriesPerSecond: Math.round(readings / phaseSeconds), latencyMs: summarize(samples.flatMap((p) => p.latencies)) };
+  };
+  const outcome = { result: { normal: merged('normal'), withSlow: merged('withSlow') }, slowStillOpen: outcomes[0]!.slowStillOpen };
   clearInterval(load);
   const metrics = await (await fetch(`${displayUrl}/metrics`)).text();
   const counter = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
@@ -205,13 +217,15 @@ async function main(): Promise<void> {
   await influx.close();
   await dir.remove();
 
-  const result = outcome.result as Record<'normal' | 'withSlow', { deliveriesPerSecond: number; latencyMs: { p50: number | null; p99: number | null } }>;
+  const result = outcome.result;
   const p99 = (phase: 'normal' | 'withSlow') => result[phase].latencyMs.p99 ?? Number.NaN;
   const p99Change = (p99('withSlow') - p99('normal')) / p99('normal');
   printJson({
     bench: 'live',
     machine: machine(),
     viewers: clientsCount,
+    viewerProcesses,
+    tick,
     devicesPerViewer: perClient,
     offeredReadingsPerSecond: rate,
     devices: deviceCount,
@@ -230,5 +244,8 @@ async function main(): Promise<void> {
 }
 
 const viewersIndex = process.argv.indexOf('--viewers');
-if (viewersIndex >= 0) await viewers(process.argv[viewersIndex + 1]!);
+if (viewersIndex >= 0) {
+  const [url, first, count, runsSlow] = process.argv.slice(viewersIndex + 1, viewersIndex + 5) as [string, string, string, string];
+  await viewers(url, Number(first), Number(count), runsSlow === 'true');
+}
 else await main();
