@@ -4,6 +4,8 @@ FROM node:20-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
+# npm ci runs `prepare`, which builds the dashboard (display/web → display/web/dist): its sources must be here.
+COPY display/web ./display/web
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY core ./core
 COPY store ./store

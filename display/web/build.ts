@@ -4,7 +4,7 @@
  * the page needs ends up in dist/, so the dashboard works offline. Run by `npm run build:web`, and by
  * `prepare` on every npm install / npm ci; the display server serves dist/.
  */
-import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -19,10 +19,13 @@ export interface BundleFile {
   gzipBytes: number;
 }
 
+/**
+ * Builds into `outdir`, replacing each file atomically (write, then rename): a display starting while a
+ * build runs (a test, a second terminal) reads the old file or the new one, never half of one.
+ */
 export async function buildDashboard(outdir: string = DIST_DIR): Promise<BundleFile[]> {
-  await rm(outdir, { recursive: true, force: true });
   await mkdir(outdir, { recursive: true });
-  await build({
+  const result = await build({
     entryPoints: [
       { in: join(WEB_DIR, 'src/main.ts'), out: 'app' },
       { in: join(WEB_DIR, 'src/style.css'), out: 'app' },
@@ -36,14 +39,20 @@ export async function buildDashboard(outdir: string = DIST_DIR): Promise<BundleF
     target: ['chrome109', 'firefox115', 'safari15.6', 'edge109'],
     legalComments: 'eof',
     logLevel: 'warning',
+    write: false,
   });
-  await copyFile(join(WEB_DIR, 'index.html'), join(outdir, 'index.html'));
-  return Promise.all(
-    ['app.js', 'app.css', 'index.html'].map(async (name) => {
-      const content = await readFile(join(outdir, name));
-      return { file: name, bytes: content.length, gzipBytes: gzipSync(content, { level: 9 }).length };
+  const files = [...result.outputFiles.map((f) => ({ path: f.path, contents: f.contents })), { path: join(outdir, 'index.html'), contents: await readFile(join(WEB_DIR, 'index.html')) }];
+  await Promise.all(
+    files.map(async ({ path, contents }) => {
+      const partial = `${path}.${process.pid}.partial`;
+      await writeFile(partial, contents);
+      await rename(partial, path);
     }),
   );
+  return ['app.js', 'app.css', 'index.html'].map((name) => {
+    const contents = files.find((f) => f.path === join(outdir, name))?.contents ?? new Uint8Array();
+    return { file: name, bytes: contents.length, gzipBytes: gzipSync(contents, { level: 9 }).length };
+  });
 }
 
 const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KB`;

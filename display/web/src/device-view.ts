@@ -86,6 +86,8 @@ export function mountDeviceView(root: HTMLElement, ctx: ViewContext, deviceId: s
     subscriptionCounter += 1;
     subscriptionId = `dev-${subscriptionCounter}`;
     historyIn = false;
+    // data-history names the range whose history is drawn (tests wait for it); none while it loads.
+    chartGrid.removeAttribute('data-history');
     setText(message.firstChild as Text, 'Loading history…');
     message.hidden = false;
     // About one point per pixel of the widest chart the page can show: more would not be seen.
@@ -108,6 +110,7 @@ export function mountDeviceView(root: HTMLElement, ctx: ViewContext, deviceId: s
   function onFrame(frame: LiveServerFrame): void {
     if (frame.type === 'history' && frame.id === subscriptionId && frame.device === deviceId) {
       historyIn = true;
+      chartGrid.setAttribute('data-history', range);
       const metrics = new Set(frame.series.map((s) => s.metric));
       for (const [metric, chart] of charts) if (!metrics.has(metric)) chart.setHistory([], undefined);
       for (const series of frame.series) chartOf(series.metric).setHistory(series.points, frame.mode === 'aggregate' ? frame.every : undefined);

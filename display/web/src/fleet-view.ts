@@ -4,7 +4,9 @@
  *
  * Built to stay smooth with 1,000 devices: each row is built once and kept; a frame only updates the
  * model and marks rows dirty, and one flush per animation frame writes the cells whose text changed;
- * filtering toggles `hidden` on the kept rows instead of rebuilding the table.
+ * filtering toggles `hidden` on the kept rows instead of rebuilding the table. Rows are grid boxes
+ * with ARIA table roles rather than <tr>: CSS containment (content-visibility) does not apply to table
+ * rows, and without it every changed cell made the browser lay out all 1,000 rows again.
  */
 import type { DeviceSummary } from '../../../core/api.ts';
 import type { LiveServerFrame } from '../../../core/live.ts';
@@ -17,9 +19,14 @@ import type { Unmount, ViewContext } from './view.ts';
 const SUBSCRIPTION_ID = 'fleet';
 /** A device the table has not seen appears in a frame: its metadata follows with one refresh, this long after. */
 const UNKNOWN_DEVICE_REFRESH_MS = 2000;
+/**
+ * Completeness (and metadata) have no live frame: the table re-reads GET /api/devices this often while
+ * the page is visible. Values and status come live; the refresh only merges what is newer.
+ */
+const SNAPSHOT_REFRESH_MS = 30_000;
 
 class FleetRow {
-  readonly tr: HTMLTableRowElement;
+  readonly tr: HTMLElement;
   private readonly dot: HTMLElement;
   private readonly site = textNode();
   private readonly model = textNode();
@@ -31,17 +38,17 @@ class FleetRow {
   constructor(readonly device: FleetDevice) {
     const id = device.id;
     this.dot = h('span', { class: 'dot', 'data-state': device.state, title: device.state });
-    this.values = h('td', { class: 'values' });
+    this.values = h('div', { class: 'values', role: 'cell' });
     this.tr = h(
-      'tr',
-      { 'data-device': id },
-      h('td', { class: 'state' }, this.dot),
-      h('td', { class: 'id' }, h('a', { href: `#/device/${encodeURIComponent(id)}` }, id)),
-      h('td', { class: 'site' }, this.site),
-      h('td', { class: 'model' }, this.model),
-      h('td', { class: 'seen' }, this.seen),
+      'div',
+      { class: 'row', role: 'row', 'data-device': id },
+      h('div', { class: 'state', role: 'cell' }, this.dot),
+      h('div', { class: 'id', role: 'cell' }, h('a', { href: `#/device/${encodeURIComponent(id)}` }, id)),
+      h('div', { class: 'site', role: 'cell' }, this.site),
+      h('div', { class: 'model', role: 'cell' }, this.model),
+      h('div', { class: 'seen', role: 'cell' }, this.seen),
       this.values,
-      h('td', { class: 'completeness' }, this.completeness),
+      h('div', { class: 'completeness', role: 'cell' }, this.completeness),
     );
   }
 
@@ -98,12 +105,12 @@ export function mountFleetView(root: HTMLElement, ctx: ViewContext): Unmount {
   const total = textNode('0');
   const online = textNode('0');
   const shown = textNode('');
-  const tbody = h('tbody');
+  const tbody = h('div', { role: 'rowgroup' });
   const message = h('p', { class: 'message', 'data-message': '' }, 'Loading devices…');
   const table = h(
-    'table',
-    { class: 'fleet' },
-    h('thead', {}, h('tr', {}, ...['', 'Device', 'Site', 'Model · profile', 'Last seen', 'Latest values', 'Complete'].map((t) => h('th', {}, t)))),
+    'div',
+    { class: 'fleet', role: 'table', 'aria-label': 'Devices' },
+    h('div', { role: 'rowgroup' }, h('div', { class: 'row head', role: 'row' }, ...['', 'Device', 'Site', 'Model · profile', 'Last seen', 'Latest values', 'Complete'].map((t) => h('div', { role: 'columnheader' }, t)))),
     tbody,
   );
   root.append(
@@ -167,16 +174,16 @@ export function mountFleetView(root: HTMLElement, ctx: ViewContext): Unmount {
       dirty.add(row);
     }
     if (tbody.childElementCount === 0) tbody.append(fragment);
-    else for (const row of fragment.querySelectorAll('tr')) insertSorted(row);
+    else for (const row of [...fragment.children] as HTMLElement[]) insertSorted(row);
     refreshOptions();
     seenDue = true;
     batcher.schedule();
   }
 
   /** Rows stay in id order: a new device goes before the first row with a greater id. */
-  function insertSorted(tr: HTMLTableRowElement): void {
+  function insertSorted(tr: HTMLElement): void {
     const id = tr.dataset.device ?? '';
-    const next = [...tbody.rows].find((r) => (r.dataset.device ?? '') > id);
+    const next = ([...tbody.children] as HTMLElement[]).find((r) => (r.dataset.device ?? '') > id);
     tbody.insertBefore(tr, next ?? null);
   }
 
@@ -244,6 +251,9 @@ export function mountFleetView(root: HTMLElement, ctx: ViewContext): Unmount {
   const stopFrames = ctx.live.onFrame(onFrame);
   // Status changes and new devices sent while the connection was down are lost: catch up from the API.
   const stopReconnected = ctx.live.onReconnected(() => void load());
+  const snapshotTimer = setInterval(() => {
+    if (document.visibilityState === 'visible') void load();
+  }, SNAPSHOT_REFRESH_MS);
   const seenTimer = setInterval(() => {
     seenDue = true;
     batcher.schedule();
@@ -259,6 +269,7 @@ export function mountFleetView(root: HTMLElement, ctx: ViewContext): Unmount {
     stopFrames();
     stopReconnected();
     clearInterval(seenTimer);
+    clearInterval(snapshotTimer);
     if (refreshTimer !== null) clearTimeout(refreshTimer);
     batcher.cancel();
   };
