@@ -12,6 +12,7 @@
  * as docs/dashboard.png, the README's picture (not on every run, so a test run leaves git clean).
  */
 import { mkdir, writeFile } from 'node:fs/promises';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -168,6 +169,37 @@ describe('dashboard', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-device.png'), fullPage: true });
   });
 
+  it('reconnects by itself after the network drops, and live values flow again', async () => {
+    const proxy = await startCuttableProxy(pipeline.display.port);
+    const viewer = await browser.newPage();
+    viewer.on('pageerror', (error) => pageErrors.push(error.message));
+    try {
+      await viewer.goto(`http://127.0.0.1:${proxy.port}/`);
+      await viewer.fill('[data-token-input]', TOKEN);
+      await viewer.click('[data-token-form] button[type="submit"]');
+      await viewer.locator('[data-connection="live"]').waitFor({ timeout: 10_000 });
+      const temperature = viewer.locator('[data-device="sim-0003"] [data-metric="temperature"]');
+      await temperature.waitFor({ timeout: 10_000 });
+
+      proxy.cut();
+      await viewer.locator('[data-connection="reconnecting"]').waitFor({ timeout: 10_000 });
+      expect(await viewer.locator('[data-connection]').textContent()).toMatch(/^reconnecting in \d+ s$/);
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const frozen = await temperature.textContent();
+
+      proxy.restore();
+      // Backoff after about 1.5 s down: the next attempt comes within 4 s.
+      await viewer.locator('[data-connection="live"]').waitFor({ timeout: 10_000 });
+      // The page re-reads the API once after a reconnect, which may change the value once; only live
+      // frames, which need the subscription sent anew on the new connection, change it again and again.
+      const seen = new Set([frozen]);
+      await waitFor(async () => seen.add(await temperature.textContent()).size >= 4, 'three new values after the reconnect', 5000);
+    } finally {
+      await viewer.close();
+      await proxy.close();
+    }
+  });
+
   it('shows the devices going offline, with the stored latest values still on display', async () => {
     await page.click('a[href="#/"]');
     await waitFor(async () => (await page.locator('[data-device]').count()) === DEVICES, 'the table back', 10_000);
@@ -194,4 +226,40 @@ function canvasHasInk(canvas: HTMLCanvasElement): boolean {
   const { data } = context.getImageData(0, 0, canvas.width, canvas.height);
   for (let i = 3; i < data.length; i += 4) if (data[i] !== 0) return true;
   return false;
+}
+
+/**
+ * A TCP proxy in front of the display whose link can be cut: `cut()` drops every connection and
+ * refuses new ones (a network outage, as the browser sees it), `restore()` lets them through again.
+ */
+async function startCuttableProxy(targetPort: number): Promise<{ port: number; cut(): void; restore(): void; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let down = false;
+  const server: Server = createServer((client) => {
+    if (down) return void client.destroy();
+    const upstream = connect(targetPort, '127.0.0.1');
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => socket.destroy());
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('proxy has no port');
+  return {
+    port: address.port,
+    cut: () => {
+      down = true;
+      for (const socket of sockets) socket.destroy();
+    },
+    restore: () => {
+      down = false;
+    },
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
