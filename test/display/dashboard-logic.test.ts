@@ -156,6 +156,14 @@ describe('chart series', () => {
     expect(maxs).toEqual([11, 30, 11]);
   });
 
+  it('starts a window from a raw point of the recent tail, keeping its value in the band', () => {
+    const series = new SeriesData();
+    // An aggregated history ends with raw points (the server joins history to live on raw readings).
+    series.replace([[0, 10, 9, 11], [100_000, 20]], 60_000);
+    series.append(101_000, 15);
+    expect(series.columns().map((column) => column.at(-1))).toEqual([100_000, 15, 15, 20]);
+  });
+
   it('drops points that slid out of the window, keeping a window that reaches into it', () => {
     const series = new SeriesData();
     series.replace([[0, 1, 1, 1], [60_000, 2, 2, 2], [120_000, 3, 3, 3]], 60_000);

@@ -46,10 +46,12 @@ export class SeriesData {
     const lastX = this.xs[last];
     if (this.every !== undefined && lastX !== undefined && ts >= lastX) {
       if (ts < lastX + this.every) {
-        // Same window: the newest value is the live edge; min and max widen to keep the spike.
+        // Same window: the newest value is the live edge; min and max widen to keep the spike. A raw
+        // point (the history's recent tail has no min/max) starts the window with its own value.
+        const previous = this.values[last] ?? value;
         this.values[last] = value;
-        this.mins[last] = Math.min(this.mins[last] ?? value, value);
-        this.maxs[last] = Math.max(this.maxs[last] ?? value, value);
+        this.mins[last] = Math.min(this.mins[last] ?? previous, value);
+        this.maxs[last] = Math.max(this.maxs[last] ?? previous, value);
         return;
       }
       const start = lastX + Math.floor((ts - lastX) / this.every) * this.every;
