@@ -4,7 +4,9 @@
  * store), lost, sustained readings/s, publish→live-feed latency p50/p99, CPU and RSS per process.
  *
  *   npx tsx bench/ingest.ts [--store influx|embedded] [--rate 10000] [--seconds 60] [--devices 100]
- *                           [--broker ours|bare]
+ *                           [--broker ours|bare] [--ingest ours|passthrough]
+ *
+ * `--ingest passthrough` runs bench/passthrough-ingest.ts instead: the verification-free baseline.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
@@ -81,7 +83,8 @@ await waitForPort(mqttPort);
 const url = `mqtt://127.0.0.1:${mqttPort}`;
 const metricsPort = await freePort();
 const ingestEnv = { SENSORPIPE_INGEST_PASSWORD: ingestPassword, SENSORPIPE_DATA_DIR: dir.path, SENSORPIPE_REGISTRY: registryPath, SENSORPIPE_MQTT_URL: url, SENSORPIPE_INGEST_METRICS_PORT: String(metricsPort), SENSORPIPE_LOG_LEVEL: 'warn', ...storeEnv };
-const ingest = spawnNode(['cli/bin.js', 'ingest'], ingestEnv);
+const ingestKind = argValue('ingest', 'ours') as 'ours' | 'passthrough';
+const ingest = spawnNode(ingestKind === 'ours' ? ['cli/bin.js', 'ingest'] : ['--import', 'tsx', 'bench/passthrough-ingest.ts'], ingestEnv);
 
 /** Readings ingest has accepted so far, from its /metrics. */
 async function acceptedReadings(): Promise<number> {
@@ -159,6 +162,7 @@ printJson({
   machine: machine(),
   store: storeKind,
   broker: brokerKind,
+  ingest: ingestKind,
   offeredRate: rate,
   sendSeconds,
   secondsUntilAllAccepted: elapsed,
