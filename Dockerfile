@@ -14,7 +14,9 @@ COPY ingest ./ingest
 COPY display ./display
 COPY firmware-sim ./firmware-sim
 COPY cli ./cli
-RUN useradd --system --uid 10001 sensorpipe && mkdir -p /data && chown sensorpipe /data
+# /registry too: docker-compose.yml mounts a named volume there, and a new named volume takes the owner of
+# the image's folder; root-owned, `sensorpipe sim` (demo mode) and `devices add` could not write the registry.
+RUN useradd --system --uid 10001 sensorpipe && mkdir -p /data /registry && chown sensorpipe /data /registry
 USER sensorpipe
 ENV SENSORPIPE_DATA_DIR=/data
 VOLUME ["/data"]

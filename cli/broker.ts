@@ -5,7 +5,7 @@
 import { configSpecs, helpText, parseConfig, registryPathOf } from '../core/config.ts';
 import { startBroker } from '../broker/index.ts';
 import type { Command } from './main.ts';
-import { processLogger, untilSignal } from './run.ts';
+import { explainListenError, processLogger, untilSignal } from './run.ts';
 
 export const brokerCommand: Command = {
   summary: 'run the MQTT broker (TCP, WebSocket /mqtt, TLS) with device authentication',
@@ -16,7 +16,9 @@ export const brokerCommand: Command = {
       return 0;
     }
     const logger = processLogger(config.logLevel, 'broker');
-    const broker = await startBroker({ config, registryPath: registryPathOf(config), logger });
+    const broker = await startBroker({ config, registryPath: registryPathOf(config), logger }).catch((err: unknown) => {
+      throw explainListenError(err, configSpecs.broker, config);
+    });
     logger.info({ urls: broker.urls }, 'broker running');
     // The broker closes within 5 s by itself; the grace period only catches a hang.
     return untilSignal(() => broker.close(), logger, 8_000);

@@ -6,7 +6,7 @@ import { configSpecs, helpText, parseConfig, registryPathOf } from '../core/conf
 import { startDisplay } from '../display/index.ts';
 import { openStore } from '../store/index.ts';
 import type { Command } from './main.ts';
-import { processLogger, untilSignal } from './run.ts';
+import { explainListenError, processLogger, untilSignal } from './run.ts';
 
 export const displayCommand: Command = {
   summary: 'run the display: dashboard, history API and the /live WebSocket feed',
@@ -18,7 +18,9 @@ export const displayCommand: Command = {
     }
     const logger = processLogger(config.logLevel, 'display');
     const store = await openStore(config, { logger });
-    const display = await startDisplay({ config, registryPath: registryPathOf(config), store, logger });
+    const display = await startDisplay({ config, registryPath: registryPathOf(config), store, logger }).catch((err: unknown) => {
+      throw explainListenError(err, configSpecs.display, config);
+    });
     logger.info({ url: display.url, mqtt: config.mqttUrl, store: store.kind }, 'display running');
     return untilSignal(async () => {
       await display.close();

@@ -6,7 +6,7 @@ import { configSpecs, helpText, parseConfig, registryPathOf } from '../core/conf
 import { startIngest } from '../ingest/index.ts';
 import { openStore } from '../store/index.ts';
 import type { Command } from './main.ts';
-import { processLogger, untilSignal } from './run.ts';
+import { explainListenError, processLogger, untilSignal } from './run.ts';
 
 export const ingestCommand: Command = {
   summary: 'run ingest: verify telemetry and write it to the store',
@@ -24,6 +24,8 @@ export const ingestCommand: Command = {
       sink: store,
       storeHealthy: async () => (await store.health()).ok,
       logger,
+    }).catch((err: unknown) => {
+      throw explainListenError(err, configSpecs.ingest, config);
     });
     logger.info({ mqtt: config.mqttUrl, store: store.kind, metricsPort: ingest.metricsPort }, 'ingest running');
     return untilSignal(async () => {

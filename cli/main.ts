@@ -57,10 +57,10 @@ async function main(argv: string[]): Promise<number> {
 try {
   process.exitCode = await main(process.argv.slice(2));
 } catch (err) {
-  if (isSensorpipeError(err)) {
-    process.stderr.write(`sensorpipe: ${err.code}: ${err.message}\n`);
-    process.exitCode = 1;
-  } else {
-    throw err;
-  }
+  if (!isSensorpipeError(err)) throw err;
+  process.stderr.write(`sensorpipe: ${err.code}: ${err.message}\n`);
+  // Exit now rather than when the event loop empties: a component that failed half-way through starting
+  // (its port was taken) may leave a timer or a reconnecting client behind, and a command that failed
+  // must not keep running. (stderr is synchronous for files, pipes and terminals on Linux.)
+  process.exit(1);
 }

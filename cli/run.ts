@@ -1,7 +1,10 @@
 /**
- * Shared wiring for the long-running commands: logger, graceful shutdown on SIGINT/SIGTERM.
+ * Shared wiring for the long-running commands: logger, graceful shutdown on SIGINT/SIGTERM, and start-up
+ * errors a user can act on.
  */
 import type { LevelWithSilent } from 'pino';
+import { port, type OptionSpec } from '../core/config.ts';
+import { SensorpipeError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
 
 export function processLogger(level: LevelWithSilent, component: string): Logger {
@@ -43,4 +46,22 @@ export function untilSignal(stop: () => Promise<void>, logger: Logger, graceMs =
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
+}
+
+/**
+ * A listen that failed because its port is taken (EADDRINUSE) or needs privileges (EACCES), as a
+ * CONFIG_INVALID that names the option setting that port and how to change it: what a user who already
+ * runs something on 1883 or 8080 needs to read. Any other error is returned unchanged.
+ */
+export function explainListenError(err: unknown, specs: Record<string, OptionSpec>, config: Record<string, unknown>): unknown {
+  const e = err as (NodeJS.ErrnoException & { port?: unknown; address?: unknown }) | undefined;
+  if (e?.syscall !== 'listen' || (e.code !== 'EADDRINUSE' && e.code !== 'EACCES') || typeof e.port !== 'number') return err;
+  const taken = e.port;
+  const options = Object.entries(specs).filter(([key, spec]) => spec.schema === port && config[key] === taken).map(([, spec]) => spec);
+  const first = options[0];
+  const where = `port ${taken}${typeof e.address === 'string' ? ` on ${e.address}` : ''}`;
+  const what = options.length > 0 ? ` (${options.map((s) => `${s.env} / --${s.flag}`).join(', or ')})` : '';
+  const why = e.code === 'EADDRINUSE' ? 'is already in use by another program' : 'may not be opened by this user';
+  const fix = first === undefined ? '' : ` Stop that program, or choose another port, e.g. ${first.env}=${taken === 65535 ? taken - 1 : taken + 1} (0: any free port).`;
+  return new SensorpipeError('CONFIG_INVALID', `${where}${what} ${why}.${fix}`, { variable: first?.env, flag: first?.flag, port: taken }, { cause: err });
 }

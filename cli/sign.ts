@@ -50,11 +50,12 @@ async function nextSeq(file: string, device: string): Promise<number> {
 export const signCommand: Command = {
   summary: 'print a signed telemetry payload (for mosquitto_pub or firmware checks)',
   async run(argv) {
-    const { config, help } = parseConfig(specs, { argv });
-    if (help) {
+    // Before parsing: --device, --key and --values are required, and `sign --help` must not demand them.
+    if (argv.includes('--help')) {
       process.stdout.write(`${helpText('Usage: sensorpipe sign --device ID --key BASE64 --values name=value,… [--seq N] [--ts MS]', specs)}\n`);
       return 0;
     }
+    const { config } = parseConfig(specs, { argv });
     const keyBytes = Buffer.from(config.key, 'base64');
     if (keyBytes.length !== 32) throw new SensorpipeError('CONFIG_INVALID', '--key must be 32 bytes in base64');
     const key: SignKey = config.alg === 'hmac-sha256' ? { alg: 'hmac-sha256', key: keyBytes } : { alg: 'ed25519', privateKey: keyBytes };

@@ -15,7 +15,7 @@ import { parseFaults, provisionFleet, startFleet } from '../firmware-sim/index.t
 import { startIngest } from '../ingest/index.ts';
 import { openStore } from '../store/index.ts';
 import type { Command } from './main.ts';
-import { processLogger, untilSignal } from './run.ts';
+import { explainListenError, processLogger, untilSignal } from './run.ts';
 
 const DEMO_DEVICE = 'my-device';
 /** A few devices misbehave, so the quarantine shows what sensorpipe refuses and why. */
@@ -53,52 +53,73 @@ export const startCommand: Command = {
     const fleetState = join(config.dataDir, 'sim');
     await provisionFleet({ devices: config.devices, registryPath, stateDir: fleetState, profile: config.profile });
 
-    const broker = await startBroker({ config: { ...config, ingestPassword, displayPassword }, registryPath, logger });
-    const store = await openStore(config, { logger });
-    const ingest = await startIngest({
-      config: { ...config, mqttUrl: `mqtt://127.0.0.1:${broker.ports.mqtt}`, ingestPassword },
-      registryPath,
-      sink: store,
-      storeHealthy: async () => (await store.health()).ok,
-      logger,
-    });
-
-    const display = await startDisplay({
-      config: { ...config, mqttUrl: `mqtt://127.0.0.1:${broker.ports.mqtt}`, displayPassword },
-      registryPath,
-      store,
-      logger,
-    });
-
-    const fleet = await startFleet({
-      url: `mqtt://127.0.0.1:${broker.ports.mqtt}`,
-      devices: config.devices,
-      intervalMs: config.interval,
-      profile: config.profile,
-      seed: config.seed,
-      faults: parseFaults(config.faults ?? DEMO_FAULTS),
-      stateDir: fleetState,
-      registryPath,
-      bufferLimit: config.simBuffer,
-      maxBatch: config.simBatch,
-      logger,
-    });
+    // Started components, newest last: if a later one fails to start (a port already taken), the earlier
+    // ones are closed again, so the process ends with the error instead of staying up half-started.
+    const started: { name: string; close(): Promise<void> }[] = [];
+    const begin = async <T extends { close(): Promise<void> }>(name: string, starting: Promise<T>): Promise<T> => {
+      const component = await starting;
+      started.push({ name, close: () => component.close() });
+      return component;
+    };
+    let running;
+    try {
+      const broker = await begin('broker', startBroker({ config: { ...config, ingestPassword, displayPassword }, registryPath, logger }));
+      const mqttUrl = `mqtt://127.0.0.1:${broker.ports.mqtt}`;
+      const store = await begin('store', openStore(config, { logger }));
+      const ingest = await begin(
+        'ingest',
+        startIngest({ config: { ...config, mqttUrl, ingestPassword }, registryPath, sink: store, storeHealthy: async () => (await store.health()).ok, logger }),
+      );
+      const display = await begin('display', startDisplay({ config: { ...config, mqttUrl, displayPassword }, registryPath, store, logger }));
+      const fleet = await startFleet({
+        url: mqttUrl,
+        devices: config.devices,
+        intervalMs: config.interval,
+        profile: config.profile,
+        seed: config.seed,
+        faults: parseFaults(config.faults ?? DEMO_FAULTS),
+        stateDir: fleetState,
+        registryPath,
+        bufferLimit: config.simBuffer,
+        maxBatch: config.simBatch,
+        logger,
+      });
+      running = { broker, store, ingest, display, fleet };
+    } catch (err) {
+      for (const component of started.reverse()) {
+        await component.close().catch((closeErr: unknown) => logger.warn({ component: component.name, err: closeErr }, 'close after a failed start failed'));
+      }
+      throw explainListenError(err, configSpecs.start, config);
+    }
+    const { broker, store, ingest, display, fleet } = running;
 
     const key = device.signing.alg === 'hmac-sha256' ? device.signing.key : device.signing.privateKey;
+    const mqttHost = new URL(broker.urls.mqtt).hostname;
+    const endpoints = {
+      dashboard: `${display.url}/`,
+      mqtt: broker.urls.mqtt,
+      mqttWs: broker.urls.ws,
+      brokerMetrics: broker.urls.metrics,
+      ingestMetrics: `http://127.0.0.1:${ingest.metricsPort}/metrics`,
+      store: store.kind === 'embedded' ? `embedded (${config.dataDir})` : (config.influxUrl ?? store.kind),
+    };
+    // The same endpoints as one JSON log line (stderr), for scripts and tests: the text below is for people.
+    logger.info({ endpoints, demoDevice: DEMO_DEVICE }, 'sensorpipe is running');
     process.stdout.write(
       [
         '',
         'sensorpipe is running',
-        `  dashboard    ${display.url}/`,
-        `  demo fleet   ${config.devices} devices (${config.profile}), a reading every ${config.interval} ms`,
-        `  store        ${store.kind === 'embedded' ? `embedded (${config.dataDir})` : config.influxUrl}`,
-        `  MQTT         mqtt://localhost:${broker.ports.mqtt}   ws://localhost:${broker.ports.ws}/mqtt`,
-        `  metrics      ${broker.urls.metrics} (broker)   http://127.0.0.1:${ingest.metricsPort}/metrics (ingest)`,
+        `  dashboard    ${endpoints.dashboard}        <- open this in a browser`,
+        `  demo fleet   ${config.devices} devices (${config.profile}), a reading every ${config.interval} ms; a few misbehave on purpose`,
+        `  store        ${endpoints.store}`,
+        `  MQTT         ${endpoints.mqtt}   ${endpoints.mqttWs}`,
+        `  metrics      ${endpoints.brokerMetrics} (broker)   ${endpoints.ingestMetrics} (ingest)   ${display.url}/metrics (display)`,
         '',
-        `Push a reading of your own as device "${DEMO_DEVICE}":`,
-        `  mosquitto_pub -h localhost -p ${broker.ports.mqtt} -i ${DEMO_DEVICE} -u ${DEMO_DEVICE} -P '${device.mqttPassword}' -q 1 \\`,
+        `Push a reading of your own as device "${DEMO_DEVICE}" (run it in the sensorpipe folder) and watch it on the dashboard:`,
+        `  mosquitto_pub -h ${mqttHost} -p ${broker.ports.mqtt} -i ${DEMO_DEVICE} -u ${DEMO_DEVICE} -P '${device.mqttPassword}' -q 1 \\`,
         `    -t ${topics.telemetry(DEMO_DEVICE)} -m "$(npx sensorpipe sign --device ${DEMO_DEVICE} --key '${key}' --values temperature=21.5)"`,
         '',
+        'What sensorpipe refused, and why: npx sensorpipe quarantine list',
         'Ctrl-C stops everything cleanly.',
         '',
       ].join('\n'),

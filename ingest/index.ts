@@ -170,6 +170,14 @@ async function serveMetrics(port: number, metrics: IngestMetrics, health: () => 
       }
     })();
   });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  // A port already taken must reject (and reach the CLI, which names the option), not throw from an
+  // unhandled 'error' event.
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
   return server;
 }
