@@ -2,6 +2,7 @@
  * `sensorpipe sim`: a simulated fleet as its own process. Shows a live status line on a terminal and
  * prints a JSON summary at the end (after --duration, or on SIGINT/SIGTERM).
  */
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { configSpecs, helpText, parseConfig, registryPathOf } from '../core/config.ts';
 import { parseFaults, startFleet } from '../firmware-sim/index.ts';
@@ -17,6 +18,7 @@ export const simCommand: Command = {
       return 0;
     }
     const logger = processLogger(config.logLevel, 'sim');
+    const ackedLog: WriteStream | undefined = config.simAckedLog === undefined ? undefined : createWriteStream(config.simAckedLog, { flags: 'a' });
     const fleet = await startFleet({
       url: config.mqttUrl,
       devices: config.devices,
@@ -29,6 +31,8 @@ export const simCommand: Command = {
       credentialsFile: config.simCredentials,
       bufferLimit: config.simBuffer,
       maxBatch: config.simBatch,
+      // One line per reading, written as its PUBACK arrives: the record lives on disk, not in memory.
+      onAcknowledged: ackedLog && ((device, readings) => void ackedLog.write(readings.map((r) => `${device} ${r.seq} ${r.ts}\n`).join(''))),
       logger,
     });
 
@@ -51,6 +55,7 @@ export const simCommand: Command = {
     if (status) process.stderr.write('\n');
     // Let in-flight messages get their PUBACKs, then report.
     const summary = await fleet.stop(true);
+    if (ackedLog) await new Promise<void>((resolve) => ackedLog.end(resolve));
     const { perDevice, ...totals } = summary;
     process.stdout.write(`${JSON.stringify({ ...totals, perDevice: perDevice.map(({ ackedReadings, ...d }) => ({ ...d, ackedSeqRange: seqRange(ackedReadings) })) })}\n`);
     return 0;

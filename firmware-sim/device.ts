@@ -29,6 +29,8 @@ export interface SimDeviceOptions {
   maxBatch: number;
   /** Another device's id, for the foreign-topic fault. */
   neighbour: string;
+  /** Called with the good readings of each message the broker acknowledged (e.g. to log them to disk). */
+  onAcknowledged?: (device: string, readings: readonly Reading[]) => void;
   logger: Logger;
 }
 
@@ -293,6 +295,7 @@ export class SimDevice {
       this.summary.acked += readings.length;
       for (const r of readings) this.summary.ackedReadings.push([r.seq, r.ts]);
       this.firstAcceptedPayload ??= payload;
+      this.options.onAcknowledged?.(this.id, readings);
     });
   }
 }

@@ -10,7 +10,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../core/logger.ts';
 import { updateRegistry, type DeviceCredentials } from '../core/registry.ts';
-import { SimDevice, type DeviceSummary } from './device.ts';
+import { SimDevice, type DeviceSummary, type SimDeviceOptions } from './device.ts';
 import { assignFaults, type FaultName, type FaultSpec } from './faults.ts';
 import { SeqBook } from './seq-book.ts';
 import { PROFILE_NAMES, unitsOf, type ProfileName } from './signals.ts';
@@ -40,6 +40,8 @@ export interface FleetOptions {
    * them would get the fleet's address banned by the broker's failed-login limit.
    */
   registrySettleMs?: number;
+  /** Called with the good readings of each message the broker acknowledged (`sensorpipe sim --acked-log`). */
+  onAcknowledged?: SimDeviceOptions['onAcknowledged'];
   logger: Logger;
 }
 
@@ -129,6 +131,7 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       bufferLimit: options.bufferLimit,
       maxBatch: options.maxBatch,
       neighbour: ids[(i + 1) % ids.length]!,
+      onAcknowledged: options.onAcknowledged,
       logger: options.logger,
     });
   });
