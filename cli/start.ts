@@ -82,6 +82,9 @@ export const startCommand: Command = {
         registryPath,
         bufferLimit: config.simBuffer,
         maxBatch: config.simBatch,
+        // The demo runs for days: no record per reading in memory (the counts and seq ranges stay).
+        recordAckedReadings: false,
+        recordFaultSeqs: false,
         logger,
       });
       running = { broker, store, ingest, display, fleet };

@@ -27,6 +27,14 @@ export interface SimDeviceOptions {
   bufferLimit: number;
   /** Readings per message when sending a buffer. */
   maxBatch: number;
+  /**
+   * Keep the seq and ts of every acknowledged reading in the summary's `ackedReadings` (default true).
+   * Tests compare them with what arrived; a long run (`sensorpipe start` runs for days) turns it off, or
+   * the list grows by one entry per reading for ever. `acked` and `ackedSeqRange` are kept either way.
+   */
+  recordAckedReadings?: boolean;
+  /** Keep the seqs of deliberately bad messages in `faultMessages[…].seqs` (default true); counts are kept either way. */
+  recordFaultSeqs?: boolean;
   /** Another device's id, for the foreign-topic fault. */
   neighbour: string;
   /** Called with the good readings of each message the broker acknowledged (e.g. to log them to disk). */
@@ -41,12 +49,15 @@ export interface DeviceSummary {
   /** Good readings: sent, acknowledged by the broker (seq and ts of each), still buffered, dropped. */
   sent: number;
   acked: number;
+  /** Seq and ts of each acknowledged reading; empty when the device was made with recordAckedReadings: false. */
   ackedReadings: [seq: number, ts: number][];
+  /** Lowest and highest acknowledged seq (null before the first): kept in two numbers, whatever is recorded. */
+  ackedSeqRange: [low: number, high: number] | null;
   buffered: number;
   droppedFromBuffer: number;
   /** Readings never sent on purpose (dropout): their seqs are gaps. */
   skipped: number;
-  /** Bad messages sent on purpose, by fault, with the seqs they carried (if any). */
+  /** Bad messages sent on purpose, by fault, with the seqs they carried (if any, and if recordFaultSeqs). */
   faultMessages: Partial<Record<FaultName, { count: number; acked: number; seqs: number[] }>>;
   connects: number;
 }
@@ -78,7 +89,7 @@ export class SimDevice {
     this.random = prng(options.seed ^ 0x9e3779b9);
     const signing = options.credentials.signing;
     this.key = signing.alg === 'hmac-sha256' ? { alg: 'hmac-sha256', key: Buffer.from(signing.key, 'base64') } : { alg: 'ed25519', privateKey: Buffer.from(signing.privateKey, 'base64') };
-    this.summary = { id: this.id, profile: options.profile, faults: options.faults, sent: 0, acked: 0, ackedReadings: [], buffered: 0, droppedFromBuffer: 0, skipped: 0, faultMessages: {}, connects: 0 };
+    this.summary = { id: this.id, profile: options.profile, faults: options.faults, sent: 0, acked: 0, ackedReadings: [], ackedSeqRange: null, buffered: 0, droppedFromBuffer: 0, skipped: 0, faultMessages: {}, connects: 0 };
   }
 
   start(): void {
@@ -203,7 +214,7 @@ export class SimDevice {
   private countFault(fault: FaultName, seq?: number): { count: number; acked: number; seqs: number[] } {
     const entry = (this.summary.faultMessages[fault] ??= { count: 0, acked: 0, seqs: [] });
     entry.count++;
-    if (seq !== undefined) entry.seqs.push(seq);
+    if (seq !== undefined && this.options.recordFaultSeqs !== false) entry.seqs.push(seq);
     return entry;
   }
 
@@ -288,12 +299,22 @@ export class SimDevice {
     while (this.buffer.length > 0 && this.connected) this.publishReadings(this.buffer.splice(0, batchSize));
   }
 
+  private recordAcknowledged(readings: readonly Reading[]): void {
+    const record = this.options.recordAckedReadings !== false;
+    let range = this.summary.ackedSeqRange;
+    for (const r of readings) {
+      if (record) this.summary.ackedReadings.push([r.seq, r.ts]);
+      range = range === null ? [r.seq, r.seq] : [Math.min(range[0], r.seq), Math.max(range[1], r.seq)];
+    }
+    this.summary.ackedSeqRange = range;
+  }
+
   private publishReadings(readings: Reading[]): void {
     const payload = JSON.stringify(signTelemetry({ v: PROTOCOL_VERSION, device: this.id, readings }, this.key));
     this.summary.sent += readings.length;
     this.publish(topics.telemetry(this.id), payload, {}, () => {
       this.summary.acked += readings.length;
-      for (const r of readings) this.summary.ackedReadings.push([r.seq, r.ts]);
+      this.recordAcknowledged(readings);
       this.firstAcceptedPayload ??= payload;
       this.options.onAcknowledged?.(this.id, readings);
     });

@@ -33,6 +33,9 @@ export interface FleetOptions {
   credentialsFile?: string;
   bufferLimit: number;
   maxBatch: number;
+  /** Per-reading records in the summary (default true; see SimDeviceOptions): off for runs of unbounded length. */
+  recordAckedReadings?: boolean;
+  recordFaultSeqs?: boolean;
   idPrefix?: string;
   /**
    * After adding devices to the registry, wait this long before they connect (default 2.5 s), so that a
@@ -130,6 +133,8 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       seqs,
       bufferLimit: options.bufferLimit,
       maxBatch: options.maxBatch,
+      recordAckedReadings: options.recordAckedReadings,
+      recordFaultSeqs: options.recordFaultSeqs,
       neighbour: ids[(i + 1) % ids.length]!,
       onAcknowledged: options.onAcknowledged,
       logger: options.logger,
