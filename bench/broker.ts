@@ -118,21 +118,26 @@ async function throughput(port: number, qos: 0 | 1, seconds: number, publishers:
   const payload = JSON.stringify({ v: 1, pad: randomBytes(64).toString('base64') });
   let sent = 0;
   let running = true;
-  let wake: (() => void) | undefined;
+  // Publishers waiting for the window to open again.
+  const waiting = new Set<() => void>();
+  const wakeAll = () => {
+    for (const resume of waiting) resume();
+    waiting.clear();
+  };
   sub.on('message', () => {
-    if (wake && sent - received < WINDOW / 2) {
-      const w = wake;
-      wake = undefined;
-      w();
-    }
+    if (waiting.size > 0 && sent - received < WINDOW / 2) wakeAll();
   });
   const publisher = async (client: MqttClient, topic: string) => {
     while (running) {
       if (sent - received >= WINDOW) {
         await new Promise<void>((resolve) => {
-          const previous = wake;
-          wake = () => { previous?.(); resolve(); };
-          setTimeout(() => wake?.(), 200); // never wait forever on a lost message
+          const resume = () => {
+            clearTimeout(timer);
+            waiting.delete(resume);
+            resolve();
+          };
+          const timer = setTimeout(resume, 200); // never wait forever on a lost message
+          waiting.add(resume);
         });
         continue;
       }
@@ -150,7 +155,7 @@ async function throughput(port: number, qos: 0 | 1, seconds: number, publishers:
   const delivered = received - startCount;
   const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
   running = false;
-  wake?.();
+  wakeAll();
   await Promise.race([Promise.all(loops), new Promise((r) => setTimeout(r, 5000))]);
   await Promise.all(clients.map((c) => c.endAsync(true)));
   await sub.endAsync(true);

@@ -39,7 +39,11 @@ const WARMUP_SECONDS = 5;
 
 interface PhaseSamples { latencies: number[]; readings: number }
 
-/** Viewers number `first` … `first + count - 1`; the first viewer process also runs the slow viewers. */
+/**
+ * Viewers number `first` … `first + count - 1`; or, with `runsSlow`, only the slow viewers (in a
+ * process of their own, so that their bursts of reading do not delay the normal viewers' event loop and
+ * count as the server's latency).
+ */
 async function viewers(liveUrl: string, first: number, count: number, runsSlow: boolean): Promise<void> {
   const phases: Record<string, PhaseSamples> = { warmup: { latencies: [], readings: 0 }, normal: { latencies: [], readings: 0 }, withSlow: { latencies: [], readings: 0 } };
   let phase = phases.warmup!;
@@ -175,9 +179,13 @@ async function main(): Promise<void> {
   }, 5);
 
   const perProcess = Math.ceil(clientsCount / viewerProcesses);
-  const viewerChildren = Array.from({ length: viewerProcesses }, (_, k) =>
-    spawnNode(['--import', 'tsx', 'bench/live.ts', '--viewers', `ws://127.0.0.1:${httpPort}/live`, String(k * perProcess), String(Math.min(perProcess, clientsCount - k * perProcess)), String(k === 0), ...process.argv.slice(2)], {}),
-  );
+  const liveUrl = `ws://127.0.0.1:${httpPort}/live`;
+  const viewerChildren = [
+    ...Array.from({ length: viewerProcesses }, (_, k) =>
+      spawnNode(['--import', 'tsx', 'bench/live.ts', '--viewers', liveUrl, String(k * perProcess), String(Math.min(perProcess, clientsCount - k * perProcess)), 'false', ...process.argv.slice(2)], {}),
+    ),
+    spawnNode(['--import', 'tsx', 'bench/live.ts', '--viewers', liveUrl, '0', '0', 'true', ...process.argv.slice(2)], {}),
+  ];
   children.push(...viewerChildren);
   const cpu: Record<string, { cores: number; rssMiB: number }> = {};
   let mark: { phase: string; at: number; cpuSeconds: number } | undefined;
@@ -207,7 +215,7 @@ async function main(): Promise<void> {
     const readings = samples.reduce((n, p) => n + p.readings, 0);
     return { deliveriesPerSecond: Math.round(readings / phaseSeconds), latencyMs: summarize(samples.flatMap((p) => p.latencies)) };
   };
-  const outcome = { result: { normal: merged('normal'), withSlow: merged('withSlow') }, slowStillOpen: outcomes[0]!.slowStillOpen };
+  const outcome = { result: { normal: merged('normal'), withSlow: merged('withSlow') }, slowStillOpen: outcomes.at(-1)!.slowStillOpen };
   clearInterval(load);
   const metrics = await (await fetch(`${displayUrl}/metrics`)).text();
   const counter = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
