@@ -111,10 +111,18 @@ export async function startDisplay({ config, registryPath, store, logger, dashbo
   });
   const server = createServer(onRequest);
   server.on('upgrade', onUpgrade);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.httpPort, config.httpHost, resolve);
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.httpPort, config.httpHost, resolve);
+    });
+  } catch (err) {
+    // A taken port must not leave the MQTT client reconnecting and the registry watched.
+    registryWatch.close();
+    hub.close();
+    await feed.close();
+    throw err;
+  }
   const port = (server.address() as AddressInfo).port;
   const host = config.httpHost === '0.0.0.0' || config.httpHost === '::' ? 'localhost' : config.httpHost;
 
