@@ -8,6 +8,8 @@
  *     caps and a ban after repeated failed logins (broker/admission.ts), drain timeout;
  *   - retained device status on sensors/{id}/status, published on connect and disconnect;
  *   - live registry reload: a revoked or rotated device is disconnected;
+ *   - persistent sessions (ingest's) and retained messages kept across a graceful restart, in
+ *     <data-dir>/broker/sessions.json (broker/session-file.ts);
  *   - optional Redis emitter and persistence, so several broker processes serve one fleet.
  * It talks to: MQTT clients, the registry file, Redis (optional), Prometheus (/metrics).
  */
@@ -25,11 +27,12 @@ import { PROTOCOL_VERSION, type StatusMessage } from '../core/schemas.ts';
 import { parseTopic, topics } from '../core/topics.ts';
 import { mayLeaveWill, mayPublish, maySubscribe, SERVICE_PREFIX, topicWithinLimits, type Principal, type ServiceName } from './acl.ts';
 import { Admission, TokenBucket } from './admission.ts';
-import { createIndexedMemoryPersistenceAsync } from './indexed-persistence.ts';
+import { createIndexedMemoryPersistenceAsync, type IndexedMemoryPersistenceAsync } from './indexed-persistence.ts';
 import { openListeners, type Listeners } from './listeners.ts';
 import { createBrokerMetrics, type BrokerMetrics, type LoginFailure } from './metrics.ts';
 import { PacketGuard } from './packet-guard.ts';
 import { createScaleOut, type ScaleOut } from './scale-out.ts';
+import { saveSessions, sessionFilePath, takeSessions } from './session-file.ts';
 
 export type BrokerConfig = ConfigOf<typeof configSpecs.broker>;
 type StatusReason = NonNullable<StatusMessage['reason']>;
@@ -200,6 +203,15 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
           let bucket = buckets.get(principal.deviceId);
           if (bucket === undefined) buckets.set(principal.deviceId, (bucket = new TokenBucket(config.publishRate, config.publishBurst)));
           if (!bucket.take()) {
+            // A reading the broker acknowledges must reach ingest. Over the rate, telemetry at QoS 1/2 is
+            // refused by closing the connection instead [MQTT-3.3.5-2]: unacknowledged, it stays with the
+            // device, which sends it again once reconnected (at the rate, if it keeps on).
+            if (packet.qos > 0 && parseTopic(packet.topic)?.kind === 'telemetry') {
+              metrics.dropped('rate_limited_disconnect');
+              logger.debug({ device: principal.deviceId }, 'telemetry over the publish rate: connection closed, not acknowledged');
+              done(new Error('publish rate exceeded'));
+              return;
+            }
             metrics.dropped('rate_limited');
             if (bucket.consecutiveDrops >= config.publishAbuseDrops) {
               metrics.dropped('abuse_disconnect');
@@ -233,13 +245,26 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
   };
 
   let scaleOut: ScaleOut | undefined;
+  let memory: IndexedMemoryPersistenceAsync | undefined;
+  const sessionFile = sessionFilePath(config.dataDir);
   if (config.redisUrl !== undefined) {
     scaleOut = createScaleOut(config.redisUrl);
     aedesOptions.mq = scaleOut.mq;
     aedesOptions.persistence = scaleOut.persistence;
   } else {
     // aedes' stock memory persistence scans arrays per PUBACK; a backlogged persistent session (ingest) stalls it.
-    aedesOptions.persistence = createIndexedMemoryPersistenceAsync();
+    memory = createIndexedMemoryPersistenceAsync();
+    aedesOptions.persistence = memory as AedesOptions['persistence'];
+    // What the last graceful stop saved: ingest's session and its queue, so that telemetry devices send
+    // before ingest is back is queued for it, not acknowledged and dropped.
+    const saved = await takeSessions(sessionFile).catch((err: unknown) => {
+      logger.error({ err: (err as Error).message, file: sessionFile }, 'saved sessions could not be read; starting without them');
+      return undefined;
+    });
+    if (saved !== undefined) {
+      await memory.importSessions(saved);
+      logger.info({ sessions: saved.sessions.length, queued: saved.sessions.reduce((n, s) => n + s.outgoing.length, 0), retained: saved.retained.length }, 'sessions restored from the last stop');
+    }
   }
   const aedes = await Aedes.createBroker(aedesOptions);
 
@@ -362,6 +387,13 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
       const deadline = new Promise<void>((resolve) => setTimeout(resolve, SHUTDOWN_GRACE_MS).unref());
       await Promise.race([new Promise<void>((resolve) => aedes.close(() => resolve())), deadline]);
       listeners.destroyAll();
+      if (memory !== undefined) {
+        const saved = memory.exportSessions();
+        await saveSessions(sessionFile, saved).then(
+          () => logger.info({ sessions: saved.sessions.length, queued: saved.sessions.reduce((n, s) => n + s.outgoing.length, 0), file: sessionFile }, 'sessions saved for the next start'),
+          (err: unknown) => logger.error({ err: (err as Error).message, file: sessionFile }, 'sessions could not be saved; they are lost with this process'),
+        );
+      }
       metricsServer.closeAllConnections();
       await Promise.race([Promise.all([serversClosed, new Promise<void>((resolve) => metricsServer.close(() => resolve()))]), deadline]);
       if (scaleOut) await Promise.race([scaleOut.close(), deadline]);

@@ -11,6 +11,12 @@
  * Here each queue is a Map in insertion (delivery) order keyed by broker id and counter, plus an index
  * from packet id to keys, so every operation is O(1). Everything else is inherited. The behaviour is
  * checked with aedes-persistence's own abstract test suite (test/broker/indexed-persistence.test.ts).
+ *
+ * Persistent sessions and retained messages are also mirrored here (the parent keeps them in private
+ * fields), so that a broker stopping gracefully can save them and the next one restore them
+ * (`exportSessions` / `importSessions`, saved by broker/session-file.ts). Without that, a restart of the
+ * broker forgot ingest's session: telemetry that devices sent before ingest had subscribed again was
+ * acknowledged to them and delivered to nobody.
  */
 import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
@@ -29,6 +35,31 @@ interface OutgoingPacket {
   messageId?: number;
 }
 
+/** A subscription as aedes persists it for a session that is not clean. */
+export interface SessionSubscription {
+  topic: string;
+  qos: number;
+  rh?: number;
+  rap?: boolean;
+  nl?: boolean;
+}
+
+/** A stored PUBLISH (queued for a session, or retained). */
+export interface StoredPublish {
+  topic: string;
+  payload: Buffer;
+  qos: number;
+  retain: boolean;
+  /** A queued packet's identity in its queue (the broker that took it in, and its count there). */
+  brokerId?: string;
+  brokerCounter?: number;
+}
+
+export interface SessionsExport {
+  retained: StoredPublish[];
+  sessions: { clientId: string; subscriptions: SessionSubscription[]; outgoing: StoredPublish[] }[];
+}
+
 interface ClientQueue {
   packets: Map<string, OutgoingPacket>;
   /** Keys by packet id, oldest first (ids wrap at 65535, so one id may stand for several packets). */
@@ -37,8 +68,75 @@ interface ClientQueue {
 
 const keyOf = (packet: OutgoingPacket): string => `${packet.brokerId}:${packet.brokerCounter}`;
 
-class IndexedMemoryPersistence extends AsyncPersistence {
+interface MemoryPersistenceBase {
+  addSubscriptions(client: { id: string }, subs: SessionSubscription[]): Promise<void>;
+  removeSubscriptions(client: { id: string }, topics: string[]): Promise<void>;
+  cleanSubscriptions(client: { id: string }): Promise<void>;
+  storeRetained(packet: StoredPublish): Promise<void>;
+}
+const MemoryPersistence = AsyncPersistence as unknown as new (options?: unknown) => MemoryPersistenceBase;
+
+class IndexedMemoryPersistence extends MemoryPersistence {
   #queues = new Map<string, ClientQueue>();
+  /** Mirrors of the parent's private session subscriptions and retained messages, for export. */
+  #sessions = new Map<string, Map<string, SessionSubscription>>();
+  #retained = new Map<string, StoredPublish>();
+
+  override async addSubscriptions(client: { id: string }, subs: SessionSubscription[]): Promise<void> {
+    await super.addSubscriptions(client, subs);
+    let stored = this.#sessions.get(client.id);
+    if (stored === undefined) this.#sessions.set(client.id, (stored = new Map()));
+    for (const sub of subs) stored.set(sub.topic, { topic: sub.topic, qos: sub.qos, rh: sub.rh, rap: sub.rap, nl: sub.nl });
+  }
+
+  override async removeSubscriptions(client: { id: string }, topics: string[]): Promise<void> {
+    await super.removeSubscriptions(client, topics);
+    const stored = this.#sessions.get(client.id);
+    for (const topic of topics) stored?.delete(topic);
+    if (stored?.size === 0) this.#sessions.delete(client.id);
+  }
+
+  override async cleanSubscriptions(client: { id: string }): Promise<void> {
+    await super.cleanSubscriptions(client);
+    this.#sessions.delete(client.id);
+  }
+
+  override async storeRetained(packet: StoredPublish): Promise<void> {
+    await super.storeRetained(packet);
+    if (packet.payload.length === 0) this.#retained.delete(packet.topic);
+    else this.#retained.set(packet.topic, { topic: packet.topic, payload: packet.payload, qos: packet.qos, retain: true });
+  }
+
+  /** Persistent sessions (subscriptions and what is queued for them, oldest first) and retained messages. */
+  exportSessions(): SessionsExport {
+    const publish = (p: OutgoingPacket & Partial<StoredPublish>): StoredPublish => ({
+      topic: p.topic!,
+      payload: Buffer.from(p.payload ?? Buffer.alloc(0)),
+      qos: p.qos ?? 1,
+      retain: p.retain ?? false,
+      brokerId: p.brokerId,
+      brokerCounter: p.brokerCounter,
+    });
+    return {
+      retained: [...this.#retained.values()],
+      sessions: [...this.#sessions].map(([clientId, subs]) => ({
+        clientId,
+        subscriptions: [...subs.values()],
+        outgoing: [...(this.#queues.get(clientId)?.packets.values() ?? [])].map(publish),
+      })),
+    };
+  }
+
+  /** Restores an export into an empty persistence, before the broker takes connections. */
+  async importSessions(saved: SessionsExport): Promise<void> {
+    for (const packet of saved.retained) await this.storeRetained({ ...packet, retain: true });
+    for (const session of saved.sessions) {
+      if (session.subscriptions.length > 0) await this.addSubscriptions({ id: session.clientId }, session.subscriptions);
+      // Each keeps the identity it was queued with (queues are keyed by it, so it must stay unique) and
+      // is delivered with a fresh packet id.
+      for (const packet of session.outgoing) await this.outgoingEnqueue({ clientId: session.clientId }, { cmd: 'publish', ...packet, dup: false });
+    }
+  }
 
   #queue(clientId: string): ClientQueue {
     let queue = this.#queues.get(clientId);
@@ -101,8 +199,10 @@ class IndexedMemoryPersistence extends AsyncPersistence {
   }
 }
 
+export type IndexedMemoryPersistenceAsync = IndexedMemoryPersistence;
+
 /** The raw (promise-based) persistence, for aedes-persistence's abstract test suite. */
-export function createIndexedMemoryPersistenceAsync(options: unknown = {}): object {
+export function createIndexedMemoryPersistenceAsync(options: unknown = {}): IndexedMemoryPersistence {
   return new IndexedMemoryPersistence(options);
 }
 

@@ -62,8 +62,12 @@ export async function startTestBroker(options: TestBrokerOptions): Promise<TestB
     admin: { username: 'svc:admin', password: password() },
   };
   const cert = tls ? await selfSignedCert() : undefined;
+  // The broker keeps sessions across a graceful restart in its data folder: one of its own per test broker,
+  // unless the test gives one (to restart a broker on the same sessions).
+  const ownData = overrides.dataDir === undefined ? await tempDir('sensorpipe-broker-') : undefined;
   const config: BrokerConfig = {
     ...defaults,
+    dataDir: ownData?.path ?? overrides.dataDir!,
     mqttHost: '127.0.0.1',
     mqttPort: 0,
     wsPort: 0,
@@ -86,6 +90,7 @@ export async function startTestBroker(options: TestBrokerOptions): Promise<TestB
     broker = await startBroker({ config, registryPath, logger: createLogger({ level: config.logLevel }) });
   } catch (err) {
     await cert?.remove();
+    await ownData?.remove();
     throw err;
   }
   return {
@@ -100,6 +105,7 @@ export async function startTestBroker(options: TestBrokerOptions): Promise<TestB
     close: async () => {
       await broker.close();
       await cert?.remove();
+      await ownData?.remove();
     },
   };
 }
