@@ -1,0 +1,70 @@
+/**
+ * The soak's verdict: one JSON object with the counts a reader checks first, then the detail, and the
+ * list of reasons it failed (empty: passed). `failuresOf` is the single place that decides.
+ */
+import type { ChaosRecord } from './chaos.ts';
+import type { ProcessMemory } from './memory.ts';
+import type { Exit } from './processes.ts';
+import type { QuarantineReconciliation, ReadingsReconciliation, ViewerReconciliation } from './reconcile.ts';
+import type { ViewerStats } from './viewers.ts';
+
+/** The reading counts, at the top so that they are read first. */
+type ReadingCounts = Pick<ReadingsReconciliation, 'sent' | 'acknowledged' | 'stored' | 'lost' | 'duplicated' | 'storedUnacknowledged'>;
+
+export interface Verdict extends ReadingCounts {
+  verdict: 'pass' | 'fail';
+  failures: string[];
+  soak: { minutes: number; seed: number; devices: number; intervalMs: number; faults: string; startedAt: string; durationS: number; drainedAfterS: number | null; dir?: string };
+  unexplainedStored: number;
+  quarantined: Record<string, number>;
+  expected: Record<string, { min: number; max: number }>;
+  misclassified: number;
+  quarantineMissing: number;
+  quarantineExcess: number;
+  viewerViolations: number;
+  viewers: { readingsChecked: number; historyPointsChecked: number; stats: ViewerStats[] };
+  memory: Record<string, ProcessMemory>;
+  chaos: ChaosRecord[];
+  crashes: { process: string; atS: number; code: number | null; signal: string | null; logTail: string }[];
+  /** Exit of each process when the soak stopped it with SIGTERM (SIGINT for the simulator). */
+  stops: Record<string, Exit>;
+  ingest: Record<string, number>;
+  sim: Record<string, unknown>;
+  examples: { lost: string[]; duplicated: string[]; unexplained: string[]; quarantine: string[]; viewers: string[] };
+}
+
+export interface VerdictParts {
+  readings: ReadingsReconciliation;
+  quarantine: QuarantineReconciliation;
+  viewers: ViewerReconciliation;
+  memory: Record<string, ProcessMemory>;
+  chaos: ChaosRecord[];
+  crashes: Verdict['crashes'];
+  stops: Record<string, Exit>;
+  drained: boolean;
+  simSummary: boolean;
+}
+
+export function failuresOf(parts: VerdictParts): string[] {
+  const failures: string[] = [];
+  const { readings, quarantine, viewers } = parts;
+  if (!parts.simSummary) failures.push('the simulator printed no summary');
+  if (readings.acknowledged === 0) failures.push('nothing was acknowledged: the soak measured nothing');
+  if (readings.lost > 0) failures.push(`${readings.lost} acknowledged readings are not in the store`);
+  if (readings.duplicated > 0) failures.push(`${readings.duplicated} duplicate copies of (device, ts) in the store`);
+  if (readings.unexplained > 0) failures.push(`${readings.unexplained} stored readings are not good readings the devices sent`);
+  if (readings.ackLogMismatch > 0) failures.push(`the simulator's acknowledged counts and its log differ by ${readings.ackLogMismatch}`);
+  if (quarantine.misclassified > 0) failures.push(`${quarantine.misclassified} quarantine entries are not the bad message their reason stands for`);
+  if (quarantine.missing > 0) failures.push(`${quarantine.missing} acknowledged bad messages are not quarantined`);
+  if (quarantine.excess > 0) failures.push(`${quarantine.excess} more distinct messages quarantined than the faults sent`);
+  if (viewers.violations > 0) failures.push(`${viewers.violations} viewer violations (shown data that is not verified and stored)`);
+  if (viewers.readingsChecked === 0) failures.push('the viewers saw no readings');
+  for (const [name, memory] of Object.entries(parts.memory)) {
+    if (memory.leak) failures.push(`${name}: RSS grew ${memory.judged?.growthMiB} MiB after warm-up (limit ${memory.judged?.limitMiB} MiB): looks like a leak`);
+  }
+  for (const crash of parts.crashes) failures.push(`${crash.process} exited unasked at ${crash.atS} s (code ${crash.code}, signal ${crash.signal})`);
+  for (const record of parts.chaos) if (record.error !== undefined) failures.push(`chaos ${record.kind} at ${record.atS} s failed: ${record.error}`);
+  for (const [name, exit] of Object.entries(parts.stops)) if (exit.code !== 0) failures.push(`${name} did not stop cleanly (code ${exit.code}, signal ${exit.signal})`);
+  if (!parts.drained) failures.push('ingest did not drain (unacknowledged messages or spool bytes left)');
+  return failures;
+}
