@@ -118,6 +118,20 @@ export function reconcileReadings(sim: SimReport, acked: AckedByDevice, stored: 
   return result;
 }
 
+/**
+ * Devices with no acknowledged reading taken after `since`: a pipeline that wedged (nothing acknowledged
+ * any more) loses nothing and would pass every other check.
+ */
+export function stalledDevices(sim: SimReport, acked: AckedByDevice, since: number): string[] {
+  return sim.perDevice
+    .filter((d) => {
+      let newest = -Infinity;
+      for (const ts of acked.get(d.id)?.values() ?? []) if (ts > newest) newest = ts;
+      return newest < since;
+    })
+    .map((d) => d.id);
+}
+
 // ---- quarantine -------------------------------------------------------------------------------------
 
 export interface QuarantineRow {

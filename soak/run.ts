@@ -21,7 +21,7 @@ import { readQuarantine } from '../ingest/quarantine.ts';
 import { planChaos, runChaos, type ChaosActions } from './chaos.ts';
 import { judgeMemory, rssMiB, type ProcessMemory, type RssSample } from './memory.ts';
 import { startPipeline, type SoakPipeline } from './pipeline.ts';
-import { checkViewers, parseAckedLog, reconcileQuarantine, reconcileReadings, type SimReport } from './reconcile.ts';
+import { checkViewers, parseAckedLog, reconcileQuarantine, reconcileReadings, stalledDevices, type SimReport } from './reconcile.ts';
 import { readStored } from './stored.ts';
 import { failuresOf, type Verdict } from './verdict.ts';
 import { Viewer } from './viewers.ts';
@@ -226,7 +226,9 @@ async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Pr
     memoryVerdict[p.name] = judgeMemory(memory.get(p.name)!, { lastStartT: p.starts.at(-1)! - soakStart, warmupMs, restarts: p.starts.length - 1 });
   }
   const crashes = pipeline.processes.flatMap((p) => p.crashes.map((c) => ({ process: p.name, atS: Math.round((c.at - soakStart) / 1000), code: c.code, signal: c.signal, logTail: c.logTail })));
-  const failures = failuresOf({ readings, quarantine, viewers: viewerCheck, memory: memoryVerdict, chaos: chaos.records, crashes, stops, drained, simSummary: simReport !== undefined });
+  // Every device must still have been getting readings through in the last quarter of the run.
+  const stalled = stalledDevices(report, acked, soakStart + durationMs * 0.75);
+  const failures = failuresOf({ readings, quarantine, viewers: viewerCheck, memory: memoryVerdict, chaos: chaos.records, crashes, stops, drained, simSummary: simReport !== undefined, stalled });
 
   const { perDevice, ...simTotals } = simReport ?? { perDevice: [] };
   return {

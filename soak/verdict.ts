@@ -43,6 +43,8 @@ export interface VerdictParts {
   stops: Record<string, Exit>;
   drained: boolean;
   simSummary: boolean;
+  /** Devices that had nothing acknowledged in the last part of the run. */
+  stalled: string[];
 }
 
 export function failuresOf(parts: VerdictParts): string[] {
@@ -50,6 +52,7 @@ export function failuresOf(parts: VerdictParts): string[] {
   const { readings, quarantine, viewers } = parts;
   if (!parts.simSummary) failures.push('the simulator printed no summary');
   if (readings.acknowledged === 0) failures.push('nothing was acknowledged: the soak measured nothing');
+  if (parts.stalled.length > 0) failures.push(`no reading acknowledged near the end for ${parts.stalled.length} devices (${parts.stalled.slice(0, 5).join(', ')}): the pipeline stalled`);
   if (readings.lost > 0) failures.push(`${readings.lost} acknowledged readings are not in the store`);
   if (readings.duplicated > 0) failures.push(`${readings.duplicated} duplicate copies of (device, ts) in the store`);
   if (readings.unexplained > 0) failures.push(`${readings.unexplained} stored readings are not good readings the devices sent`);

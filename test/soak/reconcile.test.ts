@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { QuarantineEntry } from '../../ingest/quarantine.ts';
 import { CHAOS_KINDS, planChaos, targetOf } from '../../soak/chaos.ts';
 import { judgeMemory, LEAK_MIN_MIB } from '../../soak/memory.ts';
-import { checkViewers, parseAckedLog, reconcileQuarantine, reconcileReadings, type SimDeviceReport, type SimReport } from '../../soak/reconcile.ts';
+import { checkViewers, parseAckedLog, reconcileQuarantine, reconcileReadings, stalledDevices, type SimDeviceReport, type SimReport } from '../../soak/reconcile.ts';
 import type { StoredByDevice } from '../../soak/stored.ts';
 import { failuresOf } from '../../soak/verdict.ts';
 
@@ -97,6 +97,13 @@ describe('checkViewers', () => {
   }
 });
 
+describe('stalledDevices', () => {
+  it('names the devices with nothing acknowledged after the mark', () => {
+    const acked = ackedLog([`d1 1 ${T0 + 1}`, `d1 2 ${T0 + 500}`, `d2 1 ${T0 + 1}`]);
+    expect(stalledDevices(report(device('d1'), device('d2'), device('d3')), acked, T0 + 100)).toEqual(['d2', 'd3']);
+  });
+});
+
 describe('judgeMemory', () => {
   const series = (from: number, to: number, mib: (i: number) => number) => Array.from({ length: (to - from) / 5000 + 1 }, (_, i) => ({ t: from + i * 5000, rssMiB: mib(i) }));
   it('a flat process with a GC sawtooth is not a leak', () => {
@@ -148,11 +155,13 @@ describe('failuresOf', () => {
     stops: { ingest: { code: 0, signal: null } },
     drained: true,
     simSummary: true,
+    stalled: [] as string[],
   };
   it('passes a clean run and names each kind of failure', () => {
     expect(failuresOf(clean)).toEqual([]);
     expect(failuresOf({ ...clean, readings: { ...clean.readings, lost: 2 } })).toEqual(['2 acknowledged readings are not in the store']);
     expect(failuresOf({ ...clean, drained: false })).toEqual([expect.stringContaining('did not drain')]);
+    expect(failuresOf({ ...clean, stalled: ['d1'] })).toEqual([expect.stringContaining('stalled')]);
     expect(failuresOf({ ...clean, stops: { ingest: { code: 1, signal: null } } })).toEqual([expect.stringContaining('ingest did not stop cleanly')]);
     expect(failuresOf({ ...clean, crashes: [{ process: 'broker', atS: 5, code: 1, signal: null, logTail: '' }] })).toEqual([expect.stringContaining('broker exited unasked')]);
   });
