@@ -2,12 +2,12 @@
  * Memory over the soak: RSS of every process sampled from /proc, and a judgement per process of
  * whether it grew the way a leak does.
  *
- * A restart resets RSS, so only the samples since a process's last start count, and only after a
- * warm-up (V8 grows its heap and JIT caches for a while after start-up). What remains is split in
- * thirds; the growth is the median of the last third minus the median of the first (medians, so that a
- * GC sawtooth does not count). A leak is growth above max(LEAK_MIN_MIB, LEAK_RATIO × the first third):
- * a process that settled at 100 MiB may wobble by tens of MiB, but not climb by half its size again
- * within one run. Too few samples since the last start (restarted near the end): not judged.
+ * A restart resets RSS, so each life of a process (from one start to the next) is judged on its own,
+ * and only after a warm-up (V8 grows its heap and JIT caches for a while after start-up). What remains
+ * is split in thirds; the growth is the median of the last third minus the median of the first
+ * (medians, so that a GC sawtooth does not count). A leak is growth above max(LEAK_MIN_MIB, LEAK_RATIO ×
+ * the first third): a process that settled at 100 MiB may wobble by tens of MiB, but not climb by a third
+ * of its size again within one life. A life with too few samples after warm-up is not judged.
  */
 import { readFile } from 'node:fs/promises';
 
@@ -21,12 +21,22 @@ export interface RssSample {
   rssMiB: number;
 }
 
+export interface LifeMemory {
+  fromS: number;
+  toS: number;
+  firstMiB: number;
+  lastMiB: number;
+  growthMiB: number;
+  limitMiB: number;
+}
+
 export interface ProcessMemory {
   startMiB: number | null;
   endMiB: number | null;
   restarts: number;
-  /** Of the last life, after warm-up. */
-  judged: { fromS: number; toS: number; firstMiB: number; lastMiB: number; growthMiB: number; limitMiB: number } | null;
+  /** The longest life judged (after warm-up); every judged life counts for `leak`. */
+  judged: LifeMemory | null;
+  livesJudged: number;
   leak: boolean;
   note?: string;
 }
@@ -43,25 +53,33 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-/**
- * Judges one process: `samples` of the whole soak, `lastStartT` when its current life began (ms since
- * the soak started), `warmupMs` to skip after that start.
- */
-export function judgeMemory(samples: RssSample[], options: { lastStartT: number; warmupMs: number; restarts: number; judge?: boolean }): ProcessMemory {
-  const startMiB = samples[0]?.rssMiB ?? null;
-  const endMiB = samples.at(-1)?.rssMiB ?? null;
-  const base = { startMiB, endMiB, restarts: options.restarts };
-  if (options.judge === false) return { ...base, judged: null, leak: false, note: 'not ours: reported, not judged' };
-  const settled = samples.filter((s) => s.t >= options.lastStartT + options.warmupMs);
-  if (settled.length < MIN_JUDGED_SAMPLES) return { ...base, judged: null, leak: false, note: `too few samples after warm-up since the last start (${settled.length})` };
+function judgeLife(settled: RssSample[]): LifeMemory {
   const third = Math.floor(settled.length / 3);
   const firstMiB = median(settled.slice(0, third).map((s) => s.rssMiB));
   const lastMiB = median(settled.slice(-third).map((s) => s.rssMiB));
-  const growthMiB = Math.round((lastMiB - firstMiB) * 10) / 10;
-  const limitMiB = Math.round(Math.max(LEAK_MIN_MIB, LEAK_RATIO * firstMiB));
   return {
-    ...base,
-    judged: { fromS: Math.round(settled[0]!.t / 1000), toS: Math.round(settled.at(-1)!.t / 1000), firstMiB, lastMiB, growthMiB, limitMiB },
-    leak: growthMiB > limitMiB,
+    fromS: Math.round(settled[0]!.t / 1000),
+    toS: Math.round(settled.at(-1)!.t / 1000),
+    firstMiB,
+    lastMiB,
+    growthMiB: Math.round((lastMiB - firstMiB) * 10) / 10,
+    limitMiB: Math.round(Math.max(LEAK_MIN_MIB, LEAK_RATIO * firstMiB)),
   };
+}
+
+/**
+ * Judges one process: `samples` of the whole soak, `starts` when each of its lives began (ms since the
+ * soak started), `warmupMs` to skip after each start. A life too short to judge is left out.
+ */
+export function judgeMemory(samples: RssSample[], options: { starts: number[]; warmupMs: number; judge?: boolean }): ProcessMemory {
+  const base = { startMiB: samples[0]?.rssMiB ?? null, endMiB: samples.at(-1)?.rssMiB ?? null, restarts: Math.max(0, options.starts.length - 1) };
+  if (options.judge === false) return { ...base, judged: null, livesJudged: 0, leak: false, note: 'not ours: reported, not judged' };
+  const lives = options.starts
+    .map((start, i) => samples.filter((s) => s.t >= start + options.warmupMs && s.t < (options.starts[i + 1] ?? Infinity)))
+    .filter((settled) => settled.length >= MIN_JUDGED_SAMPLES)
+    .map(judgeLife);
+  if (lives.length === 0) return { ...base, judged: null, livesJudged: 0, leak: false, note: 'no life long enough to judge after warm-up' };
+  const longest = lives.reduce((a, b) => (b.toS - b.fromS > a.toS - a.fromS ? b : a));
+  const leaking = lives.find((life) => life.growthMiB > life.limitMiB);
+  return { ...base, judged: leaking ?? longest, livesJudged: lives.length, leak: leaking !== undefined };
 }

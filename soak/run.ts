@@ -223,7 +223,7 @@ async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Pr
   const warmupMs = Math.min(60_000, durationMs / 4);
   const memoryVerdict: Record<string, ProcessMemory> = {};
   for (const p of pipeline.processes) {
-    memoryVerdict[p.name] = judgeMemory(memory.get(p.name)!, { lastStartT: p.starts.at(-1)! - soakStart, warmupMs, restarts: p.starts.length - 1 });
+    memoryVerdict[p.name] = judgeMemory(memory.get(p.name)!, { starts: p.starts.map((at) => at - soakStart), warmupMs });
   }
   const crashes = pipeline.processes.flatMap((p) => p.crashes.map((c) => ({ process: p.name, atS: Math.round((c.at - soakStart) / 1000), code: c.code, signal: c.signal, logTail: c.logTail })));
   // Every device must still have been getting readings through in the last quarter of the run.

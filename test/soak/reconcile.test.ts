@@ -106,22 +106,26 @@ describe('stalledDevices', () => {
 
 describe('judgeMemory', () => {
   const series = (from: number, to: number, mib: (i: number) => number) => Array.from({ length: (to - from) / 5000 + 1 }, (_, i) => ({ t: from + i * 5000, rssMiB: mib(i) }));
+  const once = { starts: [0], warmupMs: 60_000 };
   it('a flat process with a GC sawtooth is not a leak', () => {
-    expect(judgeMemory(series(0, 300_000, (i) => 100 + (i % 4) * 8), { lastStartT: 0, warmupMs: 60_000, restarts: 0 }).leak).toBe(false);
+    expect(judgeMemory(series(0, 300_000, (i) => 100 + (i % 4) * 8), once).leak).toBe(false);
   });
   it('a steady climb past the limit is', () => {
-    const memory = judgeMemory(series(0, 300_000, (i) => 100 + i * 2), { lastStartT: 0, warmupMs: 60_000, restarts: 0 });
+    const memory = judgeMemory(series(0, 300_000, (i) => 100 + i * 2), once);
     expect(memory.leak).toBe(true);
     expect(memory.judged!.growthMiB).toBeGreaterThan(LEAK_MIN_MIB);
   });
-  it('judges only the samples since the last start, after warm-up', () => {
-    // 300 MiB before a restart at 200 s, then flat at 100: not a leak (and not a drop either).
-    const samples = [...series(0, 195_000, () => 300), ...series(200_000, 600_000, () => 100)];
-    const memory = judgeMemory(samples, { lastStartT: 200_000, warmupMs: 60_000, restarts: 1 });
-    expect(memory).toMatchObject({ leak: false, restarts: 1, judged: { fromS: 260, firstMiB: 100, lastMiB: 100 } });
+  it('judges each life on its own, after its warm-up: a restart is not growth', () => {
+    // 100 MiB before a restart at 200 s, then flat at 300 (another footprint, not a climb).
+    const samples = [...series(0, 195_000, () => 100), ...series(200_000, 600_000, () => 300)];
+    expect(judgeMemory(samples, { starts: [0, 200_000], warmupMs: 60_000 })).toMatchObject({ leak: false, restarts: 1, livesJudged: 2, judged: { fromS: 260, firstMiB: 300, lastMiB: 300 } });
   });
-  it('does not judge a process restarted near the end', () => {
-    expect(judgeMemory(series(0, 300_000, (i) => 100 + i * 10), { lastStartT: 280_000, warmupMs: 60_000, restarts: 1 })).toMatchObject({ leak: false, judged: null });
+  it('catches a leak in an earlier life, and leaves out a life too short to judge', () => {
+    const samples = [...series(0, 400_000, (i) => 100 + i * 2), ...series(405_000, 430_000, () => 100)];
+    expect(judgeMemory(samples, { starts: [0, 402_000], warmupMs: 60_000 })).toMatchObject({ leak: true, livesJudged: 1, judged: { fromS: 60 } });
+  });
+  it('judges nothing when no life is long enough', () => {
+    expect(judgeMemory(series(0, 60_000, (i) => 100 + i * 10), once)).toMatchObject({ leak: false, judged: null, livesJudged: 0 });
   });
 });
 
