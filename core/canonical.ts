@@ -16,35 +16,42 @@ import type { TelemetryBody } from './schemas.ts';
 
 const MAGIC = Buffer.from('SPv1', 'ascii');
 
-function asciiBytes(text: string): Buffer {
-  return Buffer.from(text, 'ascii');
-}
-
+/**
+ * Built in one buffer: its size first, then every field written in place. This runs for every message
+ * ingest verifies (and every one a device signs); assembling it from a dozen small buffers and a
+ * concat cost three times as much, most of it in allocation.
+ */
 export function canonicalBytes(body: TelemetryBody): Buffer {
-  const parts: Buffer[] = [MAGIC];
-  const device = asciiBytes(body.device);
-  parts.push(Buffer.from([device.length]), device);
-
-  const count = Buffer.alloc(2);
-  count.writeUInt16BE(body.readings.length);
-  parts.push(count);
-
-  for (const reading of body.readings) {
-    const head = Buffer.alloc(17);
-    head.writeBigUInt64BE(BigInt(reading.seq), 0);
-    head.writeBigUInt64BE(BigInt(reading.ts), 8);
-    const names = Object.keys(reading.values).sort(compareBytewise);
-    head.writeUInt8(names.length, 16);
-    parts.push(head);
+  const { device, readings } = body;
+  const namesOf: string[][] = new Array<string[]>(readings.length);
+  let size = MAGIC.length + 1 + device.length + 2;
+  for (let r = 0; r < readings.length; r++) {
+    const names = Object.keys(readings[r]!.values).sort(compareBytewise);
+    namesOf[r] = names;
+    size += 17;
+    for (const name of names) size += 1 + name.length + 8;
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = MAGIC.copy(out, 0);
+  // 'ascii' writes one byte per UTF-16 code unit (as latin1 does), so lengths in characters are lengths
+  // in bytes. A length byte keeps the low 8 bits, as Buffer.from([length]) did.
+  out[at++] = device.length & 0xff;
+  at += out.write(device, at, 'ascii');
+  at = out.writeUInt16BE(readings.length, at);
+  for (let r = 0; r < readings.length; r++) {
+    const reading = readings[r]!;
+    at = out.writeBigUInt64BE(BigInt(reading.seq), at);
+    at = out.writeBigUInt64BE(BigInt(reading.ts), at);
+    const names = namesOf[r]!;
+    at = out.writeUInt8(names.length, at);
     for (const name of names) {
-      const nameBytes = asciiBytes(name);
-      const value = Buffer.alloc(8);
+      out[at++] = name.length & 0xff;
+      at += out.write(name, at, 'ascii');
       // JSON has no -0 (JSON.stringify(-0) is "0"), so a signer and a verifier could disagree on it.
-      value.writeDoubleBE(reading.values[name]! + 0);
-      parts.push(Buffer.from([nameBytes.length]), nameBytes, value);
+      at = out.writeDoubleBE(reading.values[name]! + 0, at);
     }
   }
-  return Buffer.concat(parts);
+  return out;
 }
 
 /** Metric names are ASCII, so UTF-16 code unit order equals byte order; spelled out for clarity. */

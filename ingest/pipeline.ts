@@ -61,9 +61,13 @@ export interface PipelineDeps {
   now?: () => number;
 }
 
+/** What the pipeline keeps of a message until it is durable: its acknowledgement. */
+type Acknowledgeable = Pick<IncomingMessage, 'ack'>;
+
 interface Batch {
   points: IngestPoint[];
-  acks: (() => void)[];
+  /** Messages to acknowledge once the batch is durable (the messages themselves: no closure each). */
+  acks: Acknowledgeable[];
   /** seq-log lines of the batch's messages, written once its points are durable. */
   seqLines: string[];
 }
@@ -74,7 +78,7 @@ export class IngestPipeline {
   private writing: Promise<void> = Promise.resolve();
   /** Batches that found the spool full; written (or spooled) once there is room again. */
   private blocked: Batch[] = [];
-  private rejectAcks: (() => void)[] = [];
+  private rejectAcks: Acknowledgeable[] = [];
   private rejectFlush: Promise<void> | undefined;
   private replaying: Promise<void> | undefined;
   private closed = false;
@@ -102,23 +106,23 @@ export class IngestPipeline {
         // The original may still sit in a batch that is not durable yet (a redelivery after a
         // reconnect): acknowledge with the current batch, which persists after every earlier one.
         metrics.duplicates.inc();
-        this.current.acks.push(message.ack);
+        this.current.acks.push(message);
         this.timer ??= setTimeout(() => this.flushBatch(), this.options.batchMaxDelayMs);
         return;
       case 'rejected':
-        this.reject(verdict.reason, message.topic, verdict.device, verdict.message, message.payload, message.ack);
+        this.reject(verdict.reason, message.topic, verdict.device, verdict.message, message.payload, message);
         return;
       case 'accepted': {
         this.current.seqLines.push(this.deps.seqs.accept(verdict.device, verdict.fresh, verdict.range));
         metrics.acceptedMessages.inc();
         metrics.acceptedReadings.inc(verdict.readings.length);
         this.deps.publishVerified(verdict.device, verdict.readings, verdict.meta);
+        const points = this.current.points;
         for (const reading of verdict.readings) {
-          for (const [metric, value] of Object.entries(reading.values)) {
-            this.current.points.push({ device: verdict.device, metric, ts: reading.ts, value, meta: verdict.meta });
-          }
+          const values = reading.values;
+          for (const metric of Object.keys(values)) points.push({ device: verdict.device, metric, ts: reading.ts, value: values[metric]!, meta: verdict.meta });
         }
-        this.current.acks.push(message.ack);
+        this.current.acks.push(message);
         if (this.current.points.length >= this.options.batchMaxPoints) this.flushBatch();
         else this.timer ??= setTimeout(() => this.flushBatch(), this.options.batchMaxDelayMs);
       }
@@ -142,17 +146,17 @@ export class IngestPipeline {
     return this.blocked.length > 0;
   }
 
-  private reject(reason: RejectReason, topic: string, device: string | undefined, text: string, payload: Uint8Array, ack: () => void): void {
+  private reject(reason: RejectReason, topic: string, device: string | undefined, text: string, payload: Uint8Array, message: Acknowledgeable): void {
     this.deps.metrics.rejected.inc({ reason });
     this.deps.logger.debug({ reason, device, topic }, 'message rejected');
     this.deps.quarantine.add(quarantineEntry({ reason, topic, device, message: text, payload, at: this.now() }, this.options.quarantinePayloadBytes));
-    this.rejectAcks.push(ack);
+    this.rejectAcks.push(message);
     this.rejectFlush ??= Promise.resolve().then(async () => {
       const acks = this.rejectAcks;
       this.rejectAcks = [];
       this.rejectFlush = undefined;
       await this.deps.quarantine.flush();
-      for (const done of acks) done();
+      for (const pending of acks) pending.ack();
     });
   }
 
@@ -178,7 +182,7 @@ export class IngestPipeline {
     }
     await this.deps.seqs.append(batch.seqLines);
     await this.deps.quarantine.flush();
-    for (const ack of batch.acks) ack();
+    for (const message of batch.acks) message.ack();
   }
 
   /** True once the batch's points are in the store or the spool. False: the spool is full. */
@@ -260,7 +264,7 @@ export class IngestPipeline {
       await this.deps.spool.append(record);
       this.blocked.shift();
       await this.deps.seqs.append(batch.seqLines);
-      for (const ack of batch.acks) ack();
+      for (const message of batch.acks) message.ack();
     }
     this.deps.metrics.spoolFull.set(0);
     this.deps.logger.info('spool has room again; acknowledgements resumed');

@@ -123,4 +123,25 @@ describe('IngestLink', () => {
     await publisher.endAsync();
     await link.close();
   });
+
+  it('keeps PUBACKs in arrival order over a window of thousands, acknowledged in reverse', async () => {
+    // More than the ack queue's compaction threshold (1,024 consumed entries), so the queue is compacted
+    // while PUBACKs are still waiting in it.
+    const count = 3000;
+    const received: IncomingMessage[] = [];
+    const link = startLink(received, count + 1);
+    await link.ready;
+    const publisher = await mqtt.connectAsync(url);
+    for (let n = 1; n <= count; n++) publisher.publish('t/a', String(n), { qos: 1 });
+    await until(() => received.length === count, 'every message');
+    for (const m of received.slice(1).reverse()) m.ack();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(acked).toEqual([]); // everything waits for the first
+    received[0]!.ack();
+    await until(() => acked.length === count, 'all pubacks');
+    expect(acked).toEqual(Array.from({ length: count }, (_, i) => String(i + 1)));
+    expect(link.unacknowledged).toBe(0);
+    await publisher.endAsync();
+    await link.close();
+  });
 });

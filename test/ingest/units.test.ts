@@ -6,7 +6,7 @@ import { Registry, type DeviceCredentials } from '../../core/registry.ts';
 import { signTelemetry } from '../../core/signature.ts';
 import { topics } from '../../core/topics.ts';
 import { Quarantine, quarantineEntry, readQuarantine } from '../../ingest/quarantine.ts';
-import { SeqStore } from '../../ingest/seq-store.ts';
+import { logLine, SeqStore } from '../../ingest/seq-store.ts';
 import { SeqTracker } from '../../ingest/seq-tracker.ts';
 import { Spool } from '../../ingest/spool.ts';
 import { verifyTelemetryMessage } from '../../ingest/verify.ts';
@@ -75,6 +75,18 @@ describe('SeqStore', () => {
     expect(store.tracker.classify('d', [1, 2])).toEqual({ kind: 'duplicate' });
     expect(store.tracker.completeness('d')).toMatchObject({ received: 3, missing: 2 });
     await store.close();
+  });
+});
+
+describe('seq log lines', () => {
+  it.each([
+    ['one seq', 'dev-1', [7], [7, 7]],
+    ['a batch with a gap', 'press-12', [3, 4, 9], [3, 9]],
+    ['seqs near 2^53', 'd', [2 ** 53 - 2, 2 ** 53 - 1], [2 ** 53 - 2, 2 ** 53 - 1]],
+  ] as const)('are the JSON of { d, s, r }: %s', (_name, device, fresh, range) => {
+    const line = logLine(device, fresh, range);
+    expect(line).toBe(`${JSON.stringify({ d: device, s: fresh, r: range })}\n`);
+    expect(JSON.parse(line)).toEqual({ d: device, s: fresh, r: range });
   });
 });
 
@@ -176,6 +188,37 @@ describe('verifyTelemetryMessage', () => {
     ['not JSON', topics.telemetry('dev-1'), Buffer.from('hello'), 'PAYLOAD_INVALID'],
   ])('rejects %s', (_name, topic, bytes, reason) => {
     expect(verifyTelemetryMessage(topic, bytes, context())).toMatchObject({ kind: 'rejected', reason });
+  });
+
+  it('uses a rotated key at once, though the old one was used (and cached) before', () => {
+    const rotating = new Registry();
+    const first = rotating.add('dev-r') as DeviceCredentials & { signing: { key: string } };
+    const sign = (seq: number, keyBase64: string) =>
+      Buffer.from(JSON.stringify(signTelemetry({ v: 1, device: 'dev-r', readings: [{ seq, ts: now, values: { t: seq } }] }, { alg: 'hmac-sha256', key: Buffer.from(keyBase64, 'base64') })));
+    const ctx = { registry: rotating, seqs: new SeqTracker(options), now, bounds };
+    expect(verifyTelemetryMessage(topics.telemetry('dev-r'), sign(1, first.signing.key), ctx)).toMatchObject({ kind: 'accepted' });
+    const second = rotating.rotate('dev-r') as DeviceCredentials & { signing: { key: string } };
+    expect(verifyTelemetryMessage(topics.telemetry('dev-r'), sign(2, first.signing.key), ctx)).toMatchObject({ kind: 'rejected', reason: 'READING_BAD_SIGNATURE' });
+    expect(verifyTelemetryMessage(topics.telemetry('dev-r'), sign(3, second.signing.key), ctx)).toMatchObject({ kind: 'accepted' });
+    // Even a key changed inside the same record object is noticed.
+    const record = rotating.get('dev-r')!;
+    const third = Buffer.alloc(32, 7).toString('base64');
+    (record.signing as { key: string }).key = third;
+    expect(verifyTelemetryMessage(topics.telemetry('dev-r'), sign(4, second.signing.key), ctx)).toMatchObject({ kind: 'rejected', reason: 'READING_BAD_SIGNATURE' });
+    expect(verifyTelemetryMessage(topics.telemetry('dev-r'), sign(5, third), ctx)).toMatchObject({ kind: 'accepted' });
+  });
+
+  it('verifies Ed25519 devices, and refuses another key with the same device id after a rotation', () => {
+    const edRegistry = new Registry();
+    const first = edRegistry.add('dev-ed', { alg: 'ed25519' }) as DeviceCredentials & { signing: { privateKey: string } };
+    const sign = (seq: number, privateKey: string) =>
+      Buffer.from(JSON.stringify(signTelemetry({ v: 1, device: 'dev-ed', readings: [{ seq, ts: now, values: { t: seq } }] }, { alg: 'ed25519', privateKey: Buffer.from(privateKey, 'base64') })));
+    const ctx = { registry: edRegistry, seqs: new SeqTracker(options), now, bounds };
+    expect(verifyTelemetryMessage(topics.telemetry('dev-ed'), sign(1, first.signing.privateKey), ctx)).toMatchObject({ kind: 'accepted' });
+    expect(verifyTelemetryMessage(topics.telemetry('dev-ed'), sign(2, first.signing.privateKey), ctx)).toMatchObject({ kind: 'accepted' });
+    const second = edRegistry.rotate('dev-ed') as DeviceCredentials & { signing: { privateKey: string } };
+    expect(verifyTelemetryMessage(topics.telemetry('dev-ed'), sign(3, first.signing.privateKey), ctx)).toMatchObject({ kind: 'rejected', reason: 'READING_BAD_SIGNATURE' });
+    expect(verifyTelemetryMessage(topics.telemetry('dev-ed'), sign(4, second.signing.privateKey), ctx)).toMatchObject({ kind: 'accepted' });
   });
 
   it('rejects a replay and passes a redelivery as a duplicate', () => {
