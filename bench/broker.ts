@@ -3,14 +3,14 @@
  *  - messages/s delivered to 1 subscriber from 100 publishers, at QoS 0 and QoS 1, through
  *    (a) our broker (auth, ACL, packet guard, rate limiter and status all on; the per-device rate is
  *        raised so that it does not throttle the benchmark), (b) a bare aedes, (c) Debian's Mosquitto;
- *    with the ratios ours/bare and ours/mosquitto;
+ *    with the ratios ours/bare and ours/mosquitto, and each broker's CPU time per delivered message;
  *  - 10,000 idle authenticated device connections to our broker (from 20 loopback addresses, 500 each,
  *    under the default per-address cap) and the broker process's RSS.
  * Each broker runs in its own child process, so its RSS and CPU are its own; the clients run here.
  * Publishers run closed-loop: at most WINDOW messages in flight end to end, so no broker is driven
  * into an unbounded queue (aedes has no QoS 0 flow control) and the number is sustainable throughput.
  *
- *   npx tsx bench/broker.ts [--seconds 5] [--idle 10000]
+ *   npx tsx bench/broker.ts [--seconds 5] [--idle 10000] [--cpu-prof DIR]   (--seconds 0 or --idle 0 skips that part)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -18,7 +18,7 @@ import { writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { connect as netConnect, type Socket } from 'node:net';
 import { loadavg } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import { configSpecs, parseConfig } from '../core/config.ts';
@@ -39,7 +39,8 @@ async function serve(kind: string, registryPath: string, adminPassword: string):
     const { startBroker } = await import('../broker/index.ts');
     const defaults = parseConfig(configSpecs.broker, { argv: [], env: {} }).config;
     const broker = await startBroker({
-      config: { ...defaults, mqttHost: '127.0.0.1', mqttPort: 0, wsPort: 0, brokerMetricsPort: 0, adminPassword, logLevel: 'warn', publishRate: 1e9, publishBurst: 1e9 },
+      // The bench's temporary folder is the data dir: nothing the broker keeps is left in the working directory.
+      config: { ...defaults, dataDir: dirname(registryPath), mqttHost: '127.0.0.1', mqttPort: 0, wsPort: 0, brokerMetricsPort: 0, adminPassword, logLevel: 'warn', publishRate: 1e9, publishBurst: 1e9 },
       registryPath,
     });
     process.stdout.write(`${JSON.stringify({ port: broker.ports.mqtt })}\n`);
@@ -82,7 +83,11 @@ function stopper(child: ChildProcess): () => Promise<void> {
 }
 
 async function startNodeBroker(kind: 'ours' | 'bare', registryPath: string, adminPassword: string): Promise<Running> {
-  const child = spawn(process.execPath, ['--import', 'tsx', SELF, '--serve', kind, registryPath, adminPassword], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // --cpu-prof DIR: each Node broker writes V8 CPU profiles (one per thread) to DIR/ours or DIR/bare when it
+  // stops; open them in Chrome DevTools.
+  const profileDir = argValue('cpu-prof', '');
+  const profile = profileDir === '' ? [] : ['--cpu-prof', '--cpu-prof-dir', join(profileDir, kind)];
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', SELF, '--serve', kind, registryPath, adminPassword], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await waitForPort(child, kind);
   return { port, pid: child.pid!, stop: stopper(child) };
 }
@@ -108,8 +113,8 @@ async function startMosquitto(dir: string): Promise<Running> {
 
 interface Creds { clientId: string; username?: string; password?: string }
 
-async function throughput(port: number, qos: 0 | 1, seconds: number, publishers: Creds[], subscriber: Creds): Promise<{ deliveredPerSecond: number; delivered: number }> {
-  const url = `mqtt://127.0.0.1:${port}`;
+async function throughput(broker: Running, qos: 0 | 1, seconds: number, publishers: Creds[], subscriber: Creds): Promise<{ deliveredPerSecond: number; delivered: number; brokerCpuMicrosPerMessage: number }> {
+  const url = `mqtt://127.0.0.1:${broker.port}`;
   const sub = await mqtt.connectAsync(url, { ...subscriber, reconnectPeriod: 0, clean: true });
   let received = 0;
   sub.on('message', () => received++);
@@ -151,15 +156,20 @@ async function throughput(port: number, qos: 0 | 1, seconds: number, publishers:
   await new Promise((r) => setTimeout(r, 1000));
   const startCount = received;
   const started = process.hrtime.bigint();
+  const cpuBefore = (await processUsage(broker.pid)).cpuSeconds;
   await new Promise((r) => setTimeout(r, seconds * 1000));
   const delivered = received - startCount;
   const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+  const cpuSeconds = (await processUsage(broker.pid)).cpuSeconds - cpuBefore;
   running = false;
   wakeAll();
   await Promise.race([Promise.all(loops), new Promise((r) => setTimeout(r, 5000))]);
   await Promise.all(clients.map((c) => c.endAsync(true)));
   await sub.endAsync(true);
-  return { deliveredPerSecond: Math.round(delivered / elapsed), delivered };
+  // CPU time the broker process spent per delivered message (all its threads). On a shared, busy machine
+  // it moves less than messages/s does (a broker that waits for a core loses throughput, not CPU time),
+  // though it too rises when fewer messages share each turn of the event loop.
+  return { deliveredPerSecond: Math.round(delivered / elapsed), delivered, brokerCpuMicrosPerMessage: Math.round((cpuSeconds / delivered) * 1e7) / 10 };
 }
 
 function connectPacket(clientId: string, username: string, password: string): Buffer {
@@ -172,22 +182,36 @@ function connectPacket(clientId: string, username: string, password: string): Bu
 }
 
 /** Opens idle device connections with raw sockets (an MQTT.js client per connection would dwarf the broker). */
-async function idleConnections(port: number, devices: DeviceCredentials[]): Promise<{ accepted: number; refused: number; close(): void }> {
+async function idleConnections(port: number, devices: DeviceCredentials[]): Promise<{ accepted: number; refused: number; refusedBy: Record<string, number>; close(): void }> {
   const sockets: Socket[] = [];
   let accepted = 0;
-  let refused = 0;
+  // Why a connection was not accepted: CONNACK return code, socket error code, or closed before a CONNACK.
+  const refusedBy: Record<string, number> = {};
+  const refuse = (reason: string) => { refusedBy[reason] = (refusedBy[reason] ?? 0) + 1; };
   let next = 0;
   const one = (credentials: DeviceCredentials, index: number) => new Promise<void>((resolve) => {
     const socket = netConnect({ port, host: '127.0.0.1', localAddress: `127.0.0.${2 + (index % 20)}` });
     sockets.push(socket);
-    socket.on('error', () => { refused++; resolve(); });
-    socket.once('connect', () => socket.write(connectPacket(credentials.deviceId, credentials.deviceId, credentials.mqttPassword)));
-    socket.once('data', (data: Buffer) => {
-      if (data[0] === 0x20 && data[3] === 0) accepted++;
-      else refused++;
+    let settled = false;
+    const settle = (outcome: string | undefined) => {
+      if (settled) return;
+      settled = true;
+      if (outcome === undefined) accepted++;
+      else refuse(outcome);
       resolve();
-    });
-    socket.once('close', () => resolve());
+    };
+    socket.on('error', (err: NodeJS.ErrnoException) => settle(`error_${err.code ?? err.message}`));
+    socket.once('connect', () => socket.write(connectPacket(credentials.deviceId, credentials.deviceId, credentials.mqttPassword)));
+    // TCP keeps no packet boundaries: the 4-byte CONNACK may come in more than one read.
+    let received = Buffer.alloc(0);
+    const onData = (data: Buffer) => {
+      received = Buffer.concat([received, data]);
+      if (received.length < 4) return;
+      socket.off('data', onData);
+      settle(received[0] !== 0x20 ? `first_packet_${received[0]}` : received[3] === 0 ? undefined : `connack_${received[3]}`);
+    };
+    socket.on('data', onData);
+    socket.once('close', () => settle('closed_before_connack'));
   });
   await Promise.all(Array.from({ length: 200 }, async () => {
     while (next < devices.length) {
@@ -195,7 +219,8 @@ async function idleConnections(port: number, devices: DeviceCredentials[]): Prom
       await one(devices[index]!, index);
     }
   }));
-  return { accepted, refused, close: () => sockets.forEach((s) => s.destroy()) };
+  const refused = Object.values(refusedBy).reduce((a, b) => a + b, 0);
+  return { accepted, refused, refusedBy, close: () => sockets.forEach((s) => s.destroy()) };
 }
 
 async function main(): Promise<void> {
@@ -215,20 +240,20 @@ async function main(): Promise<void> {
     const anonymousPublishers: Creds[] = devicePublishers.map((d) => ({ clientId: d.clientId }));
 
     const results: Record<string, Record<string, number>> = {};
-    for (const qos of [0, 1] as const) {
+    for (const qos of seconds > 0 ? ([0, 1] as const) : []) {
       debug(`qos ${qos}: ours`);
       const ours = await startNodeBroker('ours', registryPath, adminPassword);
       debug('started');
-      const o = await throughput(ours.port, qos, seconds, devicePublishers, { clientId: 'bench-sub', username: 'svc:admin', password: adminPassword });
+      const o = await throughput(ours, qos, seconds, devicePublishers, { clientId: 'bench-sub', username: 'svc:admin', password: adminPassword });
       const oursRss = (await processUsage(ours.pid)).rssBytes;
       await ours.stop();
       debug('bare');
       const bare = await startNodeBroker('bare', registryPath, adminPassword);
-      const b = await throughput(bare.port, qos, seconds, anonymousPublishers, { clientId: 'bench-sub' });
+      const b = await throughput(bare, qos, seconds, anonymousPublishers, { clientId: 'bench-sub' });
       await bare.stop();
       debug('mosquitto');
       const mosq = await startMosquitto(dir.path);
-      const m = await throughput(mosq.port, qos, seconds, anonymousPublishers, { clientId: 'bench-sub' });
+      const m = await throughput(mosq, qos, seconds, anonymousPublishers, { clientId: 'bench-sub' });
       await mosq.stop();
       results[`qos${qos}`] = {
         oursPerSecond: o.deliveredPerSecond,
@@ -237,18 +262,35 @@ async function main(): Promise<void> {
         oursVsBareAedes: Math.round((o.deliveredPerSecond / b.deliveredPerSecond) * 1000) / 1000,
         oursVsMosquitto: Math.round((o.deliveredPerSecond / m.deliveredPerSecond) * 1000) / 1000,
         oursRssMiB: Math.round(oursRss / 2 ** 20),
+        oursCpuMicrosPerMessage: o.brokerCpuMicrosPerMessage,
+        bareAedesCpuMicrosPerMessage: b.brokerCpuMicrosPerMessage,
+        mosquittoCpuMicrosPerMessage: m.brokerCpuMicrosPerMessage,
       };
     }
 
-    const ours = await startNodeBroker('ours', registryPath, adminPassword);
-    const rssBefore = (await processUsage(ours.pid)).rssBytes;
-    const started = Date.now();
-    const idle = await idleConnections(ours.port, devices.slice(PUBLISHERS));
-    const connectSeconds = (Date.now() - started) / 1000;
-    await new Promise((r) => setTimeout(r, 2000)); // let status publishes and GC settle
-    const rssAfter = (await processUsage(ours.pid)).rssBytes;
-    idle.close();
-    await ours.stop();
+    let idleResult: Record<string, unknown> | undefined;
+    if (idleCount > 0) {
+      const ours = await startNodeBroker('ours', registryPath, adminPassword);
+      const rssBefore = (await processUsage(ours.pid)).rssBytes;
+      const started = Date.now();
+      const idle = await idleConnections(ours.port, devices.slice(PUBLISHERS));
+      const connectSeconds = (Date.now() - started) / 1000;
+      await new Promise((r) => setTimeout(r, 2000)); // let status publishes and GC settle
+      const rssAfter = (await processUsage(ours.pid)).rssBytes;
+      idle.close();
+      await ours.stop();
+      idleResult = {
+        requested: idleCount,
+        accepted: idle.accepted,
+        refused: idle.refused,
+        refusedBy: idle.refusedBy,
+        connectSeconds,
+        brokerRssBeforeMiB: Math.round(rssBefore / 2 ** 20),
+        brokerRssMiB: Math.round(rssAfter / 2 ** 20),
+        targetRssMiB: 1024,
+        withinTarget: rssAfter < 2 ** 30 && idle.accepted === idleCount,
+      };
+    }
 
     printJson({
       benchmark: 'broker',
@@ -259,16 +301,7 @@ async function main(): Promise<void> {
       windowInFlight: WINDOW,
       measureSeconds: seconds,
       throughput: results,
-      idleConnections: {
-        requested: idleCount,
-        accepted: idle.accepted,
-        refused: idle.refused,
-        connectSeconds,
-        brokerRssBeforeMiB: Math.round(rssBefore / 2 ** 20),
-        brokerRssMiB: Math.round(rssAfter / 2 ** 20),
-        targetRssMiB: 1024,
-        withinTarget: rssAfter < 2 ** 30 && idle.accepted === idleCount,
-      },
+      idleConnections: idleResult,
       targets: {
         qos0OursAtLeast90PercentOfBare: (results.qos0?.oursVsBareAedes ?? 0) >= 0.9,
         qos1OursAtLeast90PercentOfBare: (results.qos1?.oursVsBareAedes ?? 0) >= 0.9,
