@@ -88,6 +88,28 @@ export function mayPublish(principal: Principal, topic: string): boolean {
   }
 }
 
+export type PublishRefusal = 'acl_publish' | 'topic_limits';
+
+/**
+ * `topicWithinLimits` and `mayPublish` for one logged-in principal, with the verdicts remembered per
+ * topic: every PUBLISH is checked, and a device publishes to the same one or two topics all the time.
+ * A verdict depends only on the principal, the topic and the limits, none of which change during a
+ * connection (a revoked or rotated device is disconnected, and logs in as a new principal). At most
+ * `maxRemembered` topics are kept per connection; past that the memory starts again.
+ */
+export function publishChecker(principal: Principal, limits: TopicLimits, maxRemembered = 256): (topic: string) => PublishRefusal | undefined {
+  const verdicts = new Map<string, PublishRefusal | 'allowed'>();
+  return (topic) => {
+    let verdict = verdicts.get(topic);
+    if (verdict === undefined) {
+      verdict = !topicWithinLimits(topic, limits) ? 'topic_limits' : mayPublish(principal, topic) ? 'allowed' : 'acl_publish';
+      if (verdicts.size >= maxRemembered) verdicts.clear();
+      verdicts.set(topic, verdict);
+    }
+    return verdict === 'allowed' ? undefined : verdict;
+  };
+}
+
 /** A Will is a publish the broker makes later on the client's behalf; devices may leave one only on their own status topic. */
 export function mayLeaveWill(principal: Principal, topic: string): boolean {
   if (principal.kind === 'device') return topic === topics.status(principal.deviceId);

@@ -99,8 +99,8 @@ export class TokenBucket {
     this.last = now();
   }
 
-  take(): boolean {
-    const now = this.now();
+  /** `now` may be passed by a caller that has just read the clock anyway. */
+  take(now: number = this.now()): boolean {
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
     this.last = now;
     if (this.tokens >= 1) {

@@ -25,12 +25,12 @@ import { loadRegistry, verifyMqttPassword, type Registry } from '../core/registr
 import { watchRegistry, type RegistryWatch } from '../core/registry-watch.ts';
 import { PROTOCOL_VERSION, type StatusMessage } from '../core/schemas.ts';
 import { parseTopic, topics } from '../core/topics.ts';
-import { mayLeaveWill, mayPublish, maySubscribe, SERVICE_PREFIX, topicWithinLimits, type Principal, type ServiceName } from './acl.ts';
+import { mayLeaveWill, maySubscribe, publishChecker, SERVICE_PREFIX, topicWithinLimits, type Principal, type PublishRefusal, type ServiceName } from './acl.ts';
 import { Admission, TokenBucket } from './admission.ts';
 import { createIndexedMemoryPersistenceAsync, type IndexedMemoryPersistenceAsync } from './indexed-persistence.ts';
 import { openListeners, type Listeners } from './listeners.ts';
 import { createBrokerMetrics, type BrokerMetrics, type LoginFailure } from './metrics.ts';
-import { PacketGuard } from './packet-guard.ts';
+import type { GuardedConnection } from './packet-guard.ts';
 import { createScaleOut, type ScaleOut } from './scale-out.ts';
 import { saveSessions, sessionFilePath, takeSessions } from './session-file.ts';
 
@@ -101,6 +101,11 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
 
   const admission = new Admission(config);
   const principals = new WeakMap<Client, Principal>();
+  /**
+   * What the PUBLISH path needs of a connection, found with one lookup: its principal, the ACL and topic
+   * limits for its topics with the verdicts remembered (broker/acl.ts), and its device's token bucket.
+   */
+  const publishers = new WeakMap<Client, { principal: Principal; refusal: (topic: string) => PublishRefusal | undefined; bucket?: TokenBucket }>();
   const emptyClientId = new WeakSet<Client>();
   const disconnectReasons = new WeakMap<Client, StatusReason>();
   /** The current connection of each online device. */
@@ -119,7 +124,8 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
     bannedAddresses: () => admission.bannedAddresses,
   });
 
-  const guardOf = (client: Client): PacketGuard | undefined => (client.conn instanceof PacketGuard ? client.conn : undefined);
+  /** What the listener knows of each connection aedes was handed (its address, for the login ban). */
+  const connections = new WeakMap<object, GuardedConnection>();
 
   const authenticate = (client: Client, username: string | undefined, password: Buffer | undefined): Principal => {
     if (username === undefined || password === undefined) throw new RefusedLogin(5, 'anonymous');
@@ -167,9 +173,11 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
       done(null, true);
     },
     authenticate(client, username, password, done) {
-      const address = guardOf(client)?.connection.address ?? 'unknown';
+      const address = connections.get(client.conn)?.address ?? 'unknown';
       try {
-        principals.set(client, authenticate(client, username, password));
+        const principal = authenticate(client, username, password);
+        principals.set(client, principal);
+        publishers.set(client, { principal, refusal: publishChecker(principal, topicLimits) });
         done(null, true);
       } catch (err) {
         if (!(err instanceof RefusedLogin)) throw err;
@@ -187,22 +195,26 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
         done(parseTopic(packet.topic)?.kind === 'status' ? null : new Error('will refused'));
         return;
       }
-      const principal = principals.get(client);
-      if (principal === undefined || !topicWithinLimits(packet.topic, topicLimits) || !mayPublish(principal, packet.topic)) {
-        metrics.dropped(principal === undefined || topicWithinLimits(packet.topic, topicLimits) ? 'acl_publish' : 'topic_limits');
+      const publisher = publishers.get(client);
+      const refusal = publisher === undefined ? 'acl_publish' : publisher.refusal(packet.topic);
+      if (publisher === undefined || refusal !== undefined) {
+        metrics.dropped(refusal ?? 'acl_publish');
         // MQTT 3.1.1 cannot refuse a PUBLISH: the connection is closed.
         done(new Error('publish not authorised'));
         return;
       }
+      const { principal } = publisher;
       if (principal.kind === 'device') {
         const now = Date.now();
         const state = deviceStates.get(principal.deviceId);
         if (state) state.lastSeen = now;
         // The Will is the broker's publish on the device's behalf, not part of its rate.
         if (packet !== (client as unknown as { will?: unknown }).will) {
-          let bucket = buckets.get(principal.deviceId);
+          // One bucket per device, kept across its connections (reconnecting does not refill it).
+          let bucket = publisher.bucket ?? buckets.get(principal.deviceId);
           if (bucket === undefined) buckets.set(principal.deviceId, (bucket = new TokenBucket(config.publishRate, config.publishBurst)));
-          if (!bucket.take()) {
+          publisher.bucket = bucket;
+          if (!bucket.take(now)) {
             // A reading the broker acknowledges must reach ingest. Over the rate, telemetry at QoS 1/2 is
             // refused by closing the connection instead [MQTT-3.3.5-2]: unacknowledged, it stays with the
             // device, which sends it again once reconnected (at the rate, if it keeps on).
@@ -339,7 +351,10 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
       metrics.dropped(reason);
       logger.debug({ address: connection.address, reason }, 'connection closed by the packet guard');
     },
-    onConnection: (stream) => aedes.handle(stream),
+    onConnection(stream, connection) {
+      connections.set(stream, connection);
+      aedes.handle(stream);
+    },
   });
   const sweepTimer = setInterval(() => admission.sweep(), 60_000);
   sweepTimer.unref();

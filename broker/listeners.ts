@@ -1,14 +1,16 @@
 /**
  * Thin listeners around a stream-based broker: MQTT over TCP, over WebSocket (path /mqtt) and over TLS.
- * Each accepted connection is admitted (or closed at once), wrapped in a PacketGuard, and handed to
- * `onConnection`. Sockets are tracked so that shutdown can destroy stragglers.
+ * Each accepted connection is admitted (or closed at once), its incoming bytes guarded in place
+ * (broker/packet-guard.ts), and the stream handed to `onConnection`. Sockets are tracked so that
+ * shutdown can destroy stragglers.
  */
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, createWebSocketStream } from 'ws';
-import { PacketGuard, type GuardViolation, type GuardedConnection } from './packet-guard.ts';
+import { coalesceWrites } from './coalesce-writes.ts';
+import { guardIncoming, type GuardViolation, type GuardedConnection } from './packet-guard.ts';
 
 export interface ListenerOptions {
   host: string;
@@ -21,7 +23,7 @@ export interface ListenerOptions {
   admit(connection: GuardedConnection): boolean;
   release(connection: GuardedConnection): void;
   onViolation(connection: GuardedConnection, reason: GuardViolation): void;
-  onConnection(stream: PacketGuard): void;
+  onConnection(stream: Duplex, connection: GuardedConnection): void;
 }
 
 export interface Listeners {
@@ -62,7 +64,9 @@ export async function openListeners(options: ListenerOptions): Promise<Listeners
     });
     socket.on('error', () => {}); // reported through the stream; a reset must not crash the process
     socket.setNoDelay(true);
-    options.onConnection(new PacketGuard(stream, options.maxPacketBytes, connection, (reason) => options.onViolation(connection, reason)));
+    guardIncoming(stream, options.maxPacketBytes, (reason) => options.onViolation(connection, reason));
+    coalesceWrites(stream);
+    options.onConnection(stream, connection);
   };
 
   const tcp = createNetServer((socket) => accept('tcp', socket, socket));
@@ -78,6 +82,12 @@ export async function openListeners(options: ListenerOptions): Promise<Listeners
   wss.on('connection', (ws, req) => {
     const stream = createWebSocketStream(ws);
     stream.on('error', () => {});
+    // mqtt-packet writes a packet in pieces (header, length, topic, payload) between cork and uncork; ws'
+    // stream would send each piece as a WebSocket message of its own. Joined, what was corked (a packet,
+    // or a turn's packets: coalesceWrites) is one message; receivers must not assume packets align with
+    // messages [MQTT-6.0.0-2]. (The stream decodes strings, so every chunk is a Buffer; a server-side ws
+    // is open already.)
+    stream._writev = (chunks, callback) => ws.send(Buffer.concat(chunks.map(({ chunk }) => chunk as Buffer)), callback);
     accept('ws', req.socket, stream);
   });
   wss.on('error', () => {});
