@@ -5,8 +5,8 @@
  * DuckDB's ART index makes `INSERT OR REPLACE` about 6x slower than a plain append (48k vs 300k
  * points/s measured here). Idempotency comes from a per-series high-water mark instead: a point newer
  * than everything stored for its (device, metric) cannot exist yet and is appended directly (the common
- * case: live data); any other point takes the slow path — delete the same identities, insert, in one
- * transaction. Writes are serialised (one writer; DuckDB also locks the file against other processes).
+ * case: live data; see appendCommitted); any other point takes the slow path — delete the same
+ * identities, insert, in one transaction. Writes are serialised (one writer; DuckDB also locks the file against other processes).
  * Reads use their own connection, so a long write never blocks the dashboard.
  */
 import { mkdir } from 'node:fs/promises';
@@ -111,7 +111,6 @@ async function openFile(options: EmbeddedStoreOptions): Promise<EmbeddedStore> {
   try {
     await writer.run(`CREATE TABLE IF NOT EXISTS readings ${COLUMNS}`);
     await writer.run(`CREATE TEMP TABLE IF NOT EXISTS rewrite ${COLUMNS}`);
-    await writer.run(`CREATE TEMP TABLE IF NOT EXISTS stage ${COLUMNS}`);
     await writer.run(META_TABLE);
     const store = new EmbeddedStore(instance, writer, reader, options);
     await store.loadHighWaterMarks();
@@ -187,7 +186,7 @@ class EmbeddedStore implements TimeSeriesStore {
       if (point.ts > (batchHigh.get(key) ?? -Infinity)) batchHigh.set(key, point.ts);
     }
     try {
-      if (appendNow.length > 0) await this.appendStaged(appendNow);
+      if (appendNow.length > 0) await this.appendCommitted(appendNow);
       if (rewrite.length > 0) await this.rewrite(rewrite);
       await this.saveMeta(batchMeta);
     } catch (err) {
@@ -201,21 +200,27 @@ class EmbeddedStore implements TimeSeriesStore {
   }
 
   /**
-   * Appends new points to `readings` without committing on the event loop. An appender on `readings`
-   * commits in flushSync, which writes and syncs the WAL on the calling thread: 4–7 ms per 5,000 points
-   * here when idle, ~17 ms under bench/ingest.ts at 10,000 readings/s (a tenth of ingest's event loop,
-   * stalling the live feed each time). So the appender fills the in-memory temp table `stage` (no I/O),
-   * and one INSERT … SELECT commits the rows on DuckDB's own threads; durable once it resolves, as before.
+   * Appends new points to `readings` without committing on the event loop. An appender left to itself
+   * commits in flushSync, on the calling thread: the WAL write and sync, and now and then a checkpoint.
+   * Writing 5,000-point batches here, that held the event loop 4–8 ms a batch and up to 80 ms (a
+   * checkpoint); ~17 ms a batch under bench/ingest.ts at 10,000 readings/s, each one a stall of the live
+   * feed. Inside an explicit transaction the appender's flush only adds the rows to it (~1 ms), and the
+   * COMMIT runs on DuckDB's threads. Durable once it resolves, as before.
    */
-  private async appendStaged(points: readonly Point[]): Promise<void> {
-    await this.writer.run('DELETE FROM temp.main.stage');
-    await this.append('stage', points);
-    await this.writer.run('INSERT INTO readings SELECT * FROM temp.main.stage');
+  private async appendCommitted(points: readonly Point[]): Promise<void> {
+    await this.writer.run('BEGIN TRANSACTION');
+    try {
+      await this.append('readings', points);
+      await this.writer.run('COMMIT');
+    } catch (err) {
+      await this.writer.run('ROLLBACK').catch(() => {});
+      throw err;
+    }
   }
 
-  /** Appends rows to a temp table with DuckDB's appender (in memory: nothing to sync). */
-  private async append(table: 'stage' | 'rewrite', points: readonly Point[]): Promise<void> {
-    const appender = await this.writer.createAppender(table, 'main', 'temp');
+  /** Appends rows with DuckDB's appender (one transaction per call, unless one is open). */
+  private async append(table: 'readings' | 'rewrite', points: readonly Point[]): Promise<void> {
+    const appender = await this.writer.createAppender(table, table === 'rewrite' ? 'main' : null, table === 'rewrite' ? 'temp' : null);
     try {
       for (const p of points) {
         appender.appendVarchar(p.device);
