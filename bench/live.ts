@@ -196,7 +196,9 @@ async function main(): Promise<void> {
   };
   // Phases are timed by the first viewer process; the others started at the same moment (give or take
   // their connect time), and every process reports its own samples.
-  const outcomes = await Promise.all(viewerChildren.map((child, k) => new Promise<Record<string, unknown>>((resolve) => {
+  const outcomes = await Promise.all(viewerChildren.map((child, k) => new Promise<Record<string, unknown>>((resolve, reject) => {
+    // A viewer process that dies (e.g. it could not connect) must end the bench, not leave it waiting.
+    child.once('exit', (code) => reject(new Error(`viewer process ${k} exited with ${code} before reporting`)));
     jsonLines(child, (line) => {
       void (async () => {
         if (k === 0 && typeof line.phase === 'string') {
