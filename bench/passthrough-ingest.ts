@@ -30,7 +30,13 @@ const flush = () => {
 const client = mqtt.connect(config.mqttUrl, { clientId: config.ingestClientId, username: 'svc:ingest', password: config.ingestPassword, clean: false });
 client.on('connect', () => client.subscribe(topics.allTelemetry, { qos: 1 }));
 client.on('message', (_topic, payload) => {
-  const message = JSON.parse(payload.toString()) as { device: string; readings: { seq: number; ts: number; values: Record<string, number> }[] };
+  let message: { device: string; readings: { seq: number; ts: number; values: Record<string, number> }[] };
+  try {
+    message = JSON.parse(payload.toString()) as typeof message;
+  } catch {
+    return;
+  }
+  if (!Array.isArray(message.readings)) return; // not telemetry (the pass-through checks nothing else)
   client.publish(topics.verified(message.device), JSON.stringify({ v: 1, device: message.device, readings: message.readings, meta: {}, verifiedAt: Date.now() }));
   for (const r of message.readings) for (const [metric, value] of Object.entries(r.values)) batch.push({ device: message.device, metric, ts: r.ts, value });
   accepted += message.readings.length;
