@@ -91,9 +91,9 @@ async function viewers(liveUrl: string, first: number, count: number, runsSlow: 
   await new Promise((r) => setTimeout(r, phaseSeconds * 1000));
   clearInterval(trickle);
   const slowOpen = slow.filter((ws) => ws.readyState === WebSocket.OPEN).length;
-  process.stdout.write(`${JSON.stringify({ result: { normal: phases.normal, withSlow: phases.withSlow }, slowStillOpen: slowOpen })}\n`);
   for (const ws of [...sockets, ...slow]) ws.terminate();
-  process.exit(0);
+  // Exit only once the (large) line is written: stdout to a pipe is asynchronous, and exit would cut it.
+  process.stdout.write(`${JSON.stringify({ result: { normal: phases.normal, withSlow: phases.withSlow }, slowStillOpen: slowOpen })}\n`, () => process.exit(0));
 }
 
 // ---- parent mode ----------------------------------------------------------------------------------------------
@@ -189,6 +189,7 @@ async function main(): Promise<void> {
   children.push(...viewerChildren);
   const cpu: Record<string, { cores: number; rssMiB: number }> = {};
   let mark: { phase: string; at: number; cpuSeconds: number } | undefined;
+  let lastMark: Promise<void> = Promise.resolve();
   const closeMark = async (at: number) => {
     if (mark === undefined) return;
     const usage = await processUsage(display.pid!);
@@ -198,7 +199,7 @@ async function main(): Promise<void> {
   // their connect time), and every process reports its own samples.
   const outcomes = await Promise.all(viewerChildren.map((child, k) => new Promise<Record<string, unknown>>((resolve, reject) => {
     // A viewer process that dies (e.g. it could not connect) must end the bench, not leave it waiting.
-    child.once('exit', (code) => reject(new Error(`viewer process ${k} exited with ${code} before reporting`)));
+    child.once('close', (code) => reject(new Error(`viewer process ${k} exited with ${code} before reporting`)));
     jsonLines(child, (line) => {
       void (async () => {
         if (k === 0 && typeof line.phase === 'string') {
@@ -206,12 +207,13 @@ async function main(): Promise<void> {
           await closeMark(at);
           mark = { phase: line.phase, at, cpuSeconds: (await processUsage(display.pid!)).cpuSeconds };
         } else if (line.result !== undefined) {
-          if (k === 0) await closeMark(Date.now());
+          if (k === 0) lastMark = closeMark(Date.now());
           resolve(line);
         }
       })();
     });
   })));
+  await lastMark;
   const merged = (phase: 'normal' | 'withSlow') => {
     const samples = outcomes.map((o) => (o.result as Record<string, PhaseSamples>)[phase]!);
     const readings = samples.reduce((n, p) => n + p.readings, 0);
