@@ -17,6 +17,17 @@ import { LiveTestClient } from '../harness/pipeline.ts';
 import { waitFor } from '../harness/publisher.ts';
 import { tempDir, type TempDir } from '../harness/tmp.ts';
 
+/** Every listener on loopback, on a port the system picks (the test reads the ports from the output). */
+const ANY_FREE_PORT = {
+  SENSORPIPE_MQTT_HOST: '127.0.0.1',
+  SENSORPIPE_HTTP_HOST: '127.0.0.1',
+  SENSORPIPE_MQTT_PORT: '0',
+  SENSORPIPE_MQTT_WS_PORT: '0',
+  SENSORPIPE_BROKER_METRICS_PORT: '0',
+  SENSORPIPE_INGEST_METRICS_PORT: '0',
+  SENSORPIPE_HTTP_PORT: '0',
+};
+
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const DEMO_DEVICES = 25;
 /** A demo device with no fault injected (cli/start.ts gives sim-0003, -0007, -0011, -0015, -0019 faults). */
@@ -54,13 +65,7 @@ async function startProduct(dataDir: string, env: Record<string, string> = {}): 
     env: {
       ...process.env,
       SENSORPIPE_DATA_DIR: dataDir,
-      SENSORPIPE_MQTT_HOST: '127.0.0.1',
-      SENSORPIPE_HTTP_HOST: '127.0.0.1',
-      SENSORPIPE_MQTT_PORT: '0',
-      SENSORPIPE_MQTT_WS_PORT: '0',
-      SENSORPIPE_BROKER_METRICS_PORT: '0',
-      SENSORPIPE_INGEST_METRICS_PORT: '0',
-      SENSORPIPE_HTTP_PORT: '0',
+      ...ANY_FREE_PORT,
       SENSORPIPE_LOG_LEVEL: 'info',
       ...env,
     },
@@ -262,13 +267,7 @@ describe('sensorpipe start, as a child process', () => {
         env: {
           ...process.env,
           SENSORPIPE_DATA_DIR: `${dir.path}/data`,
-          SENSORPIPE_MQTT_HOST: '127.0.0.1',
-          SENSORPIPE_HTTP_HOST: '127.0.0.1',
-          SENSORPIPE_MQTT_PORT: '0',
-          SENSORPIPE_MQTT_WS_PORT: '0',
-          SENSORPIPE_BROKER_METRICS_PORT: '0',
-          SENSORPIPE_INGEST_METRICS_PORT: '0',
-          SENSORPIPE_HTTP_PORT: '0',
+          ...ANY_FREE_PORT,
           SENSORPIPE_LOG_LEVEL: 'warn',
           [variable]: String(taken),
         },
