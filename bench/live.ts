@@ -1,19 +1,26 @@
 /**
  * Live feed benchmark: devices → broker → ingest → display → 1,000 WebSocket viewers, each in its own
- * process (the viewers in one child process). Prints JSON for two phases of the same run:
- *   normal:    the viewers alone;
- *   withSlow:  the same, plus 10 deliberately slow viewers (whole fleet, socket read for 50 ms every 3 s);
- * each with deliveries/s, publish→viewer latency p50/p99 (from each reading's own timestamp, which is its
- * publish time) and the display's CPU; plus the change in p99 the slow viewers caused.
+ * processes (the viewers in child processes). After a 5 s warm-up, one run has three phases:
+ *   normal:       the viewers alone (`--seconds`);
+ *   withSlow:     the same plus 10 deliberately slow viewers of the whole fleet (`--slow-seconds`, long
+ *                 enough for the display to conflate them and then drop them);
+ *   normalAfter:  the viewers alone again (`--seconds`).
+ * It prints JSON with deliveries/s, publish→viewer latency p50/p99 (from each reading's own timestamp,
+ * which is its publish time) and the display's CPU per phase, and the change in p99 the slow viewers
+ * caused against both phases without them.
  *
- *   npx tsx bench/live.ts [--clients 1000] [--rate 5000] [--devices 500] [--per-client 5] [--seconds 20]
- *                         [--viewer-processes 2] [--tick 20ms]
+ *   npx tsx bench/live.ts [--clients 1000] [--rate 5000] [--devices 500] [--per-client 5] [--seconds 30]
+ *                         [--slow-seconds 40] [--viewer-processes 2] [--tick 20ms] [--profile-dir DIR]
+ *
+ * `--profile-dir` writes a CPU profile of the broker, ingest and display into DIR (open it in Chrome's
+ * DevTools); the JSON always has each process's CPU, RSS and garbage-collection pauses per phase.
  *
  * Each viewer subscribes to `--per-client` random devices (a device view), so 1,000 viewers at 5,000
  * readings/s get 1000 × 5000 × 5/500 = 50,000 readings/s between them. The store is a real influxd
  * (ingest and display are separate processes, and the embedded store is a single-process file).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import WebSocket from 'ws';
@@ -23,21 +30,48 @@ import { startInfluxd } from '../test/harness/influxd.ts';
 import { provision, signedPayload } from '../test/harness/publisher.ts';
 import { freePort } from '../test/harness/ports.ts';
 import { tempDir } from '../test/harness/tmp.ts';
-import { argValue, machine, printJson, processUsage, summarize } from './lib.ts';
+import { argValue, machine, printJson, processUsage } from './lib.ts';
 
 const clientsCount = Number(argValue('clients', '1000'));
 const rate = Number(argValue('rate', '5000'));
 const deviceCount = Number(argValue('devices', '500'));
 const perClient = Number(argValue('per-client', '5'));
-const phaseSeconds = Number(argValue('seconds', '20'));
+const phaseSeconds = Number(argValue('seconds', '30'));
+const slowSeconds = Number(argValue('slow-seconds', '40'));
 const viewerProcesses = Number(argValue('viewer-processes', '2'));
 const tick = argValue('tick', '20ms');
+const profileDir = argValue('profile-dir', '');
 const SLOW_CLIENTS = 10;
 const WARMUP_SECONDS = 5;
 
 // ---- child mode: the viewers ----------------------------------------------------------------------------------
 
-interface PhaseSamples { latencies: number[]; readings: number }
+/**
+ * Latencies of one phase as histograms of whole milliseconds, one per second of the phase: 50,000
+ * samples a second would make an array of a million numbers per phase, and its growth and GC would add
+ * to the very latency measured.
+ */
+type Histogram = Record<number, number>;
+interface PhaseSamples { seconds: Histogram[]; readings: number }
+const emptySamples = (): PhaseSamples => ({ seconds: [], readings: 0 });
+
+/** p50/p99/max of histograms merged. */
+function latencySummary(histograms: Histogram[]): { count: number; p50: number | null; p99: number | null; max: number | null } {
+  const merged = new Map<number, number>();
+  for (const histogram of histograms) for (const [ms, n] of Object.entries(histogram)) merged.set(Number(ms), (merged.get(Number(ms)) ?? 0) + n);
+  const bins = [...merged].sort((a, b) => a[0] - b[0]);
+  const count = bins.reduce((total, [, n]) => total + n, 0);
+  const at = (p: number): number | null => {
+    let seen = 0;
+    for (const [ms, n] of bins) if ((seen += n) >= Math.ceil((p / 100) * count)) return ms;
+    return null;
+  };
+  return { count, p50: at(50), p99: at(99), max: bins.at(-1)?.[0] ?? null };
+}
+
+/** The phases, in order, as the first viewer process announces them. */
+const PHASES = ['warmup', 'normal', 'withSlow', 'normalAfter'] as const;
+type Phase = (typeof PHASES)[number];
 
 /**
  * Viewers number `first` … `first + count - 1`; or, with `runsSlow`, only the slow viewers (in a
@@ -45,8 +79,14 @@ interface PhaseSamples { latencies: number[]; readings: number }
  * count as the server's latency).
  */
 async function viewers(liveUrl: string, first: number, count: number, runsSlow: boolean): Promise<void> {
-  const phases: Record<string, PhaseSamples> = { warmup: { latencies: [], readings: 0 }, normal: { latencies: [], readings: 0 }, withSlow: { latencies: [], readings: 0 } };
-  let phase = phases.warmup!;
+  const phases = Object.fromEntries(PHASES.map((name) => [name, emptySamples()])) as Record<Phase, PhaseSamples>;
+  let phase = phases.warmup;
+  let phaseStarted = Date.now();
+  const enter = (name: Phase) => {
+    phase = phases[name];
+    phaseStarted = Date.now();
+    process.stdout.write(`${JSON.stringify({ phase: name })}\n`);
+  };
   const open = (frame: object) =>
     new Promise<WebSocket>((resolve, reject) => {
       const ws = new WebSocket(liveUrl);
@@ -64,43 +104,55 @@ async function viewers(liveUrl: string, first: number, count: number, runsSlow: 
       const now = Date.now();
       const frame = JSON.parse(String(data)) as { type: string; items?: [string, number, number, object][] };
       if (frame.type !== 'readings') return;
+      const histogram = (phase.seconds[Math.floor((now - phaseStarted) / 1000)] ??= {});
       for (const item of frame.items!) {
-        phase.latencies.push(now - item[2]);
-        phase.readings++;
+        const ms = now - item[2];
+        histogram[ms] = (histogram[ms] ?? 0) + 1;
       }
+      phase.readings += frame.items!.length;
     });
     sockets.push(ws);
   }
-  process.stdout.write('{"ready":true}\n');
-  await new Promise((r) => setTimeout(r, WARMUP_SECONDS * 1000));
-  phase = phases.normal!;
-  process.stdout.write('{"phase":"normal"}\n');
-  await new Promise((r) => setTimeout(r, phaseSeconds * 1000));
-  // The slow viewers take the whole fleet and hardly read.
+  const sleep = (seconds: number) => new Promise((r) => setTimeout(r, seconds * 1000));
+  await sleep(WARMUP_SECONDS);
+  enter('normal');
+  await sleep(phaseSeconds);
+  // The slow viewers take the whole fleet, some 300 KB/s each, and read one socket chunk (at most
+  // 64 KiB) a second. Once the kernel's buffers are full (about 15 s), their unsent bytes grow past the
+  // display's slow mark: it conflates them, and drops them when their pongs or their reading stay behind.
   const slow = await Promise.all(Array.from({ length: runsSlow ? SLOW_CLIENTS : 0 }, () => open({ type: 'subscribe', id: 'all', devices: '*' })));
-  const socketOf = (ws: WebSocket) => (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
-  for (const ws of slow) socketOf(ws).pause();
-  const trickle = setInterval(() => {
-    for (const ws of slow) {
-      socketOf(ws).resume();
-      setTimeout(() => socketOf(ws).pause(), 50);
-    }
-  }, 3000);
-  phase = phases.withSlow!;
-  process.stdout.write('{"phase":"withSlow"}\n');
-  await new Promise((r) => setTimeout(r, phaseSeconds * 1000));
+  const socketOf = (ws: WebSocket) => (ws as unknown as { _socket: { pause(): void; resume(): void; on(e: 'data', f: () => void): void } })._socket;
+  for (const ws of slow) {
+    // Registered after ws's own listener, so the chunk is handled and then the socket stops again.
+    socketOf(ws).on('data', () => socketOf(ws).pause());
+    socketOf(ws).pause();
+  }
+  const trickle = setInterval(() => slow.forEach((ws) => socketOf(ws).resume()), 1000);
+  enter('withSlow');
+  await sleep(slowSeconds);
   clearInterval(trickle);
-  const slowOpen = slow.filter((ws) => ws.readyState === WebSocket.OPEN).length;
-  for (const ws of [...sockets, ...slow]) ws.terminate();
-  // Exit only once the (large) line is written: stdout to a pipe is asynchronous, and exit would cut it.
-  process.stdout.write(`${JSON.stringify({ result: { normal: phases.normal, withSlow: phases.withSlow }, slowStillOpen: slowOpen })}\n`, () => process.exit(0));
+  for (const ws of slow) ws.terminate();
+  enter('normalAfter');
+  await sleep(phaseSeconds);
+  for (const ws of sockets) ws.terminate();
+  process.stdout.write(`${JSON.stringify({ result: phases })}\n`);
+  // Stay until the parent has sampled every process's CPU for the last phase; it ends us then.
+  setInterval(() => undefined, 60_000);
 }
 
 // ---- parent mode ----------------------------------------------------------------------------------------------
 
 const root = new URL('..', import.meta.url).pathname;
-function spawnNode(args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+/** A node child named `name`, whose garbage-collection pauses bench/gc-observer.js counts into `gcDir`. */
+function spawnNode(gcDir: string, name: string, args: string[], env: Record<string, string>): ChildProcess {
+  const gcEnv = { SENSORPIPE_BENCH_GC_FILE: join(gcDir, `${name}.json`) };
+  return spawn(process.execPath, ['--import', './bench/gc-observer.js', ...args], { cwd: root, env: { ...process.env, ...gcEnv, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+interface GcTotals { [kind: string]: { pauses: number; ms: number; byLengthMs: number[] } }
+
+async function readGc(gcDir: string, name: string): Promise<GcTotals> {
+  return readFile(join(gcDir, `${name}.json`), 'utf8').then((text) => JSON.parse(text) as GcTotals, () => ({}));
 }
 
 /** Resolves with each JSON line a child prints, to a listener. */
@@ -138,7 +190,8 @@ async function main(): Promise<void> {
   const secrets = { SENSORPIPE_INGEST_PASSWORD: 'bench-ingest', SENSORPIPE_DISPLAY_PASSWORD: 'bench-display' };
   const common = { SENSORPIPE_REGISTRY: registryPath, SENSORPIPE_DATA_DIR: dir.path, SENSORPIPE_LOG_LEVEL: 'warn', SENSORPIPE_INFLUX_URL: influx.url, SENSORPIPE_INFLUX_DATABASE: 'bench', ...secrets };
   const url = `mqtt://127.0.0.1:${mqttPort}`;
-  const broker = spawnNode(['cli/bin.js', 'broker'], {
+  const profile = profileDir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
+  const broker = spawnNode(dir.path, 'broker', [...profile, 'cli/bin.js', 'broker'], {
     ...common,
     SENSORPIPE_MQTT_HOST: '127.0.0.1',
     SENSORPIPE_MQTT_PORT: String(mqttPort),
@@ -146,9 +199,9 @@ async function main(): Promise<void> {
     SENSORPIPE_BROKER_METRICS_PORT: '0',
     SENSORPIPE_DEVICE_PUBLISH_RATE: String(Math.ceil((rate / deviceCount) * 2)),
   });
-  const ingest = spawnNode(['cli/bin.js', 'ingest'], { ...common, SENSORPIPE_MQTT_URL: url, SENSORPIPE_INGEST_METRICS_PORT: String(ingestMetricsPort) });
+  const ingest = spawnNode(dir.path, 'ingest', [...profile, 'cli/bin.js', 'ingest'], { ...common, SENSORPIPE_MQTT_URL: url, SENSORPIPE_INGEST_METRICS_PORT: String(ingestMetricsPort) });
   await waitForHttp(`http://127.0.0.1:${ingestMetricsPort}/healthz`);
-  const display = spawnNode(['cli/bin.js', 'display'], {
+  const display = spawnNode(dir.path, 'display', [...profile, 'cli/bin.js', 'display'], {
     ...common,
     SENSORPIPE_MQTT_URL: url,
     SENSORPIPE_HTTP_HOST: '127.0.0.1',
@@ -182,18 +235,62 @@ async function main(): Promise<void> {
   const liveUrl = `ws://127.0.0.1:${httpPort}/live`;
   const viewerChildren = [
     ...Array.from({ length: viewerProcesses }, (_, k) =>
-      spawnNode(['--import', 'tsx', 'bench/live.ts', '--viewers', liveUrl, String(k * perProcess), String(Math.min(perProcess, clientsCount - k * perProcess)), 'false', ...process.argv.slice(2)], {}),
+      spawnNode(dir.path, `viewers-${k}`, ['--import', 'tsx', 'bench/live.ts', '--viewers', liveUrl, String(k * perProcess), String(Math.min(perProcess, clientsCount - k * perProcess)), 'false', ...process.argv.slice(2)], {}),
     ),
-    spawnNode(['--import', 'tsx', 'bench/live.ts', '--viewers', liveUrl, '0', '0', 'true', ...process.argv.slice(2)], {}),
+    spawnNode(dir.path, 'slowViewers', ['--import', 'tsx', 'bench/live.ts', '--viewers', liveUrl, '0', '0', 'true', ...process.argv.slice(2)], {}),
   ];
   children.push(...viewerChildren);
-  const cpu: Record<string, { cores: number; rssMiB: number }> = {};
-  let mark: { phase: string; at: number; cpuSeconds: number } | undefined;
+  // When the display began to conflate the slow viewers and to disconnect them, from its own counters.
+  const slowSeen: { conflatingAfterSeconds?: number; firstDisconnectAfterSeconds?: number } = {};
+  const watchSlow = setInterval(() => {
+    if (mark?.phase !== 'withSlow') return;
+    const after = Math.round((Date.now() - mark.at) / 1000);
+    void fetch(`${displayUrl}/metrics`).then((r) => r.text()).then((text) => {
+      if (/^sensorpipe_display_live_readings_conflated_total [1-9]/m.test(text)) slowSeen.conflatingAfterSeconds ??= after;
+      if (/^sensorpipe_display_live_disconnects_total\{reason="(slow|heartbeat)"\} [1-9]/m.test(text)) slowSeen.firstDisconnectAfterSeconds ??= after;
+    }, () => undefined);
+  }, 1000);
+  // Where the machine's time goes, per phase: CPU cores and RSS of every process in the run (the load
+  // generator is this process: it signs and publishes every reading).
+  const processGroups: Record<string, { pids: number[]; gcNames: string[] }> = {
+    display: { pids: [display.pid!], gcNames: ['display'] },
+    broker: { pids: [broker.pid!], gcNames: ['broker'] },
+    ingest: { pids: [ingest.pid!], gcNames: ['ingest'] },
+    influxd: { pids: influx.pid === undefined ? [] : [influx.pid], gcNames: [] },
+    viewers: { pids: viewerChildren.slice(0, -1).map((c) => c.pid!), gcNames: viewerChildren.slice(0, -1).map((_, k) => `viewers-${k}`) },
+    slowViewers: { pids: [viewerChildren.at(-1)!.pid!], gcNames: ['slowViewers'] },
+    loadGenerator: { pids: [process.pid], gcNames: [] },
+  };
+  const sampleProcesses = async () =>
+    Object.fromEntries(await Promise.all(Object.entries(processGroups).map(async ([name, group]) => {
+      const usages = await Promise.all(group.pids.map((pid) => processUsage(pid)));
+      const gcs = await Promise.all(group.gcNames.map((gcName) => readGc(dir.path, gcName)));
+      const gc = { ms: 0, pausesOver25ms: 0 };
+      for (const totals of gcs) {
+        for (const kind of Object.values(totals)) {
+          gc.ms += kind.ms;
+          gc.pausesOver25ms += kind.byLengthMs.slice(3).reduce((a, b) => a + b, 0);
+        }
+      }
+      return [name, { cpuSeconds: usages.reduce((t, u) => t + u.cpuSeconds, 0), rssBytes: usages.reduce((t, u) => t + u.rssBytes, 0), gc }] as const;
+    })));
+  type ProcessPhase = { cores: number; rssMiB: number; gcPausedShare: number; gcPausesOver25ms: number };
+  const cpu: Partial<Record<Phase, Record<string, ProcessPhase>>> = {};
+  let mark: { phase: Phase; at: number; usage: Awaited<ReturnType<typeof sampleProcesses>> } | undefined;
   let lastMark: Promise<void> = Promise.resolve();
   const closeMark = async (at: number) => {
     if (mark === undefined) return;
-    const usage = await processUsage(display.pid!);
-    cpu[mark.phase] = { cores: Number(((usage.cpuSeconds - mark.cpuSeconds) / ((at - mark.at) / 1000)).toFixed(2)), rssMiB: Math.round(usage.rssBytes / 2 ** 20) };
+    const usage = await sampleProcesses();
+    const seconds = (at - mark.at) / 1000;
+    cpu[mark.phase] = Object.fromEntries(Object.entries(usage).map(([name, u]) => {
+      const before = mark!.usage[name]!;
+      return [name, {
+        cores: Number(((u.cpuSeconds - before.cpuSeconds) / seconds).toFixed(2)),
+        rssMiB: Math.round(u.rssBytes / 2 ** 20),
+        gcPausedShare: Number(((u.gc.ms - before.gc.ms) / 1000 / seconds).toFixed(3)),
+        gcPausesOver25ms: u.gc.pausesOver25ms - before.gc.pausesOver25ms,
+      }];
+    }));
   };
   // Phases are timed by the first viewer process; the others started at the same moment (give or take
   // their connect time), and every process reports its own samples.
@@ -203,9 +300,10 @@ async function main(): Promise<void> {
     jsonLines(child, (line) => {
       void (async () => {
         if (k === 0 && typeof line.phase === 'string') {
+          // The last phase's end is marked when its result arrives.
           const at = Date.now();
           await closeMark(at);
-          mark = { phase: line.phase, at, cpuSeconds: (await processUsage(display.pid!)).cpuSeconds };
+          mark = { phase: line.phase as Phase, at, usage: await sampleProcesses() };
         } else if (line.result !== undefined) {
           if (k === 0) lastMark = closeMark(Date.now());
           resolve(line);
@@ -214,12 +312,21 @@ async function main(): Promise<void> {
     });
   })));
   await lastMark;
-  const merged = (phase: 'normal' | 'withSlow') => {
-    const samples = outcomes.map((o) => (o.result as Record<string, PhaseSamples>)[phase]!);
+  clearInterval(watchSlow);
+  for (const child of viewerChildren) child.kill('SIGTERM');
+  const samplesOf = (name: Phase) => outcomes.map((o) => (o.result as Record<Phase, PhaseSamples>)[name]);
+  const phase = (...names: Phase[]) => {
+    const samples = names.flatMap(samplesOf);
+    const seconds = names.reduce((total, name) => total + (name === 'withSlow' ? slowSeconds : phaseSeconds), 0);
     const readings = samples.reduce((n, p) => n + p.readings, 0);
-    return { deliveriesPerSecond: Math.round(readings / phaseSeconds), latencyMs: summarize(samples.flatMap((p) => p.latencies)) };
+    return { deliveriesPerSecond: Math.round(readings / seconds), latencyMs: latencySummary(samples.flatMap((p) => p.seconds.filter(Boolean))) };
   };
-  const outcome = { result: { normal: merged('normal'), withSlow: merged('withSlow') }, slowStillOpen: outcomes.at(-1)!.slowStillOpen };
+  /** p99 of each second of a phase, all viewer processes merged: shows when the tail happens. */
+  const p99BySecond = (name: Phase) => {
+    const samples = samplesOf(name);
+    const length = Math.max(...samples.map((p) => p.seconds.length));
+    return Array.from({ length }, (_, second) => latencySummary(samples.map((p) => p.seconds[second] ?? {})).p99);
+  };
   clearInterval(load);
   const metrics = await (await fetch(`${displayUrl}/metrics`)).text();
   const counter = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
@@ -229,9 +336,11 @@ async function main(): Promise<void> {
   await influx.close();
   await dir.remove();
 
-  const result = outcome.result;
-  const p99 = (phase: 'normal' | 'withSlow') => result[phase].latencyMs.p99 ?? Number.NaN;
-  const p99Change = (p99('withSlow') - p99('normal')) / p99('normal');
+  // The baseline is both phases without slow viewers, before and after: drift over the run (influxd
+  // compacting, caches warming) then weighs on both sides of the comparison alike.
+  const withoutSlow = { ...phase('normal', 'normalAfter'), before: phase('normal'), after: phase('normalAfter') };
+  const withSlow = phase('withSlow');
+  const p99Change = ((withSlow.latencyMs.p99 ?? NaN) - (withoutSlow.latencyMs.p99 ?? NaN)) / (withoutSlow.latencyMs.p99 ?? NaN);
   printJson({
     bench: 'live',
     machine: machine(),
@@ -242,15 +351,20 @@ async function main(): Promise<void> {
     offeredReadingsPerSecond: rate,
     devices: deviceCount,
     phaseSeconds,
-    normal: { ...result.normal, displayCpu: cpu.normal },
-    withSlow: { ...result.withSlow, slowViewers: SLOW_CLIENTS, slowStillOpen: outcome.slowStillOpen, displayCpu: cpu.withSlow },
+    slowPhaseSeconds: slowSeconds,
+    normal: withoutSlow,
+    withSlow: { ...withSlow, slowViewers: SLOW_CLIENTS, ...slowSeen },
+    processesPerPhase: cpu,
+    p99BySecond: { normal: p99BySecond('normal'), withSlow: p99BySecond('withSlow'), normalAfter: p99BySecond('normalAfter') },
     p99ChangeWithSlow: Number(p99Change.toFixed(3)),
+    // The same comparison between the two phases without slow viewers: the noise floor of the one above.
+    p99ChangeAfterVsBefore: Number(((withoutSlow.after.latencyMs.p99! - withoutSlow.before.latencyMs.p99!) / withoutSlow.before.latencyMs.p99!).toFixed(3)),
     display: {
       conflatedReadings: counter('sensorpipe_display_live_readings_conflated_total'),
       disconnects: metrics.split('\n').filter((l) => l.startsWith('sensorpipe_display_live_disconnects_total')),
     },
     targets: { p99Ms: 100, p99ChangeWithSlowBelow: 0.1 },
-    met: { p99: p99('normal') <= 100 && p99('withSlow') <= 100, slowImpact: p99Change < 0.1 },
+    met: { p99: (withoutSlow.latencyMs.p99 ?? Infinity) <= 100 && (withSlow.latencyMs.p99 ?? Infinity) <= 100, slowImpact: p99Change < 0.1 },
   });
   process.exit(0);
 }

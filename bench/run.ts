@@ -27,7 +27,7 @@ const RUNS: Run[] = [
   { name: 'ingestEmbeddedPassthrough', script: 'ingest.ts', args: ['--store', 'embedded', '--rate', '10000', '--seconds', quick ? '5' : '60', '--ingest', 'passthrough'] },
   { name: 'ingestLatency', script: 'ingest.ts', args: ['--store', 'influx', '--rate', '5000', '--seconds', quick ? '5' : '60'] },
   { name: 'ingestLatencyPassthrough', script: 'ingest.ts', args: ['--store', 'influx', '--rate', '5000', '--seconds', quick ? '5' : '60', '--ingest', 'passthrough'] },
-  { name: 'live', script: 'live.ts', args: quick ? ['--clients', '100', '--seconds', '5'] : [] },
+  { name: 'live', script: 'live.ts', args: quick ? ['--clients', '100', '--seconds', '5', '--slow-seconds', '5'] : [] },
   { name: 'sim', script: 'sim.ts', args: quick ? ['--devices', '500', '--seconds', '10'] : ['--seconds', '60'] },
 ];
 
@@ -94,7 +94,7 @@ function rows(r: Record<string, Json>): Row[] {
   return out;
 }
 
-function markdown(table: Row[], meta: Json): string {
+function markdown(table: Row[], meta: Json, results: Record<string, Json>): string {
   const fmt = (v: number | null) => (v === null ? '—' : v.toLocaleString('en-US', { maximumFractionDigits: 3 }));
   const lines = [
     '# Benchmark report',
@@ -106,8 +106,37 @@ function markdown(table: Row[], meta: Json): string {
     '|---|---|---|---|---|---|---|',
     ...table.map((r) => `| #${r.issue} | ${r.figure} | ${fmt(r.measured)} ${r.unit} | ${r.baseline ? `${r.baseline.name}: ${fmt(r.baseline.value)}` : ''} | ${r.baseline ? fmt(ratio(r.measured, r.baseline.value)) : ''} | ${r.target} | ${r.met === null ? '' : r.met ? 'yes' : '**no**'} |`),
     '',
+    ...whereTheTimeGoes(results, table, meta.machine.cores),
   ];
   return lines.join('\n');
+}
+
+/**
+ * The run's own evidence of what limits it: the machine's load before each script, and for the live
+ * bench (every process of the pipeline on the same 2 cores) the CPU, GC pauses and per-second p99 of
+ * each process. The profiles behind it, and how to take them, are in bench/PROFILE.md.
+ */
+function whereTheTimeGoes(r: Record<string, Json>, table: Row[], cores: number): string[] {
+  const lines = ['## Where the time goes', ''];
+  const unmet = table.filter((row) => row.met === false);
+  lines.push(unmet.length === 0 ? 'Every target was met in this run.' : `Not met in this run: ${unmet.map((row) => `#${row.issue} ${row.figure}`).join('; ')}.`, '');
+  lines.push(`Load average (1 min) before each script: ${Object.entries(r).map(([name, json]) => `${name} ${json.loadavgBefore?.[0] ?? '?'}`).join(', ')}.`, '');
+  const live: Json = r.live ?? {};
+  const normal = live.processesPerPhase?.normal as Record<string, { cores: number; rssMiB: number; gcPausedShare: number; gcPausesOver25ms: number }> | undefined;
+  if (normal !== undefined) {
+    const total = Object.values(normal).reduce((t, p) => t + p.cores, 0);
+    lines.push(
+      `Live bench, phase without slow viewers: the processes used ${total.toFixed(2)} of ${cores} cores between them.`,
+      '',
+      '| process | CPU cores | RSS MiB | time paused in GC | GC pauses > 25 ms |',
+      '|---|---|---|---|---|',
+      ...Object.entries(normal).map(([name, p]) => `| ${name} | ${p.cores} | ${p.rssMiB} | ${(p.gcPausedShare * 100).toFixed(1)} % | ${p.gcPausesOver25ms} |`),
+      '',
+    );
+    const bySecond = (live.p99BySecond?.normal ?? []).filter((v: number | null) => v !== null) as number[];
+    if (bySecond.length > 0) lines.push(`p99 of each second in that phase ranged from ${Math.min(...bySecond)} to ${Math.max(...bySecond)} ms; the two phases without slow viewers differed by ${((live.p99ChangeAfterVsBefore ?? NaN) * 100).toFixed(1)} % from each other (the noise floor of the slow-viewer comparison).`, '');
+  }
+  return lines;
 }
 
 const fromIndex = process.argv.indexOf('--from');
@@ -120,7 +149,8 @@ if (fromIndex >= 0) {
 } else {
   for (const run of RUNS) {
     process.stderr.write(`bench: ${run.name} (${run.script} ${run.args.join(' ')})\n`);
-    results[run.name] = (await runScript(run)) as Json;
+    const loadavgBefore = loadavg().map((x) => Math.round(x * 100) / 100);
+    results[run.name] = { ...((await runScript(run)) as Json), loadavgBefore };
   }
   meta.finishedAt = new Date().toISOString();
 }
@@ -128,5 +158,5 @@ const table = rows(results);
 const dir = join(root, 'bench', 'results');
 await mkdir(dir, { recursive: true });
 await writeFile(join(dir, 'latest.json'), `${JSON.stringify({ ...meta, table, results }, null, 2)}\n`);
-await writeFile(join(dir, 'latest.md'), markdown(table, meta));
-process.stdout.write(markdown(table, meta));
+await writeFile(join(dir, 'latest.md'), markdown(table, meta, results));
+process.stdout.write(markdown(table, meta, results));

@@ -13,6 +13,8 @@ export interface InfluxServer {
   url: string;
   /** True when the server was started here (tests may stop and restart it). */
   managed: boolean;
+  /** The running influxd's process id, when it was started here (benchmarks sample its CPU). */
+  readonly pid: number | undefined;
   /** Stops the process (keeps the data); `start` brings it back on the same port and data. */
   stop(): Promise<void>;
   start(): Promise<void>;
@@ -60,7 +62,7 @@ export async function startInfluxd(): Promise<InfluxServer> {
   if (external) {
     await waitForPing(external);
     const noop = async () => {};
-    return { url: external, managed: false, stop: noop, start: noop, close: noop };
+    return { url: external, managed: false, pid: undefined, stop: noop, start: noop, close: noop };
   }
 
   const dir: TempDir = await tempDir('sensorpipe-influxd-');
@@ -99,6 +101,9 @@ export async function startInfluxd(): Promise<InfluxServer> {
   return {
     url,
     managed: true,
+    get pid() {
+      return child?.pid;
+    },
     stop,
     start,
     close: async () => {
