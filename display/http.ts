@@ -12,6 +12,7 @@ import { extname, join } from 'node:path';
 import type { WebSocketServer } from 'ws';
 import { parseDevicesQuery } from '../core/api.ts';
 import { ERROR_CODES, SensorpipeError, isSensorpipeError, type ErrorCode } from '../core/errors.ts';
+import { TOKEN_SUBPROTOCOL_PREFIX } from '../core/live-subprotocol.ts';
 import type { Logger } from '../core/logger.ts';
 import { parseHistoryParams } from '../core/query.ts';
 import type { QueryResult, TimeSeriesStore } from '../store/index.ts';
@@ -89,9 +90,12 @@ function sameSecret(given: string, expected: string): boolean {
   return timingSafeEqual(a, b);
 }
 
+/** The token from `Authorization: Bearer`, a `bearer.` WebSocket subprotocol, or `?token=` (last resort). */
 function tokenOf(request: IncomingMessage, url: URL): string | undefined {
   const header = request.headers.authorization;
   if (header !== undefined && /^Bearer /i.test(header)) return header.slice(7).trim();
+  const offered = request.headers['sec-websocket-protocol']?.split(',').map((p) => p.trim()).find((p) => p.startsWith(TOKEN_SUBPROTOCOL_PREFIX));
+  if (offered !== undefined) return Buffer.from(offered.slice(TOKEN_SUBPROTOCOL_PREFIX.length), 'base64url').toString('utf8');
   return url.searchParams.get('token') ?? undefined;
 }
 

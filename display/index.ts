@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { WebSocketServer } from 'ws';
 import type { ConfigOf, configSpecs } from '../core/config.ts';
 import { LIVE_LIMITS } from '../core/live.ts';
+import { LIVE_SUBPROTOCOL } from '../core/live-subprotocol.ts';
 import type { Logger } from '../core/logger.ts';
 import { loadRegistry } from '../core/registry.ts';
 import { watchRegistry } from '../core/registry-watch.ts';
@@ -95,7 +96,13 @@ export async function startDisplay({ config, registryPath, store, logger, dashbo
 
   const staticFiles = await loadStaticFiles(dashboardDir);
   if (staticFiles.size === 0) log.warn({ dashboardDir }, 'the dashboard is not built (npm run build:web); the API and /live work without it');
-  const wss = new WebSocketServer({ noServer: true, maxPayload: LIVE_LIMITS.maxInboundFrameBytes, perMessageDeflate: false });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: LIVE_LIMITS.maxInboundFrameBytes,
+    perMessageDeflate: false,
+    // Select ours when offered; never a `bearer.` one, which would echo the token.
+    handleProtocols: (offered) => (offered.has(LIVE_SUBPROTOCOL) ? LIVE_SUBPROTOCOL : false),
+  });
   const { onRequest, onUpgrade } = createHandlers({
     store,
     fleet,

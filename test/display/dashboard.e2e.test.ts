@@ -34,6 +34,8 @@ let pipeline: TestPipeline;
 let fleet: Fleet | undefined;
 let browser: Browser;
 let page: Page;
+/** The URL of every WebSocket the page opened: the token must not be in any of them. */
+const socketUrls: string[] = [];
 const pageErrors: string[] = [];
 
 beforeAll(async () => {
@@ -68,6 +70,7 @@ beforeAll(async () => {
   browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
   page.on('pageerror', (error) => pageErrors.push(error.message));
+  page.on('websocket', (socket) => socketUrls.push(socket.url()));
   await mkdir(ARTIFACTS, { recursive: true });
 }, 60_000);
 
@@ -104,6 +107,9 @@ describe('dashboard', () => {
       'temperature',
     ]);
     expect(await page.locator('[data-device="sim-0000"] [data-reading="temperature"]').textContent()).toMatch(/^temperature-?\d+(\.\d+)?°C$/);
+    // The token went as a subprotocol, out of every URL (and so out of proxy logs).
+    expect(socketUrls.length).toBeGreaterThan(0);
+    expect(socketUrls.filter((url) => url.includes(TOKEN) || url.includes('token='))).toEqual([]);
   });
 
   it('changes a displayed value within 5 s, to a value that is in the store', async () => {

@@ -10,6 +10,7 @@
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LIVE_CLOSE, type LiveServerFrame } from '../../core/live.ts';
+import { LIVE_SUBPROTOCOL, liveSubprotocols } from '../../core/live-subprotocol.ts';
 import { topics } from '../../core/topics.ts';
 import { DevicePublisher, signedPayload, waitFor } from '../harness/publisher.ts';
 import { createLogger } from '../../core/logger.ts';
@@ -222,6 +223,31 @@ describe('hostile clients', () => {
     const ok = await LiveTestClient.connect(`${base}/live`, { headers: { authorization: 'Bearer viewer-secret' }, origin: pipeline.display.url });
     await ok.close();
     expect(await metricText()).toMatch(/sensorpipe_display_live_refused_total\{code="AUTH_REQUIRED"\} 2/);
+  });
+
+  it('takes the token as a WebSocket subprotocol, the way the dashboard sends it, and never echoes it', async () => {
+    const base = pipeline.display.url.replace('http', 'ws');
+    const [ours, bearer] = liveSubprotocols('viewer-secret');
+    expect(bearer).toMatch(/^bearer\.[A-Za-z0-9_-]+$/); // a valid RFC 6455 subprotocol token, whatever the secret
+    const client = await LiveTestClient.connectWithProtocols(`${base}/live`, [ours!, bearer!]);
+    expect(client.ws.protocol).toBe(LIVE_SUBPROTOCOL);
+    await client.close();
+    // A client that offers no subprotocol gets none (plain `ws` or a script with the header).
+    const plain = await LiveTestClient.connect(`${base}/live`, { headers: { authorization: 'Bearer viewer-secret' } });
+    expect(plain.ws.protocol).toBe('');
+    await plain.close();
+    const refused = (protocols: string[]) => LiveTestClient.connectWithProtocols(`${base}/live`, protocols);
+    await expect(refused(liveSubprotocols('guess'))).rejects.toThrow('HTTP 401');
+    await expect(refused([LIVE_SUBPROTOCOL, 'bearer.'])).rejects.toThrow('HTTP 401');
+    await expect(refused([LIVE_SUBPROTOCOL])).rejects.toThrow('HTTP 401');
+    // A non-ASCII secret survives the base64url round trip.
+    const unicode = await startTestPipeline({ devices: 1, displayEnv: { SENSORPIPE_VIEWER_TOKEN: 'clé-🔑-viewer' } });
+    try {
+      const ok = await LiveTestClient.connectWithProtocols(`${unicode.display.url.replace('http', 'ws')}/live`, liveSubprotocols('clé-🔑-viewer'));
+      await ok.close();
+    } finally {
+      await unicode.close();
+    }
   });
 
   it('drops a client that stops answering pings', async () => {

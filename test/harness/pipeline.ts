@@ -108,7 +108,15 @@ export class LiveTestClient {
   }
 
   static async connect(url: string, options: WebSocket.ClientOptions = {}): Promise<LiveTestClient> {
-    const ws = new WebSocket(url, options);
+    return LiveTestClient.open(new WebSocket(url, options));
+  }
+
+  /** Connects offering these WebSocket subprotocols, as a browser's `new WebSocket(url, protocols)` does. */
+  static async connectWithProtocols(url: string, protocols: string[], options: WebSocket.ClientOptions = {}): Promise<LiveTestClient> {
+    return LiveTestClient.open(new WebSocket(url, protocols, options));
+  }
+
+  private static async open(ws: WebSocket): Promise<LiveTestClient> {
     const client = new LiveTestClient(ws);
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => resolve());

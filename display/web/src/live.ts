@@ -4,6 +4,7 @@
  * connection, so views subscribe once and never see the reconnects (except through `onReconnected`,
  * to catch up on what they missed while it was down).
  */
+import { liveSubprotocols } from '../../../core/live-subprotocol.ts';
 import type { LiveServerFrame, LiveSubscribe } from '../../../core/live.ts';
 import { parseServerFrame } from './frames.ts';
 import { getToken } from './token.ts';
@@ -36,11 +37,10 @@ export function backoffDelay(attempt: number, random: () => number = Math.random
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
 }
 
-export function liveUrl(token: string | null): string {
+/** The /live URL; the token travels as a subprotocol (core/live.ts), never in the URL. */
+export function liveUrl(): string {
   const url = new URL('live', document.baseURI);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-  // Browsers cannot set headers on a WebSocket handshake, hence the query parameter.
-  if (token !== null) url.searchParams.set('token', token);
   return url.href;
 }
 
@@ -134,7 +134,7 @@ export class LiveClient {
 
   private connect(): void {
     this.setState({ kind: 'connecting' });
-    const socket = new WebSocket(liveUrl(getToken()));
+    const socket = new WebSocket(liveUrl(), liveSubprotocols(getToken()));
     this.socket = socket;
     this.connectTimer = setTimeout(() => socket.close(), BACKOFF.connectTimeoutMs);
     socket.onopen = () => {
