@@ -12,8 +12,8 @@ const KINDS = {
   [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
   [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
 };
-/** Upper bounds (ms) of the pause-length buckets; the last bucket is everything longer. */
-export const PAUSE_BUCKETS_MS = [5, 10, 25, 50];
+/** Upper bounds (ms) of the pause-length buckets; the last bucket is everything longer (bench/live.ts reads them). */
+const PAUSE_BUCKETS_MS = [5, 10, 25, 50];
 
 if (file !== undefined) {
   const totals = {};

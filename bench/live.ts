@@ -1,13 +1,13 @@
 /**
- * Live feed benchmark: devices → broker → ingest → display → 1,000 WebSocket viewers, each in its own
- * processes (the viewers in child processes). After a 5 s warm-up, one run has three phases:
+ * Live feed benchmark: devices → broker → ingest → display → 1,000 WebSocket viewers, each stage in its
+ * own process (the viewers in child processes). After a 5 s warm-up, one run has three phases:
  *   normal:       the viewers alone (`--seconds`);
  *   withSlow:     the same plus 10 deliberately slow viewers of the whole fleet (`--slow-seconds`, long
  *                 enough for the display to conflate them and then drop them);
  *   normalAfter:  the viewers alone again (`--seconds`).
  * It prints JSON with deliveries/s, publish→viewer latency p50/p99 (from each reading's own timestamp,
- * which is its publish time) and the display's CPU per phase, and the change in p99 the slow viewers
- * caused against both phases without them.
+ * which is its publish time) and every process's CPU, RSS and GC pauses per phase, and the change in
+ * p99 the slow viewers caused against both phases without them.
  *
  *   npx tsx bench/live.ts [--clients 1000] [--rate 5000] [--devices 500] [--per-client 5] [--seconds 30]
  *                         [--slow-seconds 40] [--viewer-processes 2] [--tick 20ms] [--profile-dir DIR]
@@ -269,6 +269,7 @@ async function main(): Promise<void> {
       for (const totals of gcs) {
         for (const kind of Object.values(totals)) {
           gc.ms += kind.ms;
+          // Buckets (gc-observer.js): ≤ 5, ≤ 10, ≤ 25, ≤ 50 ms and longer; the last two are over 25 ms.
           gc.pausesOver25ms += kind.byLengthMs.slice(3).reduce((a, b) => a + b, 0);
         }
       }
