@@ -8,9 +8,9 @@
  *
  * A client whose socket does not drain (more than `slowBytes` unsent) is conflated: it keeps only the
  * newest value per device and metric, the readings it missed are counted, and it gets the newest values
- * once it drains. A client that stays slow for `stuckMs` is disconnected. Nothing a slow client does
- * delays the frames of others: sends never wait, and the hub never buffers more than one conflated
- * value per (device, metric) for it.
+ * once it drains. A client that stays slow for `stuckMs`, or misses a pong while slow, is disconnected
+ * (counted as `slow`). Nothing a slow client does delays the frames of others: sends never wait, and
+ * the hub never buffers more than one conflated value per (device, metric) for it.
  */
 import type { WebSocket } from 'ws';
 import { SensorpipeError, isSensorpipeError, type ErrorCode } from '../core/errors.ts';
@@ -436,7 +436,8 @@ export class LiveHub {
   private heartbeat(): void {
     for (const client of this.clients) {
       if (!client.alive) {
-        this.disconnect(client, 'heartbeat');
+        // A pong stuck behind a backlog is a slow client, not a dead one: count it as what it is.
+        this.disconnect(client, client.ws.bufferedAmount > this.options.slowBytes ? 'slow' : 'heartbeat');
         continue;
       }
       client.alive = false;

@@ -274,6 +274,25 @@ describe('slow clients', () => {
   });
   afterAll(async () => slowDisplay?.close());
   const slowMetrics = async () => (await fetch(`${slowDisplay.url}/metrics`)).text();
+  const socketOf = (c: LiveTestClient) => (c.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+  /** Publishes big verified-readings messages for dev-29 as the ingest service would, 1,000 readings each. */
+  const flooder = async (clientId: string) => {
+    const account = await mqtt.connectAsync(pipeline.broker.url, { ...pipeline.broker.services.ingest, clientId });
+    let seq = 0;
+    const base = Date.now() - 60_000;
+    const message = () => {
+      const readings = Array.from({ length: 1000 }, () => {
+        seq++;
+        return { seq, ts: base + seq, values: Object.fromEntries(Array.from({ length: 8 }, (_, m) => [`m${m}`, seq + m / 10])) };
+      });
+      return JSON.stringify({ v: 1, device: 'dev-29', readings, meta: {}, verifiedAt: Date.now() });
+    };
+    return {
+      publish: () => account.publishAsync(topics.verified('dev-29'), message(), { qos: 1 }),
+      sent: () => seq,
+      end: () => account.endAsync(),
+    };
+  };
 
   it('conflates a paused client, then disconnects it if it stays stuck; a normal client gets every reading', async () => {
     const normal = await LiveTestClient.connect(slowUrl);
@@ -284,22 +303,12 @@ describe('slow clients', () => {
       await c.next((f) => f.type === 'subscribed');
     }
     // Stop reading: the server's unsent data grows past SENSORPIPE_LIVE_SLOW_BYTES (256 KiB).
-    const socketOf = (c: LiveTestClient) => (c.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
     socketOf(paused).pause();
     socketOf(stuck).pause();
 
-    const ingestAccount = await mqtt.connectAsync(pipeline.broker.url, { ...pipeline.broker.services.ingest, clientId: 'flood-ingest' });
-    let seq = 0;
-    const base = Date.now() - 60_000;
-    const message = () => {
-      const readings = Array.from({ length: 1000 }, () => {
-        seq++;
-        return { seq, ts: base + seq, values: Object.fromEntries(Array.from({ length: 8 }, (_, m) => [`m${m}`, seq + m / 10])) };
-      });
-      return JSON.stringify({ v: 1, device: 'dev-29', readings, meta: {}, verifiedAt: Date.now() });
-    };
-    for (let i = 0; i < 40; i++) await ingestAccount.publishAsync(topics.verified('dev-29'), message(), { qos: 1 });
-    const sent = seq;
+    const flood = await flooder('flood-ingest');
+    for (let i = 0; i < 40; i++) await flood.publish();
+    const sent = flood.sent();
     // The paused client catches up with the newest value of each metric and a count of what it missed.
     await waitFor(async () => /sensorpipe_display_live_readings_conflated_total [1-9]/.test(await slowMetrics()), 'conflation under way');
     socketOf(paused).resume();
@@ -315,14 +324,42 @@ describe('slow clients', () => {
     // The one that never reads again is disconnected after SENSORPIPE_LIVE_STUCK_TIMEOUT.
     // Readings keep flowing (the kernel's socket buffers take a lot before the server sees a backlog).
     await waitFor(async () => {
-      await ingestAccount.publishAsync(topics.verified('dev-29'), message(), { qos: 1 });
+      await flood.publish();
       return /sensorpipe_display_live_disconnects_total\{reason="slow"\} 1/.test(await slowMetrics());
     }, 'the stuck client disconnected', 30_000, 100);
     socketOf(stuck).resume(); // a paused socket does not see its own end until it reads again
     expect((await stuck.closed).code).toBe(1006); // terminated: a stuck client cannot take part in a close handshake
     expect(normal.ws.readyState).toBe(normal.ws.OPEN);
-    await ingestAccount.endAsync();
+    await flood.end();
     await normal.close();
     await paused.close();
   }, 60_000);
+
+  it('counts a slow client whose pong is stuck behind its backlog as slow, not as a dead connection', async () => {
+    // Heartbeats more frequent than the stuck timeout: here the missed pong comes first.
+    const display = await startDisplay({
+      config: displayConfig(pipeline.broker, pipeline.dir.path, { SENSORPIPE_LIVE_SLOW_BYTES: '256KiB', SENSORPIPE_LIVE_STUCK_TIMEOUT: '1m', SENSORPIPE_LIVE_HEARTBEAT: '4s' }),
+      registryPath: pipeline.registryPath,
+      store: pipeline.store,
+      logger: createLogger({ level: 'silent' }),
+    });
+    await display.feed.ready;
+    const metrics = async () => (await fetch(`${display.url}/metrics`)).text();
+    const flood = await flooder('flood-ingest-2');
+    try {
+      const behind = await LiveTestClient.connect(`${display.url.replace('http', 'ws')}/live`);
+      behind.send({ type: 'subscribe', id: 'flood', devices: ['dev-29'] });
+      await behind.next((f) => f.type === 'subscribed');
+      socketOf(behind).pause();
+      await waitFor(async () => {
+        await flood.publish();
+        return /sensorpipe_display_live_readings_conflated_total [1-9]/.test(await metrics());
+      }, 'the client conflated', 10_000, 50);
+      await waitFor(async () => /sensorpipe_display_live_disconnects_total\{reason="slow"\} 1/.test(await metrics()), 'dropped at a heartbeat', 15_000);
+      expect(await metrics()).not.toMatch(/sensorpipe_display_live_disconnects_total\{reason="heartbeat"\}/);
+    } finally {
+      await flood.end();
+      await display.close();
+    }
+  }, 40_000);
 });
