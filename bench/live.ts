@@ -181,7 +181,15 @@ async function main(): Promise<void> {
   const dir = await tempDir('sensorpipe-bench-live-');
   const influx = await startInfluxd();
   const children: ChildProcess[] = [];
-  process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
+  process.on('exit', () => {
+    children.forEach((c) => c.kill('SIGKILL'));
+    // A run that fails midway must not leave its influxd behind either.
+    try {
+      if (influx.pid !== undefined) process.kill(influx.pid, 'SIGKILL');
+    } catch {
+      // It had already exited.
+    }
+  });
   const registry = new Registry();
   const devices = provision(registry, deviceCount, 'bench');
   const registryPath = join(dir.path, 'registry.json');
