@@ -24,8 +24,8 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { configSpecs, parseConfig } from '../core/config.ts';
 import { Registry, saveRegistry, type DeviceCredentials } from '../core/registry.ts';
 import { topics } from '../core/topics.ts';
-import { freePort } from '../test/harness/ports.ts';
-import { tempDir } from '../test/harness/tmp.ts';
+import { freePort } from '../harness/ports.ts';
+import { tempDir } from '../harness/tmp.ts';
 import { argValue, machine, printJson, processUsage } from './lib.ts';
 
 const SELF = fileURLToPath(import.meta.url);

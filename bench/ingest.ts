@@ -26,10 +26,10 @@ import { Registry, saveRegistry } from '../core/registry.ts';
 import { VerifiedReadingsSchema } from '../core/schemas.ts';
 import { topics } from '../core/topics.ts';
 import { openStore } from '../store/index.ts';
-import { startInfluxd, type InfluxServer } from '../test/harness/influxd.ts';
-import { provision, signedPayload } from '../test/harness/publisher.ts';
-import { freePort } from '../test/harness/ports.ts';
-import { tempDir } from '../test/harness/tmp.ts';
+import { startInfluxd, type InfluxServer } from '../harness/influxd.ts';
+import { provision, signedPayload } from '../harness/publisher.ts';
+import { freePort } from '../harness/ports.ts';
+import { tempDir } from '../harness/tmp.ts';
 import { argValue, machine, printJson, processUsage, summarize } from './lib.ts';
 
 const storeKind = argValue('store', 'influx') as 'influx' | 'embedded';

@@ -26,10 +26,10 @@ import mqtt from 'mqtt';
 import WebSocket from 'ws';
 import { Registry, saveRegistry } from '../core/registry.ts';
 import { topics } from '../core/topics.ts';
-import { startInfluxd } from '../test/harness/influxd.ts';
-import { provision, signedPayload } from '../test/harness/publisher.ts';
-import { freePort } from '../test/harness/ports.ts';
-import { tempDir } from '../test/harness/tmp.ts';
+import { startInfluxd } from '../harness/influxd.ts';
+import { provision, signedPayload } from '../harness/publisher.ts';
+import { freePort } from '../harness/ports.ts';
+import { tempDir } from '../harness/tmp.ts';
 import { argValue, machine, printJson, processUsage } from './lib.ts';
 
 const clientsCount = Number(argValue('clients', '1000'));

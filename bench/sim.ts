@@ -21,8 +21,8 @@ import { fileURLToPath } from 'node:url';
 import { durationMs } from '../core/config.ts';
 import { createLogger } from '../core/logger.ts';
 import { parseFaults, provisionFleet, startFleet, type FleetOptions } from '../firmware-sim/index.ts';
-import { freePort } from '../test/harness/ports.ts';
-import { tempDir } from '../test/harness/tmp.ts';
+import { freePort } from '../harness/ports.ts';
+import { tempDir } from '../harness/tmp.ts';
 import { argValue, machine, printJson, processUsage } from './lib.ts';
 
 const SELF = fileURLToPath(import.meta.url);

@@ -17,7 +17,7 @@ import influx from 'influx';
 import { openEmbeddedStore } from '../store/embedded.ts';
 import { openInfluxStore } from '../store/influx1.ts';
 import type { StorePoint, TimeSeriesStore } from '../store/index.ts';
-import { influxQuery, startInfluxd } from '../test/harness/influxd.ts';
+import { influxQuery, startInfluxd } from '../harness/influxd.ts';
 
 const BATCH = 5000;
 const T0 = Date.UTC(2026, 0, 5);

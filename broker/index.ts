@@ -13,7 +13,6 @@
  *   - optional Redis emitter and persistence, so several broker processes serve one fleet.
  * It talks to: MQTT clients, the registry file, Redis (optional), Prometheus (/metrics).
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -23,6 +22,7 @@ import type { ConfigOf, configSpecs } from '../core/config.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
 import { loadRegistry, verifyMqttPassword, type Registry } from '../core/registry.ts';
 import { watchRegistry, type RegistryWatch } from '../core/registry-watch.ts';
+import { sameSecret } from '../core/secret.ts';
 import { PROTOCOL_VERSION, type StatusMessage } from '../core/schemas.ts';
 import { parseTopic, topics } from '../core/topics.ts';
 import { mayLeaveWill, maySubscribe, publishChecker, SERVICE_PREFIX, topicWithinLimits, type Principal, type PublishRefusal, type ServiceName } from './acl.ts';
@@ -80,15 +80,6 @@ class RefusedLogin extends Error {
   }
 }
 
-function sha256(data: Buffer | string): Buffer {
-  return createHash('sha256').update(data).digest();
-}
-
-/** Constant-time comparison of a presented service password with the configured one. */
-function servicePasswordMatches(expected: string, presented: Buffer): boolean {
-  return timingSafeEqual(sha256(expected), sha256(presented));
-}
-
 function hostForUrl(host: string): string {
   if (host === '0.0.0.0' || host === '::') return '127.0.0.1';
   return host.includes(':') ? `[${host}]` : host;
@@ -134,7 +125,7 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
       const service = username.slice(SERVICE_PREFIX.length) as ServiceName;
       const expected = Object.hasOwn(servicePasswords, service) ? servicePasswords[service] : undefined;
       if (expected === undefined) throw new RefusedLogin(4, 'service_disabled');
-      if (!servicePasswordMatches(expected, password)) throw new RefusedLogin(4, 'bad_credentials');
+      if (!sameSecret(password, expected)) throw new RefusedLogin(4, 'bad_credentials');
       // A service must not take over a device's session by using its id as client id.
       if (registry.get(client.id) !== undefined) throw new RefusedLogin(2, 'client_id_mismatch');
       // [MQTT-3.1.3-8]: a zero-byte client id with CleanSession 0 gets return code 2.

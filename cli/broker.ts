@@ -4,7 +4,7 @@
  */
 import { configSpecs, helpText, parseConfig, registryPathOf } from '../core/config.ts';
 import { startBroker } from '../broker/index.ts';
-import type { Command } from './main.ts';
+import type { Command } from './command.ts';
 import { explainListenError, processLogger, untilSignal } from './run.ts';
 
 export const brokerCommand: Command = {

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { bool, commonOptions, helpText, optionalText, parseConfig, registryPathOf } from '../core/config.ts';
 import { SensorpipeError } from '../core/errors.ts';
 import { loadRegistry, updateRegistry, type DeviceCredentials, type DeviceRecord } from '../core/registry.ts';
-import type { Command } from './main.ts';
+import type { Command } from './command.ts';
 
 const specs = {
   ...commonOptions,

@@ -5,7 +5,7 @@
 import { configSpecs, helpText, parseConfig, registryPathOf } from '../core/config.ts';
 import { startDisplay } from '../display/index.ts';
 import { openStore } from '../store/index.ts';
-import type { Command } from './main.ts';
+import type { Command } from './command.ts';
 import { explainListenError, processLogger, untilSignal } from './run.ts';
 
 export const displayCommand: Command = {

@@ -4,6 +4,7 @@
  */
 import { isSensorpipeError } from '../core/errors.ts';
 import { brokerCommand } from './broker.ts';
+import type { Command } from './command.ts';
 import { devicesCommand } from './devices.ts';
 import { displayCommand } from './display.ts';
 import { ingestCommand } from './ingest.ts';
@@ -12,10 +13,6 @@ import { signCommand } from './sign.ts';
 import { simCommand } from './sim.ts';
 import { startCommand } from './start.ts';
 
-export interface Command {
-  summary: string;
-  run(argv: string[]): Promise<number>;
-}
 
 const commands: Record<string, Command> = {
   broker: brokerCommand,

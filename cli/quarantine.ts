@@ -10,7 +10,7 @@ import { bool, commonOptions, helpText, mqttClientOptions, optionalText, parseCo
 import { REJECT_REASONS, SensorpipeError } from '../core/errors.ts';
 import { parseTopic } from '../core/topics.ts';
 import { readQuarantine } from '../ingest/quarantine.ts';
-import type { Command } from './main.ts';
+import type { Command } from './command.ts';
 
 const specs = {
   ...commonOptions,

@@ -11,7 +11,7 @@ import { SensorpipeError } from '../core/errors.ts';
 import { canonicalBytes } from '../core/canonical.ts';
 import { MetricNameSchema, PROTOCOL_VERSION, TelemetryMessageSchema, type TelemetryBody } from '../core/schemas.ts';
 import { signTelemetry, type SignKey } from '../core/signature.ts';
-import type { Command } from './main.ts';
+import type { Command } from './command.ts';
 
 const specs = {
   dataDir: commonOptions.dataDir,

@@ -9,7 +9,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { configSpecs, helpText, parseConfig, registryPathOf } from '../core/config.ts';
 import { parseFaults, startFleet } from '../firmware-sim/index.ts';
-import type { Command } from './main.ts';
+import type { Command } from './command.ts';
 import { processLogger } from './run.ts';
 
 export const simCommand: Command = {

@@ -14,7 +14,7 @@ import { startDisplay } from '../display/index.ts';
 import { parseFaults, provisionFleet, startFleet } from '../firmware-sim/index.ts';
 import { startIngest } from '../ingest/index.ts';
 import { openStore } from '../store/index.ts';
-import type { Command } from './main.ts';
+import type { Command } from './command.ts';
 import { explainListenError, processLogger, untilSignal } from './run.ts';
 
 const DEMO_DEVICE = 'my-device';

@@ -4,7 +4,6 @@
  * Every query string is parsed with its core/ schema; every error is `{code, message}` with the HTTP
  * status of its code (core/errors.ts), mapped here and nowhere else.
  */
-import { timingSafeEqual, createHash } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -14,6 +13,7 @@ import { parseDevicesQuery } from '../core/api.ts';
 import { ERROR_CODES, SensorpipeError, isSensorpipeError, type ErrorCode } from '../core/errors.ts';
 import { TOKEN_SUBPROTOCOL_PREFIX } from '../core/live-subprotocol.ts';
 import type { Logger } from '../core/logger.ts';
+import { sameSecret } from '../core/secret.ts';
 import { parseHistoryParams } from '../core/query.ts';
 import type { QueryResult, TimeSeriesStore } from '../store/index.ts';
 import type { FleetState } from './fleet.ts';
@@ -81,13 +81,6 @@ function sendJson(response: ServerResponse, status: number, body: unknown): void
 
 function sendError(response: ServerResponse, err: SensorpipeError): void {
   sendJson(response, err.httpStatus, err.toJSON());
-}
-
-function sameSecret(given: string, expected: string): boolean {
-  // Hash both so the comparison is constant-time whatever the lengths.
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
 }
 
 /** The token from `Authorization: Bearer`, a `bearer.` WebSocket subprotocol, or `?token=` (last resort). */

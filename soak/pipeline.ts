@@ -12,8 +12,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FAULTS, provisionFleet } from '../firmware-sim/index.ts';
-import { startInfluxd, type InfluxServer } from '../test/harness/influxd.ts';
-import { freePort } from '../test/harness/ports.ts';
+import { startInfluxd, type InfluxServer } from '../harness/influxd.ts';
+import { freePort } from '../harness/ports.ts';
 import { ManagedProcess } from './processes.ts';
 import { startCutProxy, type CutProxy } from './proxy.ts';
 

@@ -1,6 +1,6 @@
 /** The test harness itself: a real influxd starts on free ports, takes a point and gives it back. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { influxQuery, startInfluxd, type InfluxServer } from './harness/influxd.ts';
+import { influxQuery, startInfluxd, type InfluxServer } from '../harness/influxd.ts';
 
 describe('influxd harness', () => {
   let influx: InfluxServer;
@@ -40,7 +40,7 @@ describe('influxd harness', () => {
 
 describe('chromium harness', () => {
   it('launches Debian Chromium through playwright-core and renders a page', async () => {
-    const { launchChromium } = await import('./harness/chromium.ts');
+    const { launchChromium } = await import('../harness/chromium.ts');
     const browser = await launchChromium();
     try {
       const page = await browser.newPage();
@@ -54,7 +54,7 @@ describe('chromium harness', () => {
 
 describe('bare aedes harness', () => {
   it('carries a message between two real MQTT.js clients', async () => {
-    const { startBareAedes } = await import('./harness/aedes.ts');
+    const { startBareAedes } = await import('../harness/aedes.ts');
     const mqtt = await import('mqtt');
     const broker = await startBareAedes();
     const sub = await mqtt.connectAsync(broker.url);

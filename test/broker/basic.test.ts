@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StatusMessageSchema } from '../../core/schemas.ts';
 import { topics } from '../../core/topics.ts';
-import { startTestBroker, type TestBroker } from '../harness/broker.ts';
+import { startTestBroker, type TestBroker } from '../../harness/broker.ts';
 import { closedByBroker, connect, deviceOptions, inbox, makeFleet, metricValue, type Fleet } from './helpers.ts';
 
 let fleet: Fleet;

@@ -6,7 +6,7 @@
 import mqtt, { type IPublishPacket } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { topics } from '../../core/topics.ts';
-import { startTestBroker, type TestBroker } from '../harness/broker.ts';
+import { startTestBroker, type TestBroker } from '../../harness/broker.ts';
 import { closedByBroker, connect, deviceOptions, inbox, makeFleet, type Fleet } from './helpers.ts';
 import { connectPacket, rawConnect, within } from './raw.ts';
 

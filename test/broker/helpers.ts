@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import mqtt, { type IClientOptions, type MqttClient, type Packet } from 'mqtt';
 import { Registry, saveRegistry, type DeviceCredentials } from '../../core/registry.ts';
-import { tempDir, type TempDir } from '../harness/tmp.ts';
+import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
 export interface Fleet {
   dir: TempDir;

@@ -7,7 +7,7 @@ import type { MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { saveRegistry } from '../../core/registry.ts';
 import { topics } from '../../core/topics.ts';
-import { startTestBroker, type TestBroker } from '../harness/broker.ts';
+import { startTestBroker, type TestBroker } from '../../harness/broker.ts';
 import { closedByBroker, connect, deviceOptions, inbox, makeFleet, metricValue, refusedWith, subackCodes, type Fleet, type Inbox } from './helpers.ts';
 import { PINGREQ, connectPacket, rawConnect, remainingLength, within } from './raw.ts';
 

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
 import { topics } from '../../core/topics.ts';
-import { startTestBroker, type TestBroker } from '../harness/broker.ts';
+import { startTestBroker, type TestBroker } from '../../harness/broker.ts';
 import { connect, deviceOptions, inbox, makeFleet, metricValue, type Fleet } from './helpers.ts';
 
 let fleet: Fleet;

@@ -10,8 +10,8 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sessionFilePath } from '../../broker/session-file.ts';
 import { topics } from '../../core/topics.ts';
-import { startTestBroker } from '../harness/broker.ts';
-import { tempDir, type TempDir } from '../harness/tmp.ts';
+import { startTestBroker } from '../../harness/broker.ts';
+import { tempDir, type TempDir } from '../../harness/tmp.ts';
 import { connect, deviceOptions, inbox, makeFleet, type Fleet } from './helpers.ts';
 
 let fleet: Fleet;

@@ -6,8 +6,8 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { topics } from '../../core/topics.ts';
-import { CLI_PATH, runCli } from '../harness/cli.ts';
-import { startTestBroker, type TestBroker } from '../harness/broker.ts';
+import { CLI_PATH, runCli } from '../../harness/cli.ts';
+import { startTestBroker, type TestBroker } from '../../harness/broker.ts';
 import { closedByBroker, connect, deviceOptions, inbox, makeFleet, refusedWith, type Fleet } from './helpers.ts';
 import { connectPacket, rawConnect, within } from './raw.ts';
 

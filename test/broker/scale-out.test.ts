@@ -6,8 +6,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { topics } from '../../core/topics.ts';
-import { freePort } from '../harness/ports.ts';
-import { startTestBroker, type TestBroker } from '../harness/broker.ts';
+import { freePort } from '../../harness/ports.ts';
+import { startTestBroker, type TestBroker } from '../../harness/broker.ts';
 import { connect, deviceOptions, inbox, makeFleet, type Fleet } from './helpers.ts';
 import { within } from './raw.ts';
 

@@ -10,7 +10,7 @@ import WebSocket from 'ws';
 import { coalesceWrites } from '../../broker/coalesce-writes.ts';
 import { PacketInspector, type GuardViolation } from '../../broker/packet-guard.ts';
 import { topics } from '../../core/topics.ts';
-import { startTestBroker, type TestBroker } from '../harness/broker.ts';
+import { startTestBroker, type TestBroker } from '../../harness/broker.ts';
 import { connect, deviceOptions, inbox, makeFleet, metricValue, type Fleet } from './helpers.ts';
 import { PINGREQ, connectPacket, remainingLength, within } from './raw.ts';
 

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { topics } from '../../core/topics.ts';
-import { startTestBroker, type TestBroker } from '../harness/broker.ts';
+import { startTestBroker, type TestBroker } from '../../harness/broker.ts';
 import { connect, deviceOptions, inbox, makeFleet, type Fleet, type Inbox } from './helpers.ts';
 import { connectPacket, rawConnect, within } from './raw.ts';
 

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { configSpecs, durationMs, helpText, parseConfig, registryPathOf, sizeBytes } from '../../core/config.ts';
 import { createLogger } from '../../core/logger.ts';
-import { runCli } from '../harness/cli.ts';
+import { runCli } from '../../harness/cli.ts';
 
 describe('parseConfig', () => {
   it('uses documented defaults when nothing is set', () => {

@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadRegistry, verifyKeyOf, verifyMqttPassword, ed25519KeyMatches, type DeviceCredentials } from '../../core/registry.ts';
 import { signTelemetry, verifyTelemetrySignature } from '../../core/signature.ts';
-import { runCli } from '../harness/cli.ts';
-import { tempDir, type TempDir } from '../harness/tmp.ts';
+import { runCli } from '../../harness/cli.ts';
+import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
 let dir: TempDir;
 let registryPath: string;

@@ -4,8 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeTelemetry } from '../../core/decode.ts';
 import { loadRegistry, verifyKeyOf, type DeviceCredentials } from '../../core/registry.ts';
 import { verifyTelemetrySignature } from '../../core/signature.ts';
-import { runCli } from '../harness/cli.ts';
-import { tempDir, type TempDir } from '../harness/tmp.ts';
+import { runCli } from '../../harness/cli.ts';
+import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
 let dir: TempDir;
 beforeAll(async () => {

@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../core/logger.ts';
 import { startDisplay, type RunningDisplay } from '../../display/index.ts';
-import { DevicePublisher, waitFor } from '../harness/publisher.ts';
-import { displayConfig, startTestPipeline, type TestPipeline } from '../harness/pipeline.ts';
+import { DevicePublisher, waitFor } from '../../harness/publisher.ts';
+import { displayConfig, startTestPipeline, type TestPipeline } from '../../harness/pipeline.ts';
 
 let pipeline: TestPipeline;
 let base: string;

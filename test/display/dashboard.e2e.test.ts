@@ -21,9 +21,9 @@ import type { DeviceCredentials } from '../../core/registry.ts';
 import { buildDashboard } from '../../display/web/build.ts';
 import { parseFaults, startFleet, type Fleet } from '../../firmware-sim/index.ts';
 import { PROFILE_NAMES } from '../../firmware-sim/signals.ts';
-import { launchChromium } from '../harness/chromium.ts';
-import { startTestPipeline, type TestPipeline } from '../harness/pipeline.ts';
-import { waitFor } from '../harness/publisher.ts';
+import { launchChromium } from '../../harness/chromium.ts';
+import { startTestPipeline, type TestPipeline } from '../../harness/pipeline.ts';
+import { waitFor } from '../../harness/publisher.ts';
 
 const TOKEN = 'e2e-viewer-token';
 const DEVICES = 10;

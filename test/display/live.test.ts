@@ -12,10 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LIVE_CLOSE, type LiveServerFrame } from '../../core/live.ts';
 import { LIVE_SUBPROTOCOL, liveSubprotocols } from '../../core/live-subprotocol.ts';
 import { topics } from '../../core/topics.ts';
-import { DevicePublisher, signedPayload, waitFor } from '../harness/publisher.ts';
+import { DevicePublisher, signedPayload, waitFor } from '../../harness/publisher.ts';
 import { createLogger } from '../../core/logger.ts';
 import { startDisplay, type RunningDisplay } from '../../display/index.ts';
-import { LiveTestClient, displayConfig, startTestPipeline, type TestPipeline } from '../harness/pipeline.ts';
+import { LiveTestClient, displayConfig, startTestPipeline, type TestPipeline } from '../../harness/pipeline.ts';
 
 let pipeline: TestPipeline;
 let liveUrl: string;

@@ -6,11 +6,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry, saveRegistry } from '../../core/registry.ts';
-import { startBareAedes, type BareBroker } from '../harness/aedes.ts';
-import { CLI_PATH } from '../harness/cli.ts';
-import { influxQuery, startInfluxd, type InfluxServer } from '../harness/influxd.ts';
-import { DevicePublisher, provision, waitFor } from '../harness/publisher.ts';
-import { tempDir, type TempDir } from '../harness/tmp.ts';
+import { startBareAedes, type BareBroker } from '../../harness/aedes.ts';
+import { CLI_PATH } from '../../harness/cli.ts';
+import { influxQuery, startInfluxd, type InfluxServer } from '../../harness/influxd.ts';
+import { DevicePublisher, provision, waitFor } from '../../harness/publisher.ts';
+import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
 let influx: InfluxServer;
 let broker: BareBroker;

@@ -10,10 +10,10 @@ import { Registry, saveRegistry } from '../../core/registry.ts';
 import { startIngest, type RunningIngest } from '../../ingest/index.ts';
 import { readQuarantine } from '../../ingest/quarantine.ts';
 import { openStore, type TimeSeriesStore } from '../../store/index.ts';
-import { startBareAedes, type BareBroker } from '../harness/aedes.ts';
-import { influxQuery, startInfluxd, type InfluxServer } from '../harness/influxd.ts';
-import { DevicePublisher, provision, signedPayload, waitFor, type TestDevice } from '../harness/publisher.ts';
-import { tempDir, type TempDir } from '../harness/tmp.ts';
+import { startBareAedes, type BareBroker } from '../../harness/aedes.ts';
+import { influxQuery, startInfluxd, type InfluxServer } from '../../harness/influxd.ts';
+import { DevicePublisher, provision, signedPayload, waitFor, type TestDevice } from '../../harness/publisher.ts';
+import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
 let influx: InfluxServer;
 beforeAll(async () => {

@@ -16,7 +16,7 @@ import { IngestPipeline, type IngestPoint, type PointSink } from '../../ingest/p
 import { Quarantine, readQuarantine } from '../../ingest/quarantine.ts';
 import { SeqStore } from '../../ingest/seq-store.ts';
 import { Spool } from '../../ingest/spool.ts';
-import { tempDir, type TempDir } from '../harness/tmp.ts';
+import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
 class ControllableSink implements PointSink {
   stored = new Map<string, IngestPoint>();

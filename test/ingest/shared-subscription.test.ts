@@ -10,10 +10,10 @@ import { createLogger } from '../../core/logger.ts';
 import { Registry, saveRegistry } from '../../core/registry.ts';
 import { startIngest, type RunningIngest } from '../../ingest/index.ts';
 import { openStore, type TimeSeriesStore } from '../../store/index.ts';
-import { influxQuery, startInfluxd, type InfluxServer } from '../harness/influxd.ts';
-import { startMosquitto, type MosquittoServer } from '../harness/mosquitto.ts';
-import { DevicePublisher, provision, waitFor } from '../harness/publisher.ts';
-import { tempDir, type TempDir } from '../harness/tmp.ts';
+import { influxQuery, startInfluxd, type InfluxServer } from '../../harness/influxd.ts';
+import { startMosquitto, type MosquittoServer } from '../../harness/mosquitto.ts';
+import { DevicePublisher, provision, waitFor } from '../../harness/publisher.ts';
+import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
 let influx: InfluxServer;
 let mosquitto: MosquittoServer;

@@ -13,11 +13,11 @@ import { EXPECTED_REASON, provisionFleet, startFleet, type FaultName, type Fleet
 import { startIngest } from '../../ingest/index.ts';
 import { readQuarantine } from '../../ingest/quarantine.ts';
 import { openStore } from '../../store/index.ts';
-import { startTestBroker } from '../harness/broker.ts';
-import { testFleetOptions } from '../harness/fleet.ts';
-import { influxQuery, startInfluxd, type InfluxServer } from '../harness/influxd.ts';
-import { waitFor } from '../harness/publisher.ts';
-import { tempDir, type TempDir } from '../harness/tmp.ts';
+import { startTestBroker } from '../../harness/broker.ts';
+import { testFleetOptions } from '../../harness/fleet.ts';
+import { influxQuery, startInfluxd, type InfluxServer } from '../../harness/influxd.ts';
+import { waitFor } from '../../harness/publisher.ts';
+import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
 let influx: InfluxServer;
 let dir: TempDir;

@@ -10,7 +10,7 @@ import { logLine, SeqStore } from '../../ingest/seq-store.ts';
 import { SeqTracker } from '../../ingest/seq-tracker.ts';
 import { Spool } from '../../ingest/spool.ts';
 import { verifyTelemetryMessage } from '../../ingest/verify.ts';
-import { tempDir, type TempDir } from '../harness/tmp.ts';
+import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
 const options = { gapWindow: 100, redeliveryWindow: 4 };
 let dir: TempDir;

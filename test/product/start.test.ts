@@ -11,11 +11,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_PATH, runCli } from '../harness/cli.ts';
-import { influxQuery, startInfluxd, type InfluxServer } from '../harness/influxd.ts';
-import { LiveTestClient } from '../harness/pipeline.ts';
-import { waitFor } from '../harness/publisher.ts';
-import { tempDir, type TempDir } from '../harness/tmp.ts';
+import { CLI_PATH, runCli } from '../../harness/cli.ts';
+import { influxQuery, startInfluxd, type InfluxServer } from '../../harness/influxd.ts';
+import { LiveTestClient } from '../../harness/pipeline.ts';
+import { waitFor } from '../../harness/publisher.ts';
+import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
 /** Every listener on loopback, on a port the system picks (the test reads the ports from the output). */
 const ANY_FREE_PORT = {

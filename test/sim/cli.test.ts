@@ -12,10 +12,10 @@ import { loadRegistry, verifyKeyOf } from '../../core/registry.ts';
 import { verifyTelemetrySignature } from '../../core/signature.ts';
 import { parseTopic } from '../../core/topics.ts';
 import type { DeviceSummary, FaultName, FleetSummary } from '../../firmware-sim/index.ts';
-import { startTestBroker, type TestBroker } from '../harness/broker.ts';
-import { CLI_PATH, runCli } from '../harness/cli.ts';
-import { waitFor } from '../harness/publisher.ts';
-import { tempDir, type TempDir } from '../harness/tmp.ts';
+import { startTestBroker, type TestBroker } from '../../harness/broker.ts';
+import { CLI_PATH, runCli } from '../../harness/cli.ts';
+import { waitFor } from '../../harness/publisher.ts';
+import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
 let dir: TempDir;
 let broker: TestBroker | undefined;

@@ -16,12 +16,12 @@ import { assignFaults } from '../../firmware-sim/faults.ts';
 import { deviceSeed, FAULTS, parseFaults, provisionFleet, startFleet, type FaultName, type Fleet, type FleetOptions } from '../../firmware-sim/index.ts';
 import { SeqBook } from '../../firmware-sim/seq-book.ts';
 import { SignalGenerator } from '../../firmware-sim/signals.ts';
-import { startBareAedes, type BareBroker } from '../harness/aedes.ts';
-import { startTestBroker, type TestBroker } from '../harness/broker.ts';
-import { testFleetOptions } from '../harness/fleet.ts';
-import { startMosquitto } from '../harness/mosquitto.ts';
-import { waitFor } from '../harness/publisher.ts';
-import { tempDir, type TempDir } from '../harness/tmp.ts';
+import { startBareAedes, type BareBroker } from '../../harness/aedes.ts';
+import { startTestBroker, type TestBroker } from '../../harness/broker.ts';
+import { testFleetOptions } from '../../harness/fleet.ts';
+import { startMosquitto } from '../../harness/mosquitto.ts';
+import { waitFor } from '../../harness/publisher.ts';
+import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
 const SEED = 42;
 let dir: TempDir;

@@ -8,10 +8,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Reading } from '../../core/schemas.ts';
 import { startFleet } from '../../firmware-sim/index.ts';
-import { startBareAedes, type BareBroker } from '../harness/aedes.ts';
-import { testFleetOptions } from '../harness/fleet.ts';
-import { waitFor } from '../harness/publisher.ts';
-import { tempDir, type TempDir } from '../harness/tmp.ts';
+import { startBareAedes, type BareBroker } from '../../harness/aedes.ts';
+import { testFleetOptions } from '../../harness/fleet.ts';
+import { waitFor } from '../../harness/publisher.ts';
+import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
 let dir: TempDir;
 let broker: BareBroker;

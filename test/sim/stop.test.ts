@@ -7,11 +7,11 @@ import type { AedesOptions } from 'aedes';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseTopic } from '../../core/topics.ts';
 import { provisionFleet, startFleet, type Fleet, type FleetSummary } from '../../firmware-sim/index.ts';
-import { startBareAedes, type BareBroker } from '../harness/aedes.ts';
-import { startTestBroker } from '../harness/broker.ts';
-import { testFleetOptions } from '../harness/fleet.ts';
-import { waitFor } from '../harness/publisher.ts';
-import { tempDir, type TempDir } from '../harness/tmp.ts';
+import { startBareAedes, type BareBroker } from '../../harness/aedes.ts';
+import { startTestBroker } from '../../harness/broker.ts';
+import { testFleetOptions } from '../../harness/fleet.ts';
+import { waitFor } from '../../harness/publisher.ts';
+import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
 let dir: TempDir;
 beforeEach(async () => {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openEmbeddedStore } from '../../store/embedded.ts';
 import { embeddedStorePath, openStore } from '../../store/index.ts';
-import { tempDir } from '../harness/tmp.ts';
+import { tempDir } from '../../harness/tmp.ts';
 import { describeStoreContract, expectCode, T0 } from './contract.ts';
 
 describeStoreContract('embedded (DuckDB)', async () => {

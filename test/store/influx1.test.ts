@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSensorpipeError } from '../../core/errors.ts';
 import { openInfluxStore } from '../../store/influx1.ts';
 import { isRetryableStoreError, openStore, type StorePoint, type TimeSeriesStore } from '../../store/index.ts';
-import { influxQuery, startInfluxd, type InfluxServer } from '../harness/influxd.ts';
+import { influxQuery, startInfluxd, type InfluxServer } from '../../harness/influxd.ts';
 import { describeStoreContract, T0 } from './contract.ts';
 
 let server: InfluxServer;

@@ -12,9 +12,9 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { configSpecs, parseConfig } from '../../core/config.ts';
-import { createLogger } from '../../core/logger.ts';
-import { startBroker, type BrokerConfig, type RunningBroker } from '../../broker/index.ts';
+import { configSpecs, parseConfig } from '../core/config.ts';
+import { createLogger } from '../core/logger.ts';
+import { startBroker, type BrokerConfig, type RunningBroker } from '../broker/index.ts';
 import { tempDir } from './tmp.ts';
 
 export interface ServiceCredentials {

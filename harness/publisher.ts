@@ -4,11 +4,11 @@
  * broker acknowledged.
  */
 import mqtt, { type MqttClient } from 'mqtt';
-import type { Registry} from '../../core/registry.ts';
-import { type DeviceCredentials } from '../../core/registry.ts';
-import type { TelemetryBody } from '../../core/schemas.ts';
-import { signTelemetry, type SignKey } from '../../core/signature.ts';
-import { topics } from '../../core/topics.ts';
+import type { Registry} from '../core/registry.ts';
+import { type DeviceCredentials } from '../core/registry.ts';
+import type { TelemetryBody } from '../core/schemas.ts';
+import { signTelemetry, type SignKey } from '../core/signature.ts';
+import { topics } from '../core/topics.ts';
 
 export interface TestDevice {
   id: string;

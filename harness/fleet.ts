@@ -7,8 +7,8 @@
  *   await provisionFleet(options);  …  const fleet = await startFleet({ ...options, url: broker.url });
  */
 import { join } from 'node:path';
-import { createLogger } from '../../core/logger.ts';
-import { parseFaults, type FleetOptions } from '../../firmware-sim/index.ts';
+import { createLogger } from '../core/logger.ts';
+import { parseFaults, type FleetOptions } from '../firmware-sim/index.ts';
 
 export function testFleetOptions(dir: string, options: { devices: number; faults?: string; intervalMs?: number; seed?: number; url?: string }): FleetOptions & { registryPath: string } {
   return {

@@ -5,13 +5,13 @@
  */
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { configSpecs, parseConfig } from '../../core/config.ts';
-import { LiveServerFrameSchema, type LiveClientFrame, type LiveServerFrame } from '../../core/live.ts';
-import { createLogger } from '../../core/logger.ts';
-import { Registry, saveRegistry } from '../../core/registry.ts';
-import { startDisplay, type DisplayConfig, type RunningDisplay } from '../../display/index.ts';
-import { startIngest, type RunningIngest } from '../../ingest/index.ts';
-import { openStore, type TimeSeriesStore } from '../../store/index.ts';
+import { configSpecs, parseConfig } from '../core/config.ts';
+import { LiveServerFrameSchema, type LiveClientFrame, type LiveServerFrame } from '../core/live.ts';
+import { createLogger } from '../core/logger.ts';
+import { Registry, saveRegistry } from '../core/registry.ts';
+import { startDisplay, type DisplayConfig, type RunningDisplay } from '../display/index.ts';
+import { startIngest, type RunningIngest } from '../ingest/index.ts';
+import { openStore, type TimeSeriesStore } from '../store/index.ts';
 import { startTestBroker, type TestBroker } from './broker.ts';
 import { provision, type TestDevice } from './publisher.ts';
 import { tempDir, type TempDir } from './tmp.ts';

@@ -2,7 +2,7 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-export const CLI_PATH = fileURLToPath(new URL('../../cli/bin.js', import.meta.url));
+export const CLI_PATH = fileURLToPath(new URL('../cli/bin.js', import.meta.url));
 
 export interface CliResult {
   code: number;
