@@ -8,6 +8,7 @@
  *   svc:admin     everything ($SYS/# included), for tools such as MQTT Explorer and conformance suites
  */
 import { hasWildcard, topics } from '../core/topics.ts';
+import type { DropReason } from './codes.ts';
 
 export type ServiceName = 'ingest' | 'display' | 'admin';
 export const SERVICE_PREFIX = 'svc:';
@@ -88,7 +89,7 @@ export function mayPublish(principal: Principal, topic: string): boolean {
   }
 }
 
-export type PublishRefusal = 'acl_publish' | 'topic_limits';
+export type PublishRefusal = Extract<DropReason, 'acl_publish' | 'topic_limits'>;
 
 /**
  * `topicWithinLimits` and `mayPublish` for one logged-in principal, with the verdicts remembered per

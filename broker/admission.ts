@@ -4,7 +4,10 @@
  * window (the "flapping" ban of EMQX). A banned address costs the broker one accept and one close, so
  * guessing from it is slow and nobody else is slowed down.
  */
-export type AdmissionRefusal = 'banned' | 'limit_total' | 'limit_address';
+import type { DropReason } from './codes.ts';
+
+/** Why a connection is refused, as counted (broker/codes.ts). */
+export type AdmissionRefusal = Extract<DropReason, 'banned_address' | 'connection_limit_total' | 'connection_limit_address'>;
 
 export interface AdmissionLimits {
   maxConnections: number;
@@ -44,10 +47,10 @@ export class Admission {
 
   /** Takes a slot for a new connection, or says why not. Call `release` when an admitted one closes. */
   admit(address: string): AdmissionRefusal | undefined {
-    if (this.isBanned(address)) return 'banned';
-    if (this.total >= this.limits.maxConnections) return 'limit_total';
+    if (this.isBanned(address)) return 'banned_address';
+    if (this.total >= this.limits.maxConnections) return 'connection_limit_total';
     const fromAddress = this.perAddress.get(address) ?? 0;
-    if (fromAddress >= this.limits.maxConnectionsPerAddress) return 'limit_address';
+    if (fromAddress >= this.limits.maxConnectionsPerAddress) return 'connection_limit_address';
     this.total++;
     this.perAddress.set(address, fromAddress + 1);
     return undefined;
@@ -80,35 +83,5 @@ export class Admission {
     const now = this.now();
     for (const [address, entry] of this.failures) if (now - entry.windowStart > this.limits.loginFailureWindowMs) this.failures.delete(address);
     for (const [address, until] of this.bannedUntil) if (until <= now) this.bannedUntil.delete(address);
-  }
-}
-
-/** A token bucket per device: `rate` tokens a second, at most `burst` saved up. */
-export class TokenBucket {
-  private tokens: number;
-  private last: number;
-  /** Publishes dropped since the last one that was let through. */
-  consecutiveDrops = 0;
-
-  constructor(
-    private readonly rate: number,
-    private readonly burst: number,
-    private readonly now: () => number = Date.now,
-  ) {
-    this.tokens = burst;
-    this.last = now();
-  }
-
-  /** `now` may be passed by a caller that has just read the clock anyway. */
-  take(now: number = this.now()): boolean {
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
-    this.last = now;
-    if (this.tokens >= 1) {
-      this.tokens -= 1;
-      this.consecutiveDrops = 0;
-      return true;
-    }
-    this.consecutiveDrops++;
-    return false;
   }
 }

@@ -34,6 +34,14 @@ export interface Listeners {
   destroyAll(): void;
 }
 
+/** The URLs clients use for the bound ports; a wildcard host is reached on loopback. */
+export function brokerUrls(host: string, ports: Listeners['ports'] & { metrics: number }): { mqtt: string; ws: string; tls?: string; metrics: string } {
+  const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  const urls: { mqtt: string; ws: string; tls?: string; metrics: string } = { mqtt: `mqtt://${h}:${ports.mqtt}`, ws: `ws://${h}:${ports.ws}/mqtt`, metrics: `http://${h}:${ports.metrics}/metrics` };
+  if (ports.tls !== undefined) urls.tls = `mqtts://${h}:${ports.tls}`;
+  return urls;
+}
+
 function listen(server: NetServer | HttpServer, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);

@@ -12,8 +12,9 @@
  * Writes now go from aedes to the socket directly, as in a bare aedes.
  */
 import type { Duplex } from 'node:stream';
+import type { DropReason } from './codes.ts';
 
-export type GuardViolation = 'packet_too_large' | 'malformed_length' | 'not_connect_first';
+export type GuardViolation = Extract<DropReason, 'packet_too_large' | 'malformed_length' | 'not_connect_first'>;
 
 export interface GuardedConnection {
   address: string;

@@ -5,7 +5,7 @@
 import { configSpecs, helpText, parseConfig, registryPathOf } from '../core/config.ts';
 import { startBroker } from '../broker/index.ts';
 import type { Command } from './command.ts';
-import { explainListenError, processLogger, untilSignal } from './run.ts';
+import { explainListenError, rootLogger, untilSignal } from './run.ts';
 
 export const brokerCommand: Command = {
   summary: 'run the MQTT broker (TCP, WebSocket /mqtt, TLS) with device authentication',
@@ -15,8 +15,10 @@ export const brokerCommand: Command = {
       process.stdout.write(`${helpText('Usage: sensorpipe broker [options]', configSpecs.broker)}\n`);
       return 0;
     }
-    const logger = processLogger(config.logLevel, 'broker');
-    const broker = await startBroker({ config, registryPath: registryPathOf(config), logger }).catch((err: unknown) => {
+    const root = rootLogger(config.logLevel);
+    // startBroker adds `component: 'broker'` to its own lines; this command's lines carry the same.
+    const logger = root.child({ component: 'broker' });
+    const broker = await startBroker({ config, registryPath: registryPathOf(config), logger: root }).catch((err: unknown) => {
       throw explainListenError(err, configSpecs.broker, config);
     });
     logger.info({ urls: broker.urls }, 'broker running');

@@ -6,7 +6,7 @@ import { configSpecs, helpText, parseConfig, registryPathOf } from '../core/conf
 import { startDisplay } from '../display/index.ts';
 import { openStore } from '../store/index.ts';
 import type { Command } from './command.ts';
-import { explainListenError, processLogger, untilSignal } from './run.ts';
+import { explainListenError, rootLogger, untilSignal } from './run.ts';
 
 export const displayCommand: Command = {
   summary: 'run the display: dashboard, history API and the /live WebSocket feed',
@@ -16,9 +16,11 @@ export const displayCommand: Command = {
       process.stdout.write(`${helpText('Usage: sensorpipe display [options]', configSpecs.display)}\n`);
       return 0;
     }
-    const logger = processLogger(config.logLevel, 'display');
-    const store = await openStore(config, { logger });
-    const display = await startDisplay({ config, registryPath: registryPathOf(config), store, logger }).catch((err: unknown) => {
+    const root = rootLogger(config.logLevel);
+    // startDisplay adds `component: 'display'` to its own lines; this command's lines carry the same.
+    const logger = root.child({ component: 'display' });
+    const store = await openStore(config, { logger: root.child({ component: 'store' }) });
+    const display = await startDisplay({ config, registryPath: registryPathOf(config), store, logger: root }).catch((err: unknown) => {
       throw explainListenError(err, configSpecs.display, config);
     });
     logger.info({ url: display.url, mqtt: config.mqttUrl, store: store.kind }, 'display running');

@@ -6,7 +6,7 @@ import { configSpecs, helpText, parseConfig, registryPathOf } from '../core/conf
 import { startIngest } from '../ingest/index.ts';
 import { openStore } from '../store/index.ts';
 import type { Command } from './command.ts';
-import { explainListenError, processLogger, untilSignal } from './run.ts';
+import { explainListenError, rootLogger, untilSignal } from './run.ts';
 
 export const ingestCommand: Command = {
   summary: 'run ingest: verify telemetry and write it to the store',
@@ -16,15 +16,11 @@ export const ingestCommand: Command = {
       process.stdout.write(`${helpText('Usage: sensorpipe ingest [options]', configSpecs.ingest)}\n`);
       return 0;
     }
-    const logger = processLogger(config.logLevel, 'ingest');
-    const store = await openStore(config, { logger });
-    const ingest = await startIngest({
-      config,
-      registryPath: registryPathOf(config),
-      sink: store,
-      storeHealthy: async () => (await store.health()).ok,
-      logger,
-    }).catch((err: unknown) => {
+    const root = rootLogger(config.logLevel);
+    // This command's own lines carry the component they are about; startIngest adds it to its own.
+    const logger = root.child({ component: 'ingest' });
+    const store = await openStore(config, { logger: root.child({ component: 'store' }) });
+    const ingest = await startIngest({ config, registryPath: registryPathOf(config), store, logger: root }).catch((err: unknown) => {
       throw explainListenError(err, configSpecs.ingest, config);
     });
     logger.info({ mqtt: config.mqttUrl, store: store.kind, metricsPort: ingest.metricsPort }, 'ingest running');

@@ -7,8 +7,17 @@ import { port, type OptionSpec } from '../core/config.ts';
 import { SensorpipeError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
 
+/**
+ * The process's root logger, for the components that add their own `component` binding (broker, ingest,
+ * display): pino does not merge bindings, so a child of a child with `component` would write the key twice.
+ */
+export function rootLogger(level: LevelWithSilent): Logger {
+  return createLogger({ level });
+}
+
+/** A logger for a command's own lines (and for code that adds no `component` of its own). */
 export function processLogger(level: LevelWithSilent, component: string): Logger {
-  return createLogger({ level }).child({ component });
+  return rootLogger(level).child({ component });
 }
 
 /**

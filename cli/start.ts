@@ -15,7 +15,7 @@ import { parseFaults, provisionFleet, startFleet } from '../firmware-sim/index.t
 import { startIngest } from '../ingest/index.ts';
 import { openStore } from '../store/index.ts';
 import type { Command } from './command.ts';
-import { explainListenError, processLogger, untilSignal } from './run.ts';
+import { explainListenError, rootLogger, untilSignal } from './run.ts';
 
 const DEMO_DEVICE = 'my-device';
 /** A few devices misbehave, so the quarantine shows what sensorpipe refuses and why. */
@@ -42,7 +42,10 @@ export const startCommand: Command = {
       process.stdout.write(`${helpText('Usage: sensorpipe start [options]', configSpecs.start)}\n`);
       return 0;
     }
-    const logger = processLogger(config.logLevel, 'start');
+    // Broker, ingest and display add their own `component` to the root logger (a second one would be
+    // written twice); this command's own lines, and the demo fleet's, say `start`.
+    const root = rootLogger(config.logLevel);
+    const logger = root.child({ component: 'start' });
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
     const registryPath = registryPathOf(config);
     const secret = () => randomBytes(24).toString('base64url');
@@ -63,14 +66,16 @@ export const startCommand: Command = {
     };
     let running;
     try {
-      const broker = await begin('broker', startBroker({ config: { ...config, ingestPassword, displayPassword }, registryPath, logger }));
+      const broker = await begin('broker', startBroker({ config: { ...config, ingestPassword, displayPassword }, registryPath, logger: root }));
       const mqttUrl = `mqtt://127.0.0.1:${broker.ports.mqtt}`;
-      const store = await begin('store', openStore(config, { logger }));
+      const store = await begin('store', openStore(config, { logger: root.child({ component: 'store' }) }));
       const ingest = await begin(
         'ingest',
-        startIngest({ config: { ...config, mqttUrl, ingestPassword }, registryPath, sink: store, storeHealthy: async () => (await store.health()).ok, logger }),
+        // Ingest and the display each wrap this store into their own metrics registry: each /metrics counts
+        // the calls made through it, not the other's.
+        startIngest({ config: { ...config, mqttUrl, ingestPassword }, registryPath, store, logger: root }),
       );
-      const display = await begin('display', startDisplay({ config: { ...config, mqttUrl, displayPassword }, registryPath, store, logger }));
+      const display = await begin('display', startDisplay({ config: { ...config, mqttUrl, displayPassword }, registryPath, store, logger: root }));
       const fleet = await startFleet({
         url: mqttUrl,
         devices: config.devices,

@@ -55,7 +55,7 @@ export async function startTestPipeline(options: TestPipelineOptions = {}): Prom
     },
   });
   const store = await openStore(ingestConfig, { logger });
-  const ingest = await startIngest({ config: ingestConfig, registryPath, sink: store, storeHealthy: async () => (await store.health()).ok, logger });
+  const ingest = await startIngest({ config: ingestConfig, registryPath, store, logger });
   await ingest.link.ready;
   const display = await startDisplay({ config: displayConfig(broker, dataDir, options.displayEnv), registryPath, store, logger });
   await display.feed.ready;

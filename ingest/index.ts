@@ -2,27 +2,30 @@
  * ingest — verifies every telemetry message and writes accepted readings to the store, losing nothing.
  *
  * Talks to: the MQTT broker (as the `svc:ingest` service account; telemetry in, the verified live feed
- * out on pipeline/readings/{device}), the store (through a PointSink adapted from store/), and its data
- * folder (seq memory, spool, quarantine). Serves /metrics and /healthz on a small HTTP port.
+ * out on pipeline/readings/{device}), the store (the store port, measured into ingest's metrics by
+ * store/metrics.ts), and its data folder (seq memory, spool, quarantine). Serves /metrics and /healthz
+ * on a small HTTP port (core/ops-http.ts), on 127.0.0.1 only.
  */
 import { mkdir } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { ConfigOf, configSpecs } from '../core/config.ts';
 import type { Logger } from '../core/logger.ts';
+import { serveOps } from '../core/ops-http.ts';
 import { PROTOCOL_VERSION, type CompletenessMessage, type VerifiedReadings } from '../core/schemas.ts';
 import { topics } from '../core/topics.ts';
+import { instrumentStore } from '../store/metrics.ts';
+import type { StorePoint, TimeSeriesStore } from '../store/port.ts';
 import { createIngestMetrics, type IngestMetrics } from './metrics.ts';
 import { IngestLink } from './mqtt-link.ts';
-import { IngestPipeline, type IngestPoint, type PointSink } from './pipeline.ts';
+import { IngestPipeline } from './pipeline.ts';
 import { Quarantine } from './quarantine.ts';
 import { RegistrySource } from './registry-source.ts';
 import { SeqStore } from './seq-store.ts';
 import { Spool } from './spool.ts';
 
 export type IngestConfig = ConfigOf<typeof configSpecs.ingest>;
-export type { IngestPoint, PointSink } from './pipeline.ts';
+/** The part of the store port ingest uses: it writes, and reports the store's health at /healthz. */
+export type IngestStore = Pick<TimeSeriesStore, 'kind' | 'write' | 'health'>;
 
 export const INGEST_USERNAME = 'svc:ingest';
 
@@ -37,20 +40,23 @@ export interface RunningIngest {
 export interface StartIngestOptions {
   config: IngestConfig;
   registryPath: string;
-  sink: PointSink;
-  /** Reports store health for /healthz. */
-  storeHealthy(): Promise<boolean>;
+  /** Not closed by ingest: whoever opened it closes it (in `sensorpipe start` the display reads it too). */
+  store: IngestStore;
+  /** The process's logger; ingest adds `component: 'ingest'` itself. */
   logger: Logger;
 }
 
-export async function startIngest({ config, registryPath, sink, storeHealthy, logger }: StartIngestOptions): Promise<RunningIngest> {
+export async function startIngest({ config, registryPath, store: givenStore, logger: parentLogger }: StartIngestOptions): Promise<RunningIngest> {
+  const logger = parentLogger.child({ component: 'ingest' });
   const dir = join(config.dataDir, 'ingest');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const metrics = createIngestMetrics();
+  // Every store call ingest makes (writes, spool replays, health probes) is measured in its registry.
+  const store = instrumentStore(givenStore, metrics.registry);
   const registry = await RegistrySource.open(registryPath, logger);
   const seqs = await SeqStore.open(dir, { gapWindow: config.seqGapWindow, redeliveryWindow: config.redeliveryWindow });
   const quarantine = await Quarantine.open(join(dir, 'quarantine'), { maxEntries: config.quarantineMaxEntries });
-  const spool = await Spool.open<IngestPoint>(join(dir, 'spool'), { maxBytes: config.spoolMaxBytes });
+  const spool = await Spool.open<StorePoint>(join(dir, 'spool'), { maxBytes: config.spoolMaxBytes });
   metrics.spoolBytes.set(spool.bytes);
 
   const subscription = config.shareGroup ? topics.shared(config.shareGroup, topics.allTelemetry) : topics.allTelemetry;
@@ -72,7 +78,7 @@ export async function startIngest({ config, registryPath, sink, storeHealthy, lo
       seqs,
       quarantine,
       spool,
-      sink: instrument(sink, metrics),
+      store,
       metrics,
       logger,
       publishVerified: (device, readings, meta) => {
@@ -109,17 +115,26 @@ export async function startIngest({ config, registryPath, sink, storeHealthy, lo
   }, config.completenessIntervalMs);
   completenessTimer.unref();
 
-  const server = await serveMetrics(config.ingestMetricsPort, metrics, async () => ({
-    broker: link.client.connected,
-    store: await storeHealthy().catch(() => false),
-    spoolBytes: spool.bytes,
-    spoolFull: pipeline.spoolFull,
-  }));
+  const ops = await serveOps('127.0.0.1', config.ingestMetricsPort, {
+    metrics: metrics.registry,
+    health: async () => {
+      const status = {
+        broker: link.client.connected,
+        store: await store.health().then(
+          (health) => health.ok,
+          () => false,
+        ),
+        spoolBytes: spool.bytes,
+        spoolFull: pipeline.spoolFull,
+      };
+      return { ok: status.broker && status.store, ...status };
+    },
+  });
   link.connect();
 
   return {
     metrics,
-    metricsPort: (server.address() as AddressInfo).port,
+    metricsPort: ops.port,
     pipeline,
     link,
     close: async () => {
@@ -132,52 +147,7 @@ export async function startIngest({ config, registryPath, sink, storeHealthy, lo
       await quarantine.close();
       await spool.close();
       registry.close();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await ops.close();
     },
   };
-}
-
-function instrument(sink: PointSink, metrics: IngestMetrics): PointSink {
-  return {
-    async write(points) {
-      const stop = metrics.writeSeconds.startTimer();
-      try {
-        const result = await sink.write(points);
-        stop();
-        return result;
-      } catch (err) {
-        metrics.storeErrors.inc({ disposition: 'retry' });
-        throw err;
-      }
-    },
-  };
-}
-
-async function serveMetrics(port: number, metrics: IngestMetrics, health: () => Promise<Record<string, unknown>>): Promise<Server> {
-  const server = createServer((request, response) => {
-    void (async () => {
-      if (request.url === '/metrics') {
-        response.writeHead(200, { 'content-type': metrics.registry.contentType });
-        response.end(await metrics.registry.metrics());
-      } else if (request.url === '/healthz') {
-        const status = await health();
-        const ok = status.broker === true && status.store === true;
-        response.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
-        response.end(JSON.stringify({ ok, ...status }));
-      } else {
-        response.writeHead(404, { 'content-type': 'application/json' });
-        response.end(JSON.stringify({ code: 'NOT_FOUND', message: 'try /metrics or /healthz' }));
-      }
-    })();
-  });
-  // A port already taken must reject (and reach the CLI, which names the option), not throw from an
-  // unhandled 'error' event.
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return server;
 }

@@ -1,4 +1,7 @@
-/** ingest's Prometheus metrics, on one registry per ingest instance (served at /metrics). */
+/**
+ * ingest's Prometheus metrics, on one registry per ingest instance (served at /metrics). Store calls are
+ * measured in the same registry by the store port's wrapper (store/metrics.ts: sensorpipe_store_*).
+ */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export function createIngestMetrics() {
@@ -12,8 +15,6 @@ export function createIngestMetrics() {
     duplicates: new Counter({ name: 'sensorpipe_ingest_duplicates_total', help: 'Redelivered messages acknowledged without writing.', registers }),
     rejected: new Counter({ name: 'sensorpipe_ingest_rejected_total', help: 'Messages (or store-refused points) quarantined, by reason.', labelNames: ['reason'] as const, registers }),
     batchPoints: new Histogram({ name: 'sensorpipe_ingest_batch_points', help: 'Points per batch.', buckets: [1, 10, 100, 500, 1000, 2500, 5000, 10000], registers }),
-    writeSeconds: new Histogram({ name: 'sensorpipe_ingest_store_write_seconds', help: 'Store write latency.', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers }),
-    storeErrors: new Counter({ name: 'sensorpipe_ingest_store_errors_total', help: 'Store write failures, by disposition.', labelNames: ['disposition'] as const, registers }),
     spoolBytes: new Gauge({ name: 'sensorpipe_ingest_spool_bytes', help: 'Bytes waiting in the disk spool.', registers }),
     spoolOldestAgeSeconds: new Gauge({ name: 'sensorpipe_ingest_spool_oldest_age_seconds', help: 'Age of the oldest spooled batch.', registers }),
     spoolFull: new Gauge({ name: 'sensorpipe_ingest_spool_full', help: '1 while the spool is full and acknowledgements are paused (alarm).', registers }),

@@ -18,6 +18,7 @@ import { SensorpipeError, type RejectReason } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Registry } from '../core/registry.ts';
 import type { DeviceMeta, Reading } from '../core/schemas.ts';
+import type { StorePoint, TimeSeriesStore } from '../store/port.ts';
 import type { IncomingMessage } from './mqtt-link.ts';
 import type { IngestMetrics } from './metrics.ts';
 import { quarantineEntry, type Quarantine } from './quarantine.ts';
@@ -25,20 +26,8 @@ import type { SeqStore } from './seq-store.ts';
 import type { Spool } from './spool.ts';
 import { verifyTelemetryMessage } from './verify.ts';
 
-/** What ingest writes: one value of one metric of one device at one time, with the device's metadata. */
-export interface IngestPoint {
-  device: string;
-  metric: string;
-  ts: number;
-  value: number;
-  meta: DeviceMeta;
-}
-
-/** The store as ingest sees it (adapted from store/ in ingest/index.ts). */
-export interface PointSink {
-  /** Resolves with the indexes of points refused permanently; rejects with a retryable error. */
-  write(points: IngestPoint[]): Promise<{ refused: { index: number; message: string }[] }>;
-}
+/** The part of the store port the pipeline writes through. */
+export type PointWriter = Pick<TimeSeriesStore, 'write'>;
 
 export interface PipelineOptions {
   batchMaxPoints: number;
@@ -53,8 +42,9 @@ export interface PipelineDeps {
   registry: () => Registry;
   seqs: SeqStore;
   quarantine: Quarantine;
-  spool: Spool<IngestPoint>;
-  sink: PointSink;
+  spool: Spool<StorePoint>;
+  /** The store, already measured (ingest/index.ts wraps it with store/metrics.ts). */
+  store: PointWriter;
   publishVerified(device: string, readings: Reading[], meta: DeviceMeta): void;
   metrics: IngestMetrics;
   logger: Logger;
@@ -65,7 +55,7 @@ export interface PipelineDeps {
 type Acknowledgeable = Pick<IncomingMessage, 'ack'>;
 
 interface Batch {
-  points: IngestPoint[];
+  points: StorePoint[];
   /** Messages to acknowledge once the batch is durable (the messages themselves: no closure each). */
   acks: Acknowledgeable[];
   /** seq-log lines of the batch's messages, written once its points are durable. */
@@ -148,7 +138,9 @@ export class IngestPipeline {
 
   private reject(reason: RejectReason, topic: string, device: string | undefined, text: string, payload: Uint8Array, message: Acknowledgeable): void {
     this.deps.metrics.rejected.inc({ reason });
-    this.deps.logger.debug({ reason, device, topic }, 'message rejected');
+    const { logger } = this.deps;
+    // A child logger per device only when the line is written: rejections can come in floods.
+    if (logger.isLevelEnabled('debug')) (device === undefined ? logger : logger.child({ device })).debug({ reason, topic }, 'message rejected');
     this.deps.quarantine.add(quarantineEntry({ reason, topic, device, message: text, payload, at: this.now() }, this.options.quarantinePayloadBytes));
     this.rejectAcks.push(message);
     this.rejectFlush ??= Promise.resolve().then(async () => {
@@ -209,8 +201,8 @@ export class IngestPipeline {
   }
 
   /** Writes points; those the store refuses for good are quarantined alone. Throws when retryable. */
-  private async writeToStore(points: IngestPoint[]): Promise<void> {
-    const { refused } = await this.deps.sink.write(points);
+  private async writeToStore(points: StorePoint[]): Promise<void> {
+    const { refused } = await this.deps.store.write(points);
     for (const { index, message } of refused) {
       const point = points[index];
       if (point === undefined) continue;

@@ -1,39 +1,48 @@
 /**
  * The registry as ingest sees it: loaded at start, reloaded when the file changes (a device added,
  * rotated or revoked takes effect without a restart). A registry that fails to load keeps the last
- * good one in force and is logged; it never empties the device list.
+ * good one in force and is logged; it never empties the device list. The file is followed by
+ * core/registry-watch.ts, whose close stops only this watcher: in `sensorpipe start` the broker and
+ * the display follow the same file.
  */
-import { unwatchFile, watchFile } from 'node:fs';
 import type { Logger } from '../core/logger.ts';
+import { watchRegistry, type RegistryWatch } from '../core/registry-watch.ts';
 import { loadRegistry, type Registry } from '../core/registry.ts';
 
 export class RegistrySource {
+  private readonly watch: RegistryWatch;
+
   private constructor(
     private current: Registry,
-    private readonly path: string,
-    private readonly logger: Logger,
-  ) {}
+    path: string,
+    logger: Logger,
+    pollMs: number,
+  ) {
+    this.watch = watchRegistry(
+      path,
+      (registry) => {
+        this.current = registry;
+        logger.info({ devices: registry.size }, 'registry reloaded');
+      },
+      { intervalMs: pollMs, onError: (err) => logger.error({ err: err.message }, 'registry reload failed; keeping the previous one') },
+    );
+  }
 
+  /** Rejects when the file cannot be loaded now: ingest does not start without a registry. */
   static async open(path: string, logger: Logger, pollMs = 500): Promise<RegistrySource> {
-    const source = new RegistrySource(await loadRegistry(path), path, logger);
-    watchFile(path, { interval: pollMs, persistent: false }, () => void source.reload());
-    return source;
+    return new RegistrySource(await loadRegistry(path), path, logger, pollMs);
   }
 
   get registry(): Registry {
     return this.current;
   }
 
-  async reload(): Promise<void> {
-    try {
-      this.current = await loadRegistry(this.path);
-      this.logger.info({ devices: this.current.size }, 'registry reloaded');
-    } catch (err) {
-      this.logger.error({ err: (err as Error).message }, 'registry reload failed; keeping the previous one');
-    }
+  /** Loads the file now, as a change would. */
+  reload(): Promise<void> {
+    return this.watch.reload();
   }
 
   close(): void {
-    unwatchFile(this.path);
+    this.watch.close();
   }
 }

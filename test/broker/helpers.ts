@@ -1,6 +1,8 @@
 /** Shared set-up for the broker tests: a registry with devices, connect helpers, message collectors. */
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import mqtt, { type IClientOptions, type MqttClient, type Packet } from 'mqtt';
+import { createLogger, type Logger } from '../../core/logger.ts';
 import { Registry, saveRegistry, type DeviceCredentials } from '../../core/registry.ts';
 import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
@@ -115,4 +117,22 @@ export function subackCodes(client: MqttClient, filters: Record<string, 0 | 1 | 
     client.on('packetreceive', onPacket);
     client.subscribe(Object.fromEntries(Object.entries(filters).map(([topic, qos]) => [topic, { qos }])), () => {});
   });
+}
+
+export interface CapturedLogs {
+  logger: Logger;
+  /** Every line logged so far, parsed. */
+  lines: Record<string, unknown>[];
+}
+
+/** A real pino logger (with the product's redaction) whose JSON lines are kept for the test to read. */
+export function captureLogger(level: 'debug' | 'info' = 'debug'): CapturedLogs {
+  const lines: Record<string, unknown>[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+      callback();
+    },
+  });
+  return { logger: createLogger({ level, destination }), lines };
 }

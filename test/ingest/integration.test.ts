@@ -60,7 +60,7 @@ async function startRig(options: { devices?: number; env?: Record<string, string
   });
   const logger = createLogger({ level: 'silent' });
   const store = await openStore(config, { logger });
-  const ingest = await startIngest({ config, registryPath, sink: store, storeHealthy: async () => (await store.health()).ok, logger });
+  const ingest = await startIngest({ config, registryPath, store, logger });
   await ingest.link.ready;
   return { dir, broker, store, ingest, devices, registry, database };
 }

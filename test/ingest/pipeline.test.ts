@@ -12,18 +12,19 @@ import { Registry } from '../../core/registry.ts';
 import { signTelemetry } from '../../core/signature.ts';
 import { topics } from '../../core/topics.ts';
 import { createIngestMetrics } from '../../ingest/metrics.ts';
-import { IngestPipeline, type IngestPoint, type PointSink } from '../../ingest/pipeline.ts';
+import { IngestPipeline, type PointWriter } from '../../ingest/pipeline.ts';
 import { Quarantine, readQuarantine } from '../../ingest/quarantine.ts';
 import { SeqStore } from '../../ingest/seq-store.ts';
 import { Spool } from '../../ingest/spool.ts';
+import type { StorePoint, WriteResult } from '../../store/port.ts';
 import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
-class ControllableSink implements PointSink {
-  stored = new Map<string, IngestPoint>();
+class ControllableStore implements PointWriter {
+  stored = new Map<string, StorePoint>();
   down = false;
   refuseMetric: string | undefined;
   writes = 0;
-  async write(points: IngestPoint[]) {
+  async write(points: StorePoint[]): Promise<WriteResult> {
     this.writes++;
     if (this.down) throw new SensorpipeError('STORE_UNAVAILABLE', 'connection refused');
     const refused: { index: number; message: string }[] = [];
@@ -31,16 +32,16 @@ class ControllableSink implements PointSink {
       if (p.metric === this.refuseMetric) refused.push({ index, message: 'field type conflict' });
       else this.stored.set(`${p.device}|${p.metric}|${p.ts}`, p);
     });
-    return { refused };
+    return { written: points.length - refused.length, refused };
   }
 }
 
 let dir: TempDir;
-let sink: ControllableSink;
+let store: ControllableStore;
 let pipeline: IngestPipeline;
 let seqs: SeqStore;
 let quarantine: Quarantine;
-let spool: Spool<IngestPoint>;
+let spool: Spool<StorePoint>;
 const metrics = () => createIngestMetrics();
 const registry = new Registry();
 const creds = registry.add('dev-1');
@@ -55,12 +56,12 @@ function message(seq: number, values: Record<string, number> = { t: seq }) {
 
 async function setup(spoolMaxBytes = 10_000_000): Promise<void> {
   dir = await tempDir();
-  sink = new ControllableSink();
+  store = new ControllableStore();
   seqs = await SeqStore.open(dir.path, { gapWindow: 1000, redeliveryWindow: 8 });
   quarantine = await Quarantine.open(join(dir.path, 'q'), { maxEntries: 100 });
-  spool = await Spool.open<IngestPoint>(join(dir.path, 'spool'), { maxBytes: spoolMaxBytes });
+  spool = await Spool.open<StorePoint>(join(dir.path, 'spool'), { maxBytes: spoolMaxBytes });
   pipeline = new IngestPipeline(
-    { registry: () => registry, seqs, quarantine, spool, sink, publishVerified: () => {}, metrics: metrics(), logger: createLogger({ level: 'silent' }) },
+    { registry: () => registry, seqs, quarantine, spool, store, publishVerified: () => {}, metrics: metrics(), logger: createLogger({ level: 'silent' }) },
     { batchMaxPoints: 3, batchMaxDelayMs: 20, bounds: { maxFutureMs: 60_000, maxAgeMs: 3_600_000 }, quarantinePayloadBytes: 1024, retryMinMs: 20, retryMaxMs: 50 },
   );
 }
@@ -76,6 +77,9 @@ async function until(condition: () => boolean, what: string): Promise<void> {
 beforeEach(() => setup());
 afterEach(async () => {
   await pipeline.close();
+  await seqs.close();
+  await quarantine.close();
+  await spool.close();
   await dir.remove();
 });
 
@@ -85,27 +89,27 @@ describe('IngestPipeline', () => {
     pipeline.handle(m.incoming);
     expect(m.state.acked).toBe(false);
     await until(() => m.state.acked, 'ack');
-    expect(sink.stored.get(`dev-1|t|${T0 + 1}`)?.value).toBe(1);
+    expect(store.stored.get(`dev-1|t|${T0 + 1}`)?.value).toBe(1);
   });
 
   it('spools while the store is down, acknowledges from the spool, and replays in order once it is back', async () => {
-    sink.down = true;
+    store.down = true;
     const messages = Array.from({ length: 10 }, (_, i) => message(i + 1));
     for (const m of messages) pipeline.handle(m.incoming);
     await until(() => messages.every((m) => m.state.acked), 'acks from the spool');
-    expect(sink.stored.size).toBe(0);
+    expect(store.stored.size).toBe(0);
     expect(spool.isEmpty).toBe(false);
-    sink.down = false;
-    await until(() => sink.stored.size === 10, 'replay');
+    store.down = false;
+    await until(() => store.stored.size === 10, 'replay');
     await until(() => spool.isEmpty, 'spool empty');
   });
 
   it('quarantines a point the store refuses, alone, and stores the rest of its batch', async () => {
-    sink.refuseMetric = 'bad';
+    store.refuseMetric = 'bad';
     const m = message(1, { t: 1, bad: 2, h: 3 });
     pipeline.handle(m.incoming);
     await until(() => m.state.acked, 'ack');
-    expect([...sink.stored.keys()].sort()).toEqual([`dev-1|h|${T0 + 1}`, `dev-1|t|${T0 + 1}`]);
+    expect([...store.stored.keys()].sort()).toEqual([`dev-1|h|${T0 + 1}`, `dev-1|t|${T0 + 1}`]);
     const { entries } = await readQuarantine(join(dir.path, 'q'));
     expect(entries).toMatchObject([{ reason: 'POINT_REJECTED_BY_STORE', device: 'dev-1' }]);
   });
@@ -120,25 +124,25 @@ describe('IngestPipeline', () => {
     const good = message(2);
     pipeline.handle(good.incoming);
     await until(() => good.state.acked, 'ack');
-    const writes = sink.writes;
+    const writes = store.writes;
     const again = message(2);
     pipeline.handle(again.incoming);
     await until(() => again.state.acked, 'ack of the redelivery');
-    expect(sink.writes).toBe(writes);
+    expect(store.writes).toBe(writes);
   });
 
   it('stops acknowledging when the spool is full, raises the alarm, and resumes when it drains', async () => {
     await pipeline.close();
     await dir.remove();
     await setup(400); // room for about one spooled batch
-    sink.down = true;
+    store.down = true;
     const messages = Array.from({ length: 12 }, (_, i) => message(i + 1));
     for (const m of messages) pipeline.handle(m.incoming);
     await until(() => pipeline.spoolFull, 'spool full');
     expect(messages.some((m) => !m.state.acked)).toBe(true);
-    sink.down = false;
+    store.down = false;
     await until(() => messages.every((m) => m.state.acked), 'all acked');
-    await until(() => sink.stored.size === 12, 'everything stored');
+    await until(() => store.stored.size === 12, 'everything stored');
     expect(pipeline.spoolFull).toBe(false);
   });
 });

@@ -52,7 +52,7 @@ describe('ingest with a shared subscription', () => {
         },
       });
       const store = await openStore(config, { logger });
-      const ingest = await startIngest({ config, registryPath, sink: store, storeHealthy: async () => true, logger });
+      const ingest = await startIngest({ config, registryPath, store, logger });
       await ingest.link.ready;
       instances.push({ ingest, store });
     }

@@ -59,7 +59,7 @@ describe('ingest with the simulator on our broker', () => {
       },
     });
     const store = await openStore(config, { logger });
-    const ingest = await startIngest({ config, registryPath, sink: store, storeHealthy: async () => true, logger });
+    const ingest = await startIngest({ config, registryPath, store, logger });
     try {
       await ingest.link.ready;
       const fleet = await startFleet({ ...fleetOptions, url: broker.url });

@@ -6,11 +6,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { createBrokerMetrics } from '../../broker/metrics.ts';
 import { configSpecs } from '../../core/config.ts';
 import { createDisplayMetrics } from '../../display/metrics.ts';
 import { createIngestMetrics } from '../../ingest/metrics.ts';
+import { createStoreMetrics } from '../../store/metrics.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const DOCS = ['README.md', 'docs/SECURITY.md', 'docs/SCALING.md', 'docs/ERRORS.md', 'store/SCHEMA.md'];
@@ -18,10 +20,13 @@ const read = (path: string) => readFileSync(join(ROOT, path), 'utf8');
 
 describe('README and docs', () => {
   it('the README names every metric the broker, ingest and display serve', async () => {
+    const storeMetrics = new Registry();
+    createStoreMetrics(storeMetrics);
     const registries = [
       createBrokerMetrics({ connections: () => 0, devicesOnline: () => 0, bannedAddresses: () => 0 }).registry,
       createIngestMetrics().registry,
       createDisplayMetrics().registry,
+      storeMetrics,
     ];
     const names = (await Promise.all(registries.map((r) => r.getMetricsAsJSON()))).flat().map((m) => m.name);
     expect(names.length).toBeGreaterThan(30);

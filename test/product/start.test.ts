@@ -53,6 +53,8 @@ interface RunningProduct {
   base: string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   output(): string;
+  /** The JSON log lines so far (stderr). */
+  logLines(): string[];
 }
 
 const children = new Set<ChildProcess>();
@@ -99,7 +101,8 @@ async function startProduct(dataDir: string, env: Record<string, string> = {}): 
     'sensorpipe start to print its endpoints',
     15_000,
   );
-  return { child, startedAt, endpoints: endpoints!, printed: stdout, base: endpoints!.dashboard.replace(/\/$/, ''), exited, output };
+  const logLines = () => stderr.split('\n').filter((line) => line.startsWith('{'));
+  return { child, startedAt, endpoints: endpoints!, printed: stdout, base: endpoints!.dashboard.replace(/\/$/, ''), exited, output, logLines };
 }
 
 /** SIGINT, as Ctrl-C sends it; resolves with the exit code and how long the exit took. */
@@ -220,6 +223,12 @@ async function quickStartScenario(env: Record<string, string>, checkStore?: (myR
     await live.close();
     expect(stop.code, first.output()).toBe(0);
     expect(stop.ms).toBeLessThan(5_000);
+    // One process, several components: each log line names its component once (pino writes a binding
+    // given twice twice, which JSON log tools read as either value or reject).
+    const lines = first.logLines();
+    expect(lines.filter((line) => (line.match(/"component":/g) ?? []).length > 1)).toEqual([]);
+    const components = new Set(lines.map((line) => (JSON.parse(line) as { component?: string }).component));
+    for (const component of ['start', 'broker', 'ingest']) expect(components.has(component), `a log line from ${component}`).toBe(true);
 
     // ---- started again on the same folder -------------------------------------------------------------
     const second = await startProduct(dataDir, env);

@@ -147,6 +147,38 @@ describe('instrumentStore', () => {
       await dir.remove();
     }
   });
+
+  it('counts each call once per registry, however often and wherever the store was wrapped', async () => {
+    const { Registry } = await import('prom-client');
+    const { instrumentStore } = await import('../../store/metrics.ts');
+    const dir = await tempDir('sensorpipe-store-');
+    const store = await openEmbeddedStore({ path: join(dir.path, 's.duckdb') });
+    // As in `sensorpipe start`: one store, ingest's registry and the display's.
+    const ingestRegistry = new Registry();
+    const displayRegistry = new Registry();
+    const writesIn = async (registry: InstanceType<typeof Registry>) =>
+      (await registry.getSingleMetric('sensorpipe_store_points_total')?.get())?.values.find((v) => v.labels.outcome === 'written')?.value ?? 0;
+    try {
+      const display = instrumentStore(store, displayRegistry);
+      const ingest = instrumentStore(store, ingestRegistry);
+      const ingestAgain = instrumentStore(ingest, ingestRegistry);
+      // Handed the display's wrapper, ingest still counts only in its own registry.
+      const ingestFromDisplay = instrumentStore(display, ingestRegistry);
+      await ingest.write([{ device: 'm1', metric: 'temperature', ts: T0, value: 1 }]);
+      await ingestAgain.write([{ device: 'm1', metric: 'temperature', ts: T0 + 1, value: 2 }]);
+      await ingestFromDisplay.write([{ device: 'm1', metric: 'temperature', ts: T0 + 2, value: 3 }]);
+      expect(await writesIn(ingestRegistry)).toBe(3);
+      expect(await writesIn(displayRegistry)).toBe(0);
+      await display.latest('m1');
+      const displayText = await displayRegistry.metrics();
+      expect(displayText).toMatch(/sensorpipe_store_operation_seconds_count\{operation="latest",adapter="embedded"\} 1/);
+      expect(displayText).not.toContain('operation="write"');
+      expect(await ingestRegistry.metrics()).toMatch(/sensorpipe_store_operation_seconds_count\{operation="write",adapter="embedded"\} 3/);
+    } finally {
+      await store.close();
+      await dir.remove();
+    }
+  });
 });
 
 describe('embedded store and other processes', () => {
