@@ -9,6 +9,7 @@
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { parseDurationMs } from './duration.ts';
 import { SensorpipeError } from './errors.ts';
 
 export interface OptionSpec<S extends z.ZodType = z.ZodType> {
@@ -31,17 +32,14 @@ export type ConfigOf<T extends Specs> = { [K in keyof T]: z.output<T[K]['schema'
 
 // ---- value parsers: every value arrives as a string -------------------------------------------------
 
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/;
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-
-/** "250ms", "1s", "5m", "2h", "7d", or a bare number of milliseconds. */
+/** "250ms", "1.5s", "5m", "2h", "7d", "1w", or a bare number of milliseconds (the grammar of core/duration.ts). */
 export const durationMs = z.string().trim().transform((text, ctx) => {
-  const match = DURATION.exec(text);
-  if (!match) {
+  const ms = parseDurationMs(text);
+  if (Number.isNaN(ms)) {
     ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration such as 500ms, 1s, 5m, 2h or 7d` });
     return z.NEVER;
   }
-  return Math.round(Number(match[1]) * UNIT_MS[(match[2] ?? 'ms') as keyof typeof UNIT_MS]);
+  return ms;
 });
 
 const SIZE = /^(\d+)(b|kib|mib|gib|kb|mb|gb)?$/i;

@@ -21,8 +21,9 @@
  * reading (device, metric, ts) that the history already contained.
  */
 import { z } from 'zod';
+import { SensorpipeError } from './errors.ts';
 import { DeviceIdSchema, DeviceStateSchema, MetricNameSchema, SeqSchema } from './schemas.ts';
-import { AGGREGATE_FUNCTIONS } from './query.ts';
+import { AGGREGATE_FUNCTIONS, parseHistoryRequest, type AggregateFunction, type HistoryRequestFields } from './query.ts';
 
 export const LIVE_PROTOCOL_VERSION = 1 as const;
 
@@ -59,6 +60,35 @@ export const LiveSubscribeSchema = z.strictObject({
     .optional(),
 });
 export type LiveSubscribe = z.infer<typeof LiveSubscribeSchema>;
+
+/** Points per device and metric when a subscription's history names no `maxPoints`. */
+export const LIVE_HISTORY_DEFAULT_MAX_POINTS = 1000;
+
+/** A subscription's history, checked: which devices, from when (to the subscription's `now`), how. */
+export interface LiveHistoryRequest {
+  devices: string[];
+  from: number;
+  fn: AggregateFunction | undefined;
+  maxPoints: number;
+}
+
+/**
+ * The history a subscription asks for, or undefined when it asks for none. The range goes through the
+ * history API's own parser (core/query.ts), as `history.from` up to now; /live adds its limits: a list
+ * of devices (not "*"), at most LIVE_LIMITS.maxHistoryDevices of them. Throws a SensorpipeError.
+ */
+export function parseSubscriptionHistory(frame: Pick<LiveSubscribe, 'devices' | 'history'>, now: number): LiveHistoryRequest | undefined {
+  const { history } = frame;
+  if (history === undefined) return undefined;
+  if (frame.devices === '*') throw new SensorpipeError('QUERY_INVALID', 'history needs a list of devices, not "*"');
+  const devices = [...new Set(frame.devices)];
+  if (devices.length > LIVE_LIMITS.maxHistoryDevices) throw new SensorpipeError('LIMIT_EXCEEDED', `history for at most ${LIVE_LIMITS.maxHistoryDevices} devices per subscription`);
+  const fields: HistoryRequestFields = { from: history.from };
+  if (history.fn !== undefined) fields.fn = history.fn;
+  if (history.maxPoints !== undefined) fields.maxPoints = history.maxPoints;
+  const { from, fn, maxPoints } = parseHistoryRequest(fields, now, 'history.');
+  return { devices, from, fn, maxPoints: maxPoints ?? LIVE_HISTORY_DEFAULT_MAX_POINTS };
+}
 
 export const LiveUnsubscribeSchema = z.strictObject({ type: z.literal('unsubscribe'), id: SubscriptionIdSchema });
 

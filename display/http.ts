@@ -2,7 +2,8 @@
  * The display's HTTP side: the JSON API, CSV export, health and metrics, the dashboard's static files,
  * and the `/live` WebSocket upgrade (token, Origin and client-count checks before the handshake).
  * Every query string is parsed with its core/ schema; every error is `{code, message}` with the HTTP
- * status of its code (core/errors.ts), mapped here and nowhere else.
+ * status of its code (core/errors.ts), written by core/ops-http.ts as in every process, which also
+ * answers /healthz and /metrics. A request gets its own child logger when something is logged.
  */
 import { readFile, readdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -13,6 +14,7 @@ import { parseDevicesQuery } from '../core/api.ts';
 import { ERROR_CODES, SensorpipeError, isSensorpipeError, type ErrorCode } from '../core/errors.ts';
 import { TOKEN_SUBPROTOCOL_PREFIX } from '../core/live-subprotocol.ts';
 import type { Logger } from '../core/logger.ts';
+import { answerOps, sendError as sendOpsError, sendJson as sendOpsJson, type OpsEndpoints } from '../core/ops-http.ts';
 import { sameSecret } from '../core/secret.ts';
 import { parseHistoryParams } from '../core/query.ts';
 import type { QueryResult, TimeSeriesStore } from '../store/index.ts';
@@ -74,14 +76,9 @@ export async function loadStaticFiles(dir: string): Promise<StaticFiles> {
 
 // ---- helpers ----------------------------------------------------------------------------------------------------
 
-function sendJson(response: ServerResponse, status: number, body: unknown): void {
-  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...SECURITY_HEADERS });
-  response.end(JSON.stringify(body));
-}
-
-function sendError(response: ServerResponse, err: SensorpipeError): void {
-  sendJson(response, err.httpStatus, err.toJSON());
-}
+// The one JSON and error shape of every process (core/ops-http.ts), with the display's headers.
+const sendJson = (response: ServerResponse, status: number, body: unknown): void => sendOpsJson(response, status, body, SECURITY_HEADERS);
+const sendError = (response: ServerResponse, err: SensorpipeError): void => sendOpsError(response, err, SECURITY_HEADERS);
 
 /** The token from `Authorization: Bearer`, a `bearer.` WebSocket subprotocol, or `?token=` (last resort). */
 function tokenOf(request: IncomingMessage, url: URL): string | undefined {
@@ -104,6 +101,21 @@ function routeOf(pathname: string): string {
 
 export function createHandlers(options: HttpOptions) {
   const { store, fleet, hub, wss, metrics, logger } = options;
+
+  /** /metrics and /healthz, answered as every process answers them. */
+  const ops: OpsEndpoints = {
+    metrics: metrics.registry,
+    health: async () => {
+      const storeHealth = await store.health();
+      const broker = options.brokerConnected();
+      return { ok: broker && storeHealth.ok, broker, store: storeHealth.ok, ...(storeHealth.detail === undefined ? {} : { storeDetail: storeHealth.detail }), clients: hub.clientCount };
+    },
+  };
+
+  /** A request's own logger, made only when there is something to log. Never the query string: it may hold a token. */
+  let requestSeq = 0;
+  const requestLog = (request: IncomingMessage, url: URL): Logger =>
+    logger.child({ request: ++requestSeq, method: request.method, path: url.pathname.slice(0, 200), address: request.socket.remoteAddress });
 
   /** Checks a request's Origin (browsers send it on WebSocket and cross-site requests) and token. */
   const admit = (request: IncomingMessage, url: URL, needsToken: boolean): SensorpipeError | undefined => {
@@ -154,14 +166,10 @@ export function createHandlers(options: HttpOptions) {
           response.setHeader('allow', 'GET, HEAD');
           throw new SensorpipeError('FORBIDDEN', 'the display is read-only: GET only');
         }
-        if (url.pathname === '/healthz') {
-          const storeHealth = await store.health();
-          const broker = options.brokerConnected();
-          const body = { ok: broker && storeHealth.ok, broker, store: storeHealth.ok, ...(storeHealth.detail === undefined ? {} : { storeDetail: storeHealth.detail }), clients: hub.clientCount };
-          sendJson(response, body.ok ? 200 : 503, body);
-        } else if (url.pathname === '/metrics') {
-          response.writeHead(200, { 'content-type': metrics.registry.contentType });
-          response.end(await metrics.registry.metrics());
+        if (url.pathname === '/healthz' || url.pathname === '/metrics') {
+          // answerOps takes no headers: set the display's beforehand, and its writeHead keeps them.
+          for (const [name, value] of Object.entries(SECURITY_HEADERS)) response.setHeader(name, value);
+          await answerOps(url.pathname, response, ops);
         } else if (url.pathname.startsWith('/api/')) {
           const refused = admit(request, url, true);
           if (refused !== undefined) throw refused;
@@ -172,7 +180,7 @@ export function createHandlers(options: HttpOptions) {
       } catch (err) {
         if (isSensorpipeError(err)) sendError(response, err);
         else {
-          logger.error({ err, path: url.pathname }, 'display request failed');
+          requestLog(request, url).error({ err }, 'display request failed');
           if (!response.headersSent) sendError(response, new SensorpipeError('INTERNAL', 'internal error'));
           else response.destroy();
         }
@@ -184,6 +192,7 @@ export function createHandlers(options: HttpOptions) {
     const url = new URL(request.url ?? '/', 'http://display.invalid');
     const refuse = (code: ErrorCode, message: string) => {
       metrics.liveRefused.inc({ code });
+      requestLog(request, url).debug({ code }, 'live upgrade refused');
       const status = ERROR_CODES[code].http;
       const body = JSON.stringify({ code, message });
       socket.end(`HTTP/1.1 ${status} ${code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
@@ -192,7 +201,7 @@ export function createHandlers(options: HttpOptions) {
     const refused = admit(request, url, true);
     if (refused !== undefined) return refuse(refused.code, refused.message);
     if (hub.clientCount >= options.maxClients) return refuse('LIMIT_EXCEEDED', `at most ${options.maxClients} live clients`);
-    wss.handleUpgrade(request, socket, head, (ws) => hub.accept(ws));
+    wss.handleUpgrade(request, socket, head, (ws) => hub.accept(ws, request.socket.remoteAddress));
   };
 
   return { onRequest, onUpgrade };

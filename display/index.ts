@@ -16,7 +16,7 @@ import { LIVE_SUBPROTOCOL } from '../core/live-subprotocol.ts';
 import type { Logger } from '../core/logger.ts';
 import { loadRegistry } from '../core/registry.ts';
 import { watchRegistry } from '../core/registry-watch.ts';
-import type { TimeSeriesStore } from '../store/index.ts';
+import { instrumentStore, type TimeSeriesStore } from '../store/index.ts';
 import { PipelineFeed } from './feed.ts';
 import { FleetState } from './fleet.ts';
 import { createHandlers, loadStaticFiles } from './http.ts';
@@ -48,9 +48,11 @@ export interface RunningDisplay {
   close(): Promise<void>;
 }
 
-export async function startDisplay({ config, registryPath, store, logger, dashboardDir = DASHBOARD_DIR }: StartDisplayOptions): Promise<RunningDisplay> {
+export async function startDisplay({ config, registryPath, store: unmeasured, logger, dashboardDir = DASHBOARD_DIR }: StartDisplayOptions): Promise<RunningDisplay> {
   const log = logger.child({ component: 'display' });
   const metrics = createDisplayMetrics();
+  // Every store call the display makes (history, latest values, health) shows on its own /metrics.
+  const store = instrumentStore(unmeasured, metrics.registry);
   const fleet = new FleetState();
   fleet.setRegistry(await loadRegistry(registryPath));
   const registryWatch = watchRegistry(registryPath, (registry) => fleet.setRegistry(registry), {

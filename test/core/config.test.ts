@@ -48,13 +48,17 @@ describe('parseConfig', () => {
     expect(() => parseConfig(spec, { env: { SENSORPIPE_VIEWER_TOKEN: 'hunter2-secret' } })).not.toThrow(/hunter2/);
   });
 
+  // The grammar itself is tested in duration.test.ts; here, what config adds: it trims, and names the value.
   it.each([
-    ['500ms', 500], ['1s', 1000], ['1.5s', 1500], ['5m', 300_000], ['2h', 7_200_000], ['7d', 604_800_000], ['250', 250],
-  ])('reads the duration %s', (text, ms) => {
+    ['500ms', 500], ['1s', 1000], ['1.5s', 1500], ['5m', 300_000], ['2h', 7_200_000], ['7d', 604_800_000], ['1w', 604_800_000], ['250', 250], [' 5s ', 5000],
+  ])('reads the duration %j', (text, ms) => {
     expect(durationMs.parse(text)).toBe(ms);
   });
-  it.each(['-1s', '1 minute', '', 's', '1w'])('refuses the duration %j', (text) => {
+  it.each(['-1s', '1 minute', '', 's', '1.5.5s', '1e999s', '1.5', '9007199254740992', '1'.repeat(400)])('refuses the duration %j', (text) => {
     expect(durationMs.safeParse(text).success).toBe(false);
+  });
+  it('names a bad duration in the error, with its variable', () => {
+    expect(() => parseConfig(configSpecs.display, { env: { SENSORPIPE_LIVE_STUCK_TIMEOUT: '1e999s' } })).toThrow(/SENSORPIPE_LIVE_STUCK_TIMEOUT = "1e999s": "1e999s" is not a duration/);
   });
   it.each([['65536', 65536], ['64KiB', 65536], ['256MiB', 268435456], ['1GiB', 1073741824]])('reads the size %s', (text, n) => {
     expect(sizeBytes.parse(text)).toBe(n);

@@ -1,0 +1,129 @@
+/**
+ * One `/live` client's state: its subscriptions and what they add up to per device (cached, since the
+ * fan-out asks for every device on every tick), the live readings held back while a history loads,
+ * the identities already sent after a history, the values conflated for it, and its liveness marks.
+ * The protocol (live-protocol.ts) changes it, the fan-out (fan-out.ts) reads it and sends through it.
+ */
+import type { WebSocket } from 'ws';
+import type { LiveReading, LiveServerFrame } from '../core/live.ts';
+import type { Logger } from '../core/logger.ts';
+import type { DisplayMetrics } from './metrics.ts';
+
+/** History requests a client may have running or queued. */
+export const MAX_HISTORY_QUEUE = 4;
+
+export interface Subscription {
+  devices: '*' | ReadonlySet<string>;
+  metrics: ReadonlySet<string> | undefined;
+  latest: boolean;
+}
+
+/** What a client gets of one device: the union of its subscriptions that name the device. */
+export interface Effective {
+  /** undefined: every metric. */
+  metrics: ReadonlySet<string> | undefined;
+  /** Only the newest value per metric (every matching subscription asked for `latest`). */
+  latest: boolean;
+}
+
+/** The union of subscriptions: every metric any of them wants, `latest` only if all of them say so. */
+export function mergeSubscriptions(subscriptions: readonly Subscription[]): Effective | null {
+  if (subscriptions.length === 0) return null;
+  let metrics: Set<string> | undefined = new Set();
+  for (const s of subscriptions) {
+    if (s.metrics === undefined) metrics = undefined;
+    else if (metrics !== undefined) for (const m of s.metrics) metrics.add(m);
+  }
+  return { metrics, latest: subscriptions.every((s) => s.latest) };
+}
+
+export class LiveClient {
+  readonly subscriptions = new Map<string, Subscription>();
+  /** Devices whose live readings are held back while their history loads. */
+  readonly holds = new Map<string, LiveReading[]>();
+  /** After a history: identities already sent per device, checked on live readings until `until`. */
+  readonly sent = new Map<string, { seen: Set<string>; until: number }>();
+  /** Newest value per `${device}\0${metric}` for a slow client or a `latest` subscription. */
+  readonly merged = new Map<string, LiveReading>();
+  /** Readings to send first in the next frame (those released after a history). */
+  carry: LiveReading[] = [];
+  statuses = new Map<string, LiveServerFrame>();
+  /** Readings lost to conflation since the last frame that said so. */
+  conflated = 0;
+  slowSince: number | undefined;
+  /** Answered the last ping. */
+  alive = true;
+  badFrames = 0;
+  historyQueue = 0;
+  private historyChain: Promise<void> = Promise.resolve();
+  private effectiveCache = new Map<string, Effective | null>();
+  private wildcardCache: Effective | null | undefined;
+  private explicitCache: Set<string> | undefined;
+  /** No filters, no holds, nothing conflated: the shared-fragment path applies. */
+  simple = true;
+
+  /** `log` is this client's own child logger (its id and address). */
+  constructor(
+    readonly ws: WebSocket,
+    readonly log: Logger,
+    private readonly metrics: DisplayMetrics,
+  ) {}
+
+  /** Call after any change to subscriptions, holds or `sent`: drops the caches and re-decides `simple`. */
+  changed(): void {
+    this.effectiveCache.clear();
+    this.wildcardCache = undefined;
+    this.explicitCache = undefined;
+    this.simple = this.holds.size === 0 && this.sent.size === 0 && [...this.subscriptions.values()].every((s) => s.metrics === undefined && !s.latest);
+  }
+
+  /** Some subscription is for devices "*". */
+  get wildcard(): boolean {
+    return this.wildcardOnly() !== null;
+  }
+
+  /** The subscriptions with devices "*" merged, or null when there is none. */
+  private wildcardOnly(): Effective | null {
+    if (this.wildcardCache === undefined) this.wildcardCache = mergeSubscriptions([...this.subscriptions.values()].filter((s) => s.devices === '*'));
+    return this.wildcardCache;
+  }
+
+  /** What the client gets of `device`, or null when no subscription names it. */
+  effective(device: string): Effective | null {
+    let effective = this.effectiveCache.get(device);
+    if (effective === undefined) {
+      effective = mergeSubscriptions([...this.subscriptions.values()].filter((s) => s.devices === '*' || s.devices.has(device)));
+      this.effectiveCache.set(device, effective);
+    }
+    return effective;
+  }
+
+  /** Every device named by a subscription. */
+  explicitDevices(): ReadonlySet<string> {
+    if (this.explicitCache === undefined) {
+      this.explicitCache = new Set();
+      for (const s of this.subscriptions.values()) if (s.devices !== '*') for (const d of s.devices) this.explicitCache.add(d);
+    }
+    return this.explicitCache;
+  }
+
+  /** Runs history loads one after another, so one client cannot start many store queries at once. */
+  queueHistory(task: () => Promise<void>): boolean {
+    if (this.historyQueue >= MAX_HISTORY_QUEUE) return false;
+    this.historyQueue++;
+    this.historyChain = this.historyChain.then(task).finally(() => this.historyQueue--);
+    return true;
+  }
+
+  send(frame: LiveServerFrame): void {
+    this.sendRaw(JSON.stringify(frame), 0);
+  }
+
+  /** Sends a serialised frame carrying `readings` readings; never waits (a backlog is the fan-out's concern). */
+  sendRaw(text: string, readings: number): void {
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    this.ws.send(text);
+    this.metrics.liveFrames.inc();
+    if (readings > 0) this.metrics.liveDelivered.inc(readings);
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * What `/live` clients send, and what the server answers: the welcome, then `subscribe` and
+ * `unsubscribe` frames parsed with their core/live.ts schemas, within the per-client limits. A
+ * subscription that asks for history holds its devices' live readings back, loads each device's history
+ * (one client's loads run one after another), sends it, and then releases what it held, without the
+ * readings the history already had (display/history.ts). A refused frame gets an `error` frame with its
+ * code; too many of them and the client is dropped.
+ */
+import { SensorpipeError, isSensorpipeError, type ErrorCode } from '../core/errors.ts';
+import {
+  LIVE_CLOSE,
+  LIVE_LIMITS,
+  LIVE_PROTOCOL_VERSION,
+  LiveClientFrameSchema,
+  parseSubscriptionHistory,
+  type LiveHistoryRequest,
+  type LiveSubscribe,
+} from '../core/live.ts';
+import type { StatusMessage } from '../core/schemas.ts';
+import type { TimeSeriesStore } from '../store/index.ts';
+import { RECENT_MS, loadHistory, readingsAfterHistory, type RecentReadings } from './history.ts';
+import { MAX_HISTORY_QUEUE, type LiveClient, type Subscription } from './live-client.ts';
+import type { Liveness } from './liveness.ts';
+import type { DisplayMetrics } from './metrics.ts';
+
+/** Bad frames a client may send before it is disconnected. */
+const MAX_BAD_FRAMES = 10;
+
+export interface LiveProtocolOptions {
+  tickMs: number;
+  /** ingest's max-future: readings up to this far ahead are part of history. */
+  aheadMs: number;
+  store: TimeSeriesStore;
+  metrics: DisplayMetrics;
+  /** Verified readings of the last seconds, for the join of history and live. */
+  recent: RecentReadings;
+  liveness: Liveness;
+  /** Current status of a device, sent when a subscription names it. */
+  statusOf(device: string): Pick<StatusMessage, 'state' | 'since'> | undefined;
+}
+
+export class LiveProtocol {
+  constructor(private readonly options: LiveProtocolOptions) {}
+
+  welcome(client: LiveClient): void {
+    client.send({
+      type: 'welcome',
+      v: LIVE_PROTOCOL_VERSION,
+      serverTime: Date.now(),
+      tickMs: this.options.tickMs,
+      limits: { maxSubscriptions: LIVE_LIMITS.maxSubscriptionsPerClient, maxDevicesPerSubscription: LIVE_LIMITS.maxDevicesPerSubscription, maxHistoryDevices: LIVE_LIMITS.maxHistoryDevices },
+    });
+  }
+
+  receive(client: LiveClient, data: Buffer, isBinary: boolean): void {
+    let id: string | undefined;
+    try {
+      if (isBinary) throw new SensorpipeError('PAYLOAD_INVALID', 'frames are JSON text');
+      let json: unknown;
+      try {
+        json = JSON.parse(data.toString('utf8'));
+      } catch {
+        throw new SensorpipeError('PAYLOAD_INVALID', 'a frame is one JSON object');
+      }
+      if (typeof json === 'object' && json !== null && typeof (json as { id?: unknown }).id === 'string') id = (json as { id: string }).id.slice(0, 32);
+      const parsed = LiveClientFrameSchema.safeParse(json);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        throw new SensorpipeError('PAYLOAD_INVALID', `${issue?.path.join('.') || 'frame'}: ${issue?.message ?? 'invalid'}`);
+      }
+      const frame = parsed.data;
+      if (frame.type === 'subscribe') this.subscribe(client, frame);
+      else if (client.subscriptions.delete(frame.id)) {
+        client.changed();
+        client.send({ type: 'unsubscribed', id: frame.id });
+      } else throw new SensorpipeError('NOT_FOUND', `no subscription ${frame.id}`);
+    } catch (err) {
+      const code: ErrorCode = isSensorpipeError(err) ? err.code : 'INTERNAL';
+      this.options.metrics.liveBadFrames.inc({ code });
+      client.log.debug({ code, id }, 'live frame refused');
+      client.send({ type: 'error', code, message: (err as Error).message, ...(id === undefined ? {} : { id }) });
+      if (++client.badFrames >= MAX_BAD_FRAMES) this.options.liveness.disconnect(client, 'bad-frames', LIVE_CLOSE.badFrames, 'too many bad frames');
+    }
+  }
+
+  private subscribe(client: LiveClient, frame: LiveSubscribe): void {
+    if (!client.subscriptions.has(frame.id) && client.subscriptions.size >= LIVE_LIMITS.maxSubscriptionsPerClient) {
+      throw new SensorpipeError('LIMIT_EXCEEDED', `at most ${LIVE_LIMITS.maxSubscriptionsPerClient} subscriptions per client`);
+    }
+    const now = Date.now();
+    const history = parseSubscriptionHistory(frame, now);
+    const devices = frame.devices === '*' ? '*' : new Set(frame.devices);
+    const subscription: Subscription = { devices, metrics: frame.metrics === undefined ? undefined : new Set(frame.metrics), latest: frame.latest === true };
+    if (history !== undefined) {
+      const holds = history.devices.filter((d) => !client.holds.has(d));
+      for (const device of holds) client.holds.set(device, []);
+      const started = client.queueHistory(() => this.sendHistory(client, frame, history, holds, now));
+      if (!started) {
+        for (const device of holds) client.holds.delete(device);
+        throw new SensorpipeError('LIMIT_EXCEEDED', `at most ${MAX_HISTORY_QUEUE} history requests at once`);
+      }
+    }
+    client.subscriptions.set(frame.id, subscription);
+    client.changed();
+    client.send({ type: 'subscribed', id: frame.id, devices: devices === '*' ? '*' : devices.size });
+    if (devices !== '*') {
+      for (const device of devices) {
+        const status = this.options.statusOf(device);
+        if (status !== undefined) client.statuses.set(device, { type: 'status', device, state: status.state, since: status.since });
+      }
+    }
+  }
+
+  /** Sends each device's history, then releases its held live readings without those the history had. */
+  private async sendHistory(client: LiveClient, frame: LiveSubscribe, history: LiveHistoryRequest, holds: string[], now: number): Promise<void> {
+    for (const device of history.devices) {
+      const recent = this.options.recent.snapshot(device);
+      try {
+        const loaded = await loadHistory(this.options.store, {
+          id: frame.id,
+          device,
+          metrics: frame.metrics,
+          from: history.from,
+          now,
+          aheadMs: this.options.aheadMs,
+          fn: history.fn,
+          maxPoints: history.maxPoints,
+        });
+        if (!client.subscriptions.has(frame.id)) break; // unsubscribed meanwhile
+        client.send(loaded.frame);
+        if (holds.includes(device)) {
+          const held = client.holds.get(device) ?? [];
+          client.holds.delete(device);
+          const release = readingsAfterHistory(loaded, client.effective(device)?.metrics, recent, held);
+          for (const r of release.readings) client.carry.push(r);
+          client.sent.set(device, { seen: release.seen, until: Date.now() + RECENT_MS });
+        }
+      } catch (err) {
+        const code: ErrorCode = isSensorpipeError(err) ? err.code : 'INTERNAL';
+        // A store that is down or failing is the operator's concern; a refused range is the client's.
+        const retry = !isSensorpipeError(err) || err.disposition === 'retry';
+        client.log[retry ? 'warn' : 'debug']({ device, code, err: (err as Error).message }, 'history not loaded');
+        client.send({ type: 'error', code, message: `history of ${device}: ${(err as Error).message}`, id: frame.id });
+        if (holds.includes(device)) {
+          // Live goes on even without history; what was held is sent as it is.
+          for (const r of client.holds.get(device) ?? []) client.carry.push(r);
+          client.holds.delete(device);
+        }
+      }
+    }
+    for (const device of holds) {
+      for (const r of client.holds.get(device) ?? []) client.carry.push(r);
+      client.holds.delete(device);
+    }
+    client.changed();
+  }
+}
