@@ -15,7 +15,7 @@ import { createIngestMetrics } from '../../ingest/metrics.ts';
 import { createStoreMetrics } from '../../store/metrics.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const DOCS = ['README.md', 'docs/SECURITY.md', 'docs/SCALING.md', 'docs/ERRORS.md', 'store/SCHEMA.md'];
+const DOCS = ['README.md', 'docs/BROKER.md', 'docs/SECURITY.md', 'docs/SCALING.md', 'docs/ERRORS.md', 'store/SCHEMA.md'];
 const read = (path: string) => readFileSync(join(ROOT, path), 'utf8');
 
 describe('README and docs', () => {
