@@ -90,7 +90,7 @@ export const startCommand: Command = {
         // The demo runs for days: no record per reading in memory (the counts and seq ranges stay).
         recordAckedReadings: false,
         recordFaultSeqs: false,
-        logger,
+        logger: root, // the fleet names itself `sim`
       });
       running = { broker, store, ingest, display, fleet };
     } catch (err) {

@@ -3,7 +3,8 @@
  * jitter), each signed as core/PROTOCOL.md says, with a persistent seq; a retained online status and
  * an offline Last Will; reconnects with exponential backoff and jitter; buffers readings while offline
  * (bounded, oldest dropped and counted) and sends them as batches with their original timestamps.
- * Its faults (faults.ts) make it misbehave on purpose, and every bad message is counted.
+ * This is the healthy device; its faults (faults.ts) are a layer around its send and publish that makes
+ * it misbehave on purpose, and counts every bad message.
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from '../core/logger.ts';
@@ -12,7 +13,7 @@ import type { DeviceCredentials } from '../core/registry.ts';
 import { PROTOCOL_VERSION, type Reading, type StatusMessage } from '../core/schemas.ts';
 import { signTelemetry, type SignKey } from '../core/signature.ts';
 import { topics } from '../core/topics.ts';
-import type { FaultName } from './faults.ts';
+import { DeviceFaults, type FaultMessages, type FaultName, type Publish } from './faults.ts';
 import type { SeqBook } from './seq-book.ts';
 import { prng, SignalGenerator, type ProfileName } from './signals.ts';
 
@@ -58,11 +59,12 @@ export interface DeviceSummary {
   /** Readings never sent on purpose (dropout): their seqs are gaps. */
   skipped: number;
   /** Bad messages sent on purpose, by fault, with the seqs they carried (if any, and if recordFaultSeqs). */
-  faultMessages: Partial<Record<FaultName, { count: number; acked: number; seqs: number[] }>>;
+  faultMessages: FaultMessages;
   connects: number;
 }
 
-const FAULT_EVERY = 10;
+/** What the healthy device counts itself; the faults layer counts the rest. */
+type HealthyCounts = Omit<DeviceSummary, 'skipped' | 'faultMessages'>;
 
 export class SimDevice {
   readonly id: string;
@@ -70,18 +72,21 @@ export class SimDevice {
   private readonly signals: SignalGenerator;
   private readonly random: () => number;
   private readonly key: SignKey;
+  private readonly logger: Logger;
+  private readonly faults: DeviceFaults;
+  /** A reading on its way out: published now, or buffered until the connection is back (through the faults, if any). */
+  private readonly send: (reading: Reading) => void;
+  /** Every QoS 1 message of the device goes out here (through the faults, if any). */
+  private readonly publish: Publish;
   private buffer: Reading[] = [];
   private timer: NodeJS.Timeout | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private attempts = 0;
   private stopped = false;
-  private tick = 0;
-  private stuckValue: number | undefined;
-  private firstAcceptedPayload: string | undefined;
   /** QoS 1 messages handed to MQTT.js whose callback has not come yet, and who waits for there to be none. */
   private inFlight = 0;
   private onNothingInFlight: (() => void) | undefined;
-  private readonly summary: DeviceSummary;
+  private readonly summary: HealthyCounts;
 
   constructor(private readonly options: SimDeviceOptions) {
     this.id = options.credentials.deviceId;
@@ -89,7 +94,26 @@ export class SimDevice {
     this.random = prng(options.seed ^ 0x9e3779b9);
     const signing = options.credentials.signing;
     this.key = signing.alg === 'hmac-sha256' ? { alg: 'hmac-sha256', key: Buffer.from(signing.key, 'base64') } : { alg: 'ed25519', privateKey: Buffer.from(signing.privateKey, 'base64') };
-    this.summary = { id: this.id, profile: options.profile, faults: options.faults, sent: 0, acked: 0, ackedReadings: [], ackedSeqRange: null, buffered: 0, droppedFromBuffer: 0, skipped: 0, faultMessages: {}, connects: 0 };
+    this.logger = options.logger.child({ device: this.id });
+    this.summary = { id: this.id, profile: options.profile, faults: options.faults, sent: 0, acked: 0, ackedReadings: [], ackedSeqRange: null, buffered: 0, droppedFromBuffer: 0, connects: 0 };
+    const publish: Publish = (topic, payload, publishOptions, onAcknowledged) => this.publishQos1(topic, payload, publishOptions, onAcknowledged);
+    this.faults = new DeviceFaults(
+      options.faults,
+      {
+        id: this.id,
+        neighbour: options.neighbour,
+        key: this.key,
+        isConnected: () => this.connected,
+        acknowledgedReadings: () => this.summary.acked,
+        publish,
+        publishAtMostOnce: (topic, payload) => this.client!.publish(topic, payload, { qos: 0 }),
+        dropConnection: () => this.client!.stream.destroy(),
+        onlineStatus: () => this.status('online', 'connected'),
+      },
+      options.recordFaultSeqs !== false,
+    );
+    this.publish = this.faults.wrapPublish(publish);
+    this.send = this.faults.wrapSend((reading) => this.sendReading(reading));
   }
 
   start(): void {
@@ -107,7 +131,10 @@ export class SimDevice {
   }
 
   report(): DeviceSummary {
-    return { ...this.summary, buffered: this.buffer.length };
+    const { skipped, faultMessages } = this.faults.report();
+    const { connects, ...counts } = this.summary;
+    // In DeviceSummary's order, which is the order of `sensorpipe sim`'s JSON summary.
+    return { ...counts, buffered: this.buffer.length, skipped, faultMessages, connects };
   }
 
   /**
@@ -152,7 +179,7 @@ export class SimDevice {
   }
 
   /** Every QoS 1 publish goes through here, so that a graceful stop knows when all are acknowledged. */
-  private publish(topic: string, payload: string, options: { retain?: boolean }, onAcknowledged?: () => void): void {
+  private publishQos1(topic: string, payload: string, options: { retain?: boolean }, onAcknowledged?: () => void): void {
     this.inFlight++;
     // MQTT.js keeps a QoS 1 message in its outgoing store until its PUBACK, and resends what is stored
     // once reconnected (the reconnect in connect() keeps the store): at-least-once across a dropped
@@ -186,7 +213,7 @@ export class SimDevice {
       this.publish(topics.status(this.id), JSON.stringify(this.status('online', 'connected')), { retain: true });
       this.sendBuffer();
     });
-    client.on('error', (err) => this.options.logger.debug({ device: this.id, err: err.message }, 'mqtt error'));
+    client.on('error', (err) => this.logger.debug({ err: err.message }, 'mqtt error'));
     client.on('close', () => {
       if (this.stopped || this.reconnectTimer) return;
       const delay = Math.min(30_000, 500 * 2 ** this.attempts++) * (0.5 + this.random() / 2);
@@ -202,87 +229,22 @@ export class SimDevice {
 
   private loop(): void {
     if (this.stopped) return;
-    void this.takeReading().catch((err: unknown) => this.options.logger.error({ device: this.id, err }, 'reading failed'));
+    void this.takeReading().catch((err: unknown) => this.logger.error({ err }, 'reading failed'));
     const jitter = 1 + (this.random() - 0.5) * 0.2;
     this.timer = setTimeout(() => this.loop(), this.options.intervalMs * jitter);
   }
 
-  private has(fault: FaultName): boolean {
-    return this.options.faults.includes(fault);
-  }
-
-  private countFault(fault: FaultName, seq?: number): { count: number; acked: number; seqs: number[] } {
-    const entry = (this.summary.faultMessages[fault] ??= { count: 0, acked: 0, seqs: [] });
-    entry.count++;
-    if (seq !== undefined && this.options.recordFaultSeqs !== false) entry.seqs.push(seq);
-    return entry;
-  }
-
   private async takeReading(): Promise<void> {
-    this.tick++;
-    const due = this.tick % FAULT_EVERY === 0;
     const seq = await this.options.seqs.take(this.id);
     if (this.stopped) return; // stop() came while the seq was being reserved: publish nothing after it
     const ts = Date.now();
-    const values = this.signals.next(ts);
+    this.send({ seq, ts, values: this.signals.next(ts) });
+  }
 
-    if (this.has('stuck')) {
-      const first = Object.keys(values)[0]!;
-      this.stuckValue ??= values[first];
-      values[first] = this.stuckValue!;
-    }
-    if (this.has('spike') && this.tick % (FAULT_EVERY * 2) === 0) {
-      const first = Object.keys(values)[0]!;
-      values[first] = Number((values[first]! * 10).toFixed(3));
-      this.countFault('spike', seq);
-    }
-    if (this.has('dropout') && due) {
-      this.summary.skipped++;
-      this.countFault('dropout', seq);
-      return;
-    }
-    if (this.has('flap') && this.tick % (FAULT_EVERY * 3) === 0 && this.client?.connected) {
-      this.countFault('flap');
-      this.client.stream.destroy(); // the network drops; the reading below goes to the buffer
-    }
-    if (due && this.connected) {
-      if (this.has('bad-signature')) return this.sendBad('bad-signature', seq, ts, values, (p) => ({ ...p, sig: Buffer.alloc(32, 7).toString('base64') }));
-      if (this.has('clock-ahead')) return this.sendBad('clock-ahead', seq, ts + 3_600_000, values);
-      if (this.has('clock-behind')) return this.sendBad('clock-behind', seq, ts - 30 * 86_400_000, values);
-    }
-    this.sendExtraFaults();
-    const reading: Reading = { seq, ts, values };
+  /** Publishes a reading at once, or, while offline or while older readings wait, keeps it in the buffer. */
+  private sendReading(reading: Reading): void {
     if (this.connected && this.buffer.length === 0) this.publishReadings([reading]);
     else this.bufferReading(reading);
-  }
-
-  /** Faults that add a message beside the reading. */
-  private sendExtraFaults(): void {
-    const client = this.client;
-    if (!client?.connected || this.tick % FAULT_EVERY !== 0) return;
-    if (this.has('non-json')) this.publishFault('non-json', topics.telemetry(this.id), 'temperature=21.5 (not JSON)');
-    if (this.has('replay') && this.firstAcceptedPayload && this.summary.acked > 100) this.publishFault('replay', topics.telemetry(this.id), this.firstAcceptedPayload);
-    if (this.has('foreign-topic')) {
-      const body = { v: PROTOCOL_VERSION, device: this.id, readings: [{ seq: 0, ts: Date.now(), values: { t: 1 } }] };
-      // QoS 0: a broker may close the connection for it [MQTT-3.3.5-2] (ours does). A QoS 1 copy would stay
-      // in the outgoing store and be resent first on every reconnect, so the device would be refused again
-      // at once, for ever, and never deliver another good reading. So it is never acknowledged either.
-      this.countFault('foreign-topic');
-      client.publish(topics.telemetry(this.options.neighbour), JSON.stringify(signTelemetry(body, this.key)), { qos: 0 });
-    }
-    if (this.has('burst') && this.tick % (FAULT_EVERY * 3) === 0) {
-      for (let i = 0; i < 200; i++) this.publishFault('burst', topics.status(this.id), JSON.stringify(this.status('online', 'connected')));
-    }
-  }
-
-  private publishFault(fault: FaultName, topic: string, payload: string, seq?: number): void {
-    const entry = this.countFault(fault, seq);
-    this.publish(topic, payload, {}, () => entry.acked++);
-  }
-
-  private sendBad(fault: FaultName, seq: number, ts: number, values: Record<string, number>, tamper = (p: object) => p): void {
-    const message = tamper(signTelemetry({ v: PROTOCOL_VERSION, device: this.id, readings: [{ seq, ts, values }] }, this.key));
-    this.publishFault(fault, topics.telemetry(this.id), JSON.stringify(message), seq);
   }
 
   private bufferReading(reading: Reading): void {
@@ -315,7 +277,6 @@ export class SimDevice {
     this.publish(topics.telemetry(this.id), payload, {}, () => {
       this.summary.acked += readings.length;
       this.recordAcknowledged(readings);
-      this.firstAcceptedPayload ??= payload;
       this.options.onAcknowledged?.(this.id, readings);
     });
   }

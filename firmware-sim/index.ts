@@ -111,11 +111,20 @@ export function deviceSeed(fleetSeed: number, index: number): number {
   return fleetSeed * 100_003 + index;
 }
 
+/**
+ * The simulator's logger: a child naming the component, unless the caller's logger names one already
+ * (`sensorpipe sim` passes one with `component: 'sim'`), since pino would write the key twice.
+ */
+function simLogger(logger: Logger): Logger {
+  return Object.hasOwn(logger.bindings(), 'component') ? logger : logger.child({ component: 'sim' });
+}
+
 export async function startFleet(options: FleetOptions): Promise<Fleet> {
+  const logger = simLogger(options.logger);
   const { credentials, added } = await provision(options);
   const settleMs = options.registrySettleMs ?? 2_500;
   if (added > 0 && settleMs > 0) {
-    options.logger.info({ added, waitMs: settleMs }, 'devices added to the registry: giving the broker time to read it');
+    logger.info({ added, waitMs: settleMs }, 'devices added to the registry: giving the broker time to read it');
     await new Promise((resolve) => setTimeout(resolve, settleMs));
   }
   const seqs = await SeqBook.open(join(options.stateDir, 'seqs.json'));
@@ -137,11 +146,11 @@ export async function startFleet(options: FleetOptions): Promise<Fleet> {
       recordFaultSeqs: options.recordFaultSeqs,
       neighbour: ids[(i + 1) % ids.length]!,
       onAcknowledged: options.onAcknowledged,
-      logger: options.logger,
+      logger,
     });
   });
   for (const device of devices) device.start();
-  options.logger.info({ devices: devices.length, units: Object.fromEntries(PROFILE_NAMES.map((p) => [p, unitsOf(p)])) }, 'fleet started');
+  logger.info({ devices: devices.length, units: Object.fromEntries(PROFILE_NAMES.map((p) => [p, unitsOf(p)])) }, 'fleet started');
 
   const summary = (): FleetSummary => {
     const perDevice = devices.map((d) => d.report());

@@ -3,6 +3,7 @@
  * slow drift and occasional events. Deterministic: a seeded PRNG per device, so the same seed gives the
  * same readings.
  */
+import { unitOf, type MetricWithUnit } from '../core/units.ts';
 
 /** mulberry32: small, fast, good enough for simulated noise; deterministic across platforms. */
 export function prng(seed: number): () => number {
@@ -16,8 +17,8 @@ export function prng(seed: number): () => number {
   };
 }
 
+/** How a metric's values move. Its unit is core/units.ts's, shared with the dashboard. */
 export interface MetricModel {
-  unit: string;
   baseline: number;
   dailyAmplitude: number;
   noise: number;
@@ -31,23 +32,24 @@ export interface MetricModel {
   decimals: number;
 }
 
+/** Each profile's metrics. Only metrics of core/units.ts fit here: one without a unit does not compile. */
 export const PROFILES = {
   env: {
-    temperature: { unit: '°C', baseline: 21, dailyAmplitude: 3, noise: 0.15, drift: 0.02, eventChance: 0.002, eventSize: 4, decimals: 2 },
-    humidity: { unit: '%', baseline: 45, dailyAmplitude: 8, noise: 0.8, drift: 0, eventChance: 0.002, eventSize: 15, min: 0, max: 100, decimals: 1 },
-    pressure: { unit: 'hPa', baseline: 1013.25, dailyAmplitude: 1.5, noise: 0.1, drift: -0.1, eventChance: 0.001, eventSize: -6, decimals: 2 },
-    co2: { unit: 'ppm', baseline: 480, dailyAmplitude: 120, noise: 8, drift: 0, eventChance: 0.003, eventSize: 400, min: 380, decimals: 0 },
+    temperature: { baseline: 21, dailyAmplitude: 3, noise: 0.15, drift: 0.02, eventChance: 0.002, eventSize: 4, decimals: 2 },
+    humidity: { baseline: 45, dailyAmplitude: 8, noise: 0.8, drift: 0, eventChance: 0.002, eventSize: 15, min: 0, max: 100, decimals: 1 },
+    pressure: { baseline: 1013.25, dailyAmplitude: 1.5, noise: 0.1, drift: -0.1, eventChance: 0.001, eventSize: -6, decimals: 2 },
+    co2: { baseline: 480, dailyAmplitude: 120, noise: 8, drift: 0, eventChance: 0.003, eventSize: 400, min: 380, decimals: 0 },
   },
   industrial: {
-    vibration_rms: { unit: 'mm/s', baseline: 2.2, dailyAmplitude: 0.4, noise: 0.08, drift: 0.01, eventChance: 0.004, eventSize: 6, min: 0, decimals: 3 },
-    motor_temp: { unit: '°C', baseline: 62, dailyAmplitude: 5, noise: 0.3, drift: 0.05, eventChance: 0.002, eventSize: 12, decimals: 1 },
-    current: { unit: 'A', baseline: 14, dailyAmplitude: 3, noise: 0.4, drift: 0, eventChance: 0.003, eventSize: 9, min: 0, decimals: 2 },
+    vibration_rms: { baseline: 2.2, dailyAmplitude: 0.4, noise: 0.08, drift: 0.01, eventChance: 0.004, eventSize: 6, min: 0, decimals: 3 },
+    motor_temp: { baseline: 62, dailyAmplitude: 5, noise: 0.3, drift: 0.05, eventChance: 0.002, eventSize: 12, decimals: 1 },
+    current: { baseline: 14, dailyAmplitude: 3, noise: 0.4, drift: 0, eventChance: 0.003, eventSize: 9, min: 0, decimals: 2 },
   },
   power: {
-    voltage: { unit: 'V', baseline: 230, dailyAmplitude: 2.5, noise: 0.6, drift: 0, eventChance: 0.002, eventSize: -25, decimals: 1 },
-    battery: { unit: '%', baseline: 92, dailyAmplitude: 4, noise: 0.2, drift: -1.5, eventChance: 0, eventSize: 0, min: 0, max: 100, decimals: 1 },
+    voltage: { baseline: 230, dailyAmplitude: 2.5, noise: 0.6, drift: 0, eventChance: 0.002, eventSize: -25, decimals: 1 },
+    battery: { baseline: 92, dailyAmplitude: 4, noise: 0.2, drift: -1.5, eventChance: 0, eventSize: 0, min: 0, max: 100, decimals: 1 },
   },
-} as const satisfies Record<string, Record<string, MetricModel>>;
+} as const satisfies Record<string, Partial<Record<MetricWithUnit, MetricModel>>>;
 
 export type ProfileName = keyof typeof PROFILES;
 export const PROFILE_NAMES = Object.keys(PROFILES) as ProfileName[];
@@ -96,6 +98,7 @@ function gaussian(random: () => number): number {
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
 }
 
+/** The unit of each metric of a profile, from core/units.ts: the one the dashboard shows. */
 export function unitsOf(profile: ProfileName): Record<string, string> {
-  return Object.fromEntries(Object.entries(PROFILES[profile] as Record<string, MetricModel>).map(([name, m]) => [name, m.unit]));
+  return Object.fromEntries(Object.keys(PROFILES[profile]).map((name) => [name, unitOf(name)]));
 }

@@ -4,25 +4,10 @@
  */
 
 /**
- * Units by metric name. The display cannot import the simulator (components meet only on MQTT and in
- * the store), so this mirrors the profiles in firmware-sim/signals.ts; a test keeps the two in step.
- * Metrics not listed here are shown without a unit.
+ * The unit shown beside a metric: core/units.ts's table, the same one the simulator names its metrics'
+ * units from (the dashboard imports core/, never firmware-sim/). '' for a metric without one.
  */
-export const UNITS: Readonly<Record<string, string>> = {
-  temperature: '°C',
-  humidity: '%',
-  pressure: 'hPa',
-  co2: 'ppm',
-  vibration_rms: 'mm/s',
-  motor_temp: '°C',
-  current: 'A',
-  voltage: 'V',
-  battery: '%',
-};
-
-export function unitOf(metric: string): string {
-  return Object.hasOwn(UNITS, metric) ? (UNITS[metric] ?? '') : '';
-}
+export { unitOf } from '../../../core/units.ts';
 
 /**
  * A reading as shown: at most three decimals, no trailing zeros, no thousands separators, so the text
