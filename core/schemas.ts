@@ -7,13 +7,20 @@ import { LIMITS } from './limits.ts';
 
 export const PROTOCOL_VERSION = 1 as const;
 
-/** Names that would collide with Object.prototype when used as a key; never valid as a metric. */
-const RESERVED_NAMES = new Set(Object.getOwnPropertyNames(Object.prototype));
+/**
+ * Names that are never a device id or a metric, because every component uses ids and metric names as
+ * keys (of maps, of JSON objects in the API, of the live feed): the names of Object.prototype, and
+ * `prototype`, which with `constructor` spells the path to it (`x.constructor.prototype`). The slug
+ * patterns already exclude all of them but `constructor` and `prototype`; the rest stay listed so the
+ * rule does not depend on the pattern.
+ */
+export const RESERVED_NAMES: ReadonlySet<string> = new Set([...Object.getOwnPropertyNames(Object.prototype), 'prototype']);
 
 export const DeviceIdSchema = z
   .string()
   .max(LIMITS.deviceIdMaxLength)
-  .regex(LIMITS.deviceIdPattern, 'device id must be a lowercase slug: a-z, 0-9 and "-", starting with a letter or digit');
+  .regex(LIMITS.deviceIdPattern, 'device id must be a lowercase slug: a-z, 0-9 and "-", starting with a letter or digit')
+  .refine((id) => !RESERVED_NAMES.has(id), 'device id is reserved');
 export type DeviceId = z.infer<typeof DeviceIdSchema>;
 
 export const MetricNameSchema = z
@@ -29,6 +36,11 @@ export const MetricValueSchema = z.number().finite();
 export const TimestampSchema = z.number().int().min(LIMITS.minTimestampMs).max(LIMITS.maxTimestampMs);
 export const SeqSchema = z.number().int().min(0).max(LIMITS.maxSeq);
 
+/**
+ * Metric name → value. zod's record skips a `__proto__` key without a word (it cannot copy it onto a
+ * plain object); decodeTelemetry refuses any payload member the parsed message does not hold, so such a
+ * key makes the message PAYLOAD_INVALID instead of vanishing from what is signed.
+ */
 export const MetricValuesSchema = z
   .record(MetricNameSchema, MetricValueSchema)
   .refine((values) => Object.keys(values).length >= 1, 'a reading has at least one metric')

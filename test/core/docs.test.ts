@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { describeErrorCodes, ERROR_CODES, REJECT_REASONS } from '../../core/errors.ts';
 import { staleJsonSchemas } from '../../core/json-schema.ts';
 import { LIMITS } from '../../core/limits.ts';
+import { RESERVED_NAMES } from '../../core/schemas.ts';
 
 const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
 
@@ -27,5 +28,12 @@ describe('generated docs', () => {
     }
     expect(doc).toContain(LIMITS.deviceIdPattern.source);
     expect(doc).toContain(LIMITS.metricNamePattern.source);
+  });
+
+  it('PROTOCOL.md names every reserved name that the id and metric patterns let through', () => {
+    const doc = read('core/PROTOCOL.md');
+    const slugs = [...RESERVED_NAMES].filter((name) => LIMITS.deviceIdPattern.test(name) || LIMITS.metricNamePattern.test(name));
+    expect(slugs).toEqual(['constructor', 'prototype']);
+    for (const name of slugs) expect(doc).toContain(`\`${name}\``);
   });
 });

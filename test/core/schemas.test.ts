@@ -1,6 +1,6 @@
 /** Telemetry decoding: valid messages pass; a table of hostile ones is rejected with its reason code. */
 import { describe, expect, it } from 'vitest';
-import { decodeTelemetry, checkTimestampBounds } from '../../core/decode.ts';
+import { checkTimestampBounds, decodeJson, decodeTelemetry } from '../../core/decode.ts';
 import { LIMITS } from '../../core/limits.ts';
 import { StatusMessageSchema, VerifiedReadingsSchema } from '../../core/schemas.ts';
 
@@ -105,9 +105,25 @@ describe('hostile telemetry', () => {
     }
   });
 
+  // Each payload names a probe member inside a __proto__ (or constructor.prototype) object: had a key
+  // reached a prototype, the probe would be readable where it was never written.
   it('does not let __proto__ reach an object prototype', () => {
-    decodeTelemetry(bytes(JSON.stringify(message()).replace('"temperature"', '"__proto__"')));
-    expect(({} as Record<string, unknown>).admin).toBeUndefined();
+    const probe = '{"polluted":"yes"}';
+    const parsed = decodeJson(bytes(`{"__proto__":${probe},"values":{"__proto__":${probe}},"constructor":{"prototype":${probe}}}`));
+    if (!parsed.ok) throw new Error(parsed.message);
+    const value = parsed.value as Record<string, Record<string, unknown>>;
+    expect(Object.getPrototypeOf(value)).toBe(Object.prototype);
+    expect(Object.getPrototypeOf(value.values)).toBe(Object.prototype);
+    expect(Object.hasOwn(value, '__proto__')).toBe(true);
+    expect(value.polluted).toBeUndefined();
+    expect(value.values?.polluted).toBeUndefined();
+    const hostile = [
+      JSON.stringify(message()).replace('"v":1', `"__proto__":${probe},"v":1`),
+      JSON.stringify(message()).replace('"temperature":21.5', `"__proto__":${probe},"temperature":21.5`),
+      JSON.stringify(message()).replace('"seq":1', `"constructor":{"prototype":${probe}},"seq":1`),
+    ];
+    for (const payload of hostile) expect(decodeTelemetry(bytes(payload))).toMatchObject({ ok: false, code: 'PAYLOAD_INVALID' });
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 });
 
