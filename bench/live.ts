@@ -215,6 +215,9 @@ async function main(): Promise<void> {
     SENSORPIPE_HTTP_HOST: '127.0.0.1',
     SENSORPIPE_HTTP_PORT: String(httpPort),
     SENSORPIPE_LIVE_MAX_CLIENTS: String(clientsCount + SLOW_CLIENTS + 10),
+    // Every viewer comes from 127.0.0.1: the per-address caps must let the whole bench in.
+    SENSORPIPE_LIVE_MAX_CLIENTS_PER_ADDRESS: String(clientsCount + SLOW_CLIENTS + 10),
+    SENSORPIPE_HTTP_MAX_CONNECTIONS_PER_ADDRESS: String(clientsCount + SLOW_CLIENTS + 50),
     SENSORPIPE_LIVE_TICK: tick,
   });
   children.push(broker, ingest, display);

@@ -100,7 +100,7 @@ export const brokerOptions = {
   tlsKey: { env: 'SENSORPIPE_TLS_KEY', flag: 'tls-key', schema: optionalText, doc: 'PEM private key file for MQTT over TLS.' },
   // Limits against hostile or broken clients (see docs/BROKER.md).
   maxPacketBytes: { env: 'SENSORPIPE_MQTT_MAX_PACKET', flag: 'mqtt-max-packet', schema: sizeBytes, default: '512KiB', doc: 'Largest MQTT packet accepted; checked on the fixed header, before the packet is buffered (larger: connection closed).' },
-  connectTimeoutMs: { env: 'SENSORPIPE_MQTT_CONNECT_TIMEOUT', flag: 'mqtt-connect-timeout', schema: durationMs, default: '10s', doc: 'Time a new connection has to complete its CONNECT packet.' },
+  connectTimeoutMs: { env: 'SENSORPIPE_MQTT_CONNECT_TIMEOUT', flag: 'mqtt-connect-timeout', schema: durationMs, default: '10s', doc: 'Time a new connection has, from its TCP accept, to complete its CONNECT packet (TLS handshake and WebSocket upgrade included).' },
   keepaliveMinS: { env: 'SENSORPIPE_MQTT_KEEPALIVE_MIN', flag: 'mqtt-keepalive-min', schema: integer(1, 65535), default: '5', doc: 'Keepalive (seconds) below this is raised to it.' },
   keepaliveMaxS: { env: 'SENSORPIPE_MQTT_KEEPALIVE_MAX', flag: 'mqtt-keepalive-max', schema: integer(1, 65535), default: '600', doc: 'Keepalive (seconds) above this, or 0 (none), is lowered to it: an idle client is dropped after 1.5 times this.' },
   maxTopicLevels: { env: 'SENSORPIPE_MQTT_MAX_TOPIC_LEVELS', flag: 'mqtt-max-topic-levels', schema: integer(1, 100), default: '16', doc: 'Most levels in a topic or filter.' },
@@ -137,6 +137,11 @@ export const displayOptions = {
   liveSlowBytes: { env: 'SENSORPIPE_LIVE_SLOW_BYTES', flag: 'live-slow-bytes', schema: sizeBytes, default: '1MiB', doc: 'A client with this much unsent data is slow: it gets only the newest value per metric until it catches up.' },
   liveStuckMs: { env: 'SENSORPIPE_LIVE_STUCK_TIMEOUT', flag: 'live-stuck-timeout', schema: durationMs, default: '15s', doc: 'A client that stays slow this long is disconnected.' },
   liveHeartbeatMs: { env: 'SENSORPIPE_LIVE_HEARTBEAT', flag: 'live-heartbeat', schema: durationMs, default: '15s', doc: 'Ping interval; a client that misses a pong by the next ping is dropped.' },
+  liveMaxClientsPerAddress: { env: 'SENSORPIPE_LIVE_MAX_CLIENTS_PER_ADDRESS', flag: 'live-max-clients-per-address', schema: integer(1, 1_000_000), default: '64', doc: 'Most /live clients from one IP address (more: refused with 429 LIMIT_EXCEEDED). Behind a reverse proxy every client has the proxy\'s address: raise it there.' },
+  httpHeadersTimeoutMs: { env: 'SENSORPIPE_HTTP_HEADERS_TIMEOUT', flag: 'http-headers-timeout', schema: durationMs.pipe(z.number().int().min(1)), default: '5s', doc: 'A request (API, dashboard or /live upgrade) whose headers have not all arrived this long after it began is answered 408 and closed.' },
+  httpRequestTimeoutMs: { env: 'SENSORPIPE_HTTP_REQUEST_TIMEOUT', flag: 'http-request-timeout', schema: durationMs.pipe(z.number().int().min(1)), default: '10s', doc: 'A request not received in full this long after it began is answered 408 and closed (at least SENSORPIPE_HTTP_HEADERS_TIMEOUT).' },
+  httpIdleTimeoutMs: { env: 'SENSORPIPE_HTTP_IDLE_TIMEOUT', flag: 'http-idle-timeout', schema: durationMs.pipe(z.number().int().min(1)), default: '1m', doc: 'An HTTP connection on which no byte moves either way for this long is closed (a client that stops reading a response). /live has its own heartbeat.' },
+  httpMaxConnectionsPerAddress: { env: 'SENSORPIPE_HTTP_MAX_CONNECTIONS_PER_ADDRESS', flag: 'http-max-connections-per-address', schema: integer(1, 1_000_000), default: '256', doc: 'Most open connections to the display\'s port (HTTP and /live together) from one IP address; more are closed at once, before anything is read. Behind a reverse proxy: raise it.' },
 } satisfies Specs;
 
 export const ingestOptions = {
@@ -153,7 +158,8 @@ export const ingestOptions = {
   retryMaxMs: { env: 'SENSORPIPE_RETRY_MAX', flag: 'retry-max', schema: durationMs, default: '10s', doc: 'Longest wait between store retries.' },
   quarantineMaxEntries: { env: 'SENSORPIPE_QUARANTINE_MAX', flag: 'quarantine-max', schema: integer(2, 10_000_000), default: '100000', doc: 'Quarantine entries kept; older ones are evicted and counted.' },
   quarantinePayloadBytes: { env: 'SENSORPIPE_QUARANTINE_PAYLOAD', flag: 'quarantine-payload', schema: sizeBytes, default: '4KiB', doc: 'Bytes of each rejected payload kept in the quarantine.' },
-  redeliveryWindow: { env: 'SENSORPIPE_REDELIVERY_WINDOW', flag: 'redelivery-window', schema: integer(1, 10_000), default: '64', doc: 'A resent copy of one of a device\'s last N messages is a redelivery, not a replay.' },
+  redeliveryWindow: { env: 'SENSORPIPE_REDELIVERY_WINDOW', flag: 'redelivery-window', schema: integer(1, 10_000), default: '64', doc: 'Each device\'s last N accepted messages are remembered (seqs and a signature digest): an identical copy is a duplicate, another message with their seqs a replay.' },
+  redeliveryFleetWindow: { env: 'SENSORPIPE_REDELIVERY_FLEET_WINDOW', flag: 'redelivery-fleet-window', schema: integer(2, 100_000_000), default: '65536', doc: 'The fleet\'s last N accepted messages are remembered too (about 32 bytes each), so that every broker redelivery is recognised; at least twice SENSORPIPE_MAX_UNACKED. Older copies are looked up in the store.' },
   seqGapWindow: { env: 'SENSORPIPE_SEQ_GAP_WINDOW', flag: 'seq-gap-window', schema: integer(1, 10_000_000), default: '65536', doc: 'Seq gaps remembered per device; older seqs count as seen.' },
   completenessIntervalMs: { env: 'SENSORPIPE_COMPLETENESS_INTERVAL', flag: 'completeness-interval', schema: durationMs, default: '5s', doc: 'How often ingest publishes per-device completeness (retained) when it changed.' },
   ingestMetricsPort: { env: 'SENSORPIPE_INGEST_METRICS_PORT', flag: 'ingest-metrics-port', schema: port, default: '9101', doc: 'Port of ingest\'s /metrics and /healthz (0: any free port).' },

@@ -13,7 +13,7 @@ export const ERROR_CODES = {
   DEVICE_UNKNOWN: { disposition: 'reject', http: 404, text: 'No device with this id is registered.' },
   DEVICE_REVOKED: { disposition: 'reject', http: 403, text: 'The device is registered but revoked.' },
   READING_BAD_SIGNATURE: { disposition: 'reject', http: 401, text: 'The signature does not verify with the device key.' },
-  READING_REPLAYED: { disposition: 'reject', http: 409, text: 'A reading with this sequence number was already accepted.' },
+  READING_REPLAYED: { disposition: 'reject', http: 409, text: 'A different message reuses a sequence number already accepted (a byte-identical copy is a redelivery: acknowledged, not written again).' },
   READING_TS_OUT_OF_RANGE: { disposition: 'reject', http: 400, text: 'The reading timestamp is too far in the future or the past.' },
   POINT_REJECTED_BY_STORE: { disposition: 'reject', http: 422, text: 'The store refused the point permanently (e.g. a field type conflict).' },
   STORE_UNAVAILABLE: { disposition: 'retry', http: 503, text: 'The store could not be reached or answered with a transient error.' },

@@ -4,11 +4,12 @@
  * share serialised fragments (a frame is built from per-device JSON made once per tick), so a thousand
  * viewers of the fleet cost one serialisation, not a thousand.
  *
- * A client whose socket does not drain (more than `slowBytes` unsent) is conflated: it keeps only the
- * newest value per device and metric, the readings it missed are counted, and it gets the newest values
- * once it drains. One that stays slow for `stuckMs` is disconnected (liveness.ts). Nothing a slow client
- * does delays the frames of others: sends never wait, and nothing more than one conflated value per
- * (device, metric) is kept for it.
+ * A client whose socket does not drain (more than `slowBytes` unsent, whatever frames filled it) is
+ * conflated: it keeps only the newest value per device and metric and the newest status per device,
+ * the readings it missed are counted, and it gets the newest values once it drains, when the frames it
+ * sent meanwhile are taken up again too (`drained`, live-protocol.ts). One that stays slow for `stuckMs`
+ * is disconnected (liveness.ts). Nothing a slow client does delays the frames of others: sends never
+ * wait, and nothing more than one conflated value per (device, metric) is kept for it.
  *
  * This runs for every client on every tick (1,000 viewers × 50 ticks/s): no closures, allocations or
  * indirections per client or per reading beyond the frame itself.
@@ -43,7 +44,13 @@ export class FanOut {
 
   constructor(
     private readonly liveness: Liveness,
-    private readonly options: { slowBytes: number; stuckMs: number; metrics: DisplayMetrics },
+    private readonly options: {
+      slowBytes: number;
+      stuckMs: number;
+      metrics: DisplayMetrics;
+      /** A slow client is under the mark again (called once per slow spell, never on the hot path). */
+      drained(client: LiveClient): void;
+    },
   ) {}
 
   /** Queues a device's readings for the next tick. */
@@ -74,10 +81,6 @@ export class FanOut {
 
     for (const client of this.liveness.clients) {
       if (client.ws.readyState !== client.ws.OPEN) continue;
-      if (client.statuses.size > 0) {
-        for (const frame of client.statuses.values()) client.send(frame);
-        client.statuses.clear();
-      }
       // Slow: more than slowBytes unsent (see liveness.ts). Checked here, inline, on every tick.
       const slow = client.ws.bufferedAmount > this.options.slowBytes;
       if (slow) {
@@ -86,7 +89,12 @@ export class FanOut {
           this.liveness.disconnect(client, 'slow', LIVE_CLOSE.slow, 'too slow: frames were not read');
           continue;
         }
-      } else client.slowSince = undefined;
+      } else if (client.slowSince !== undefined) this.options.drained(client);
+      // Statuses wait while the client is slow: the newest per device, sent once it drained.
+      if (client.statuses.size > 0 && !slow) {
+        for (const frame of client.statuses.values()) client.send(frame);
+        client.statuses.clear();
+      }
 
       if (client.simple && !slow && client.merged.size === 0 && client.carry.length === 0) {
         if (readings.size === 0) continue;

@@ -1,22 +1,27 @@
 /**
  * The display's HTTP side: the JSON API, CSV export, health and metrics, the dashboard's static files,
  * and the `/live` WebSocket upgrade (token, Origin and client-count checks before the handshake).
- * Every query string is parsed with its core/ schema; every error is `{code, message}` with the HTTP
- * status of its code (core/errors.ts), written by core/ops-http.ts as in every process, which also
- * answers /healthz and /metrics. A request gets its own child logger when something is logged.
+ * Every query string is parsed with its core/ schema and every path parameter is decoded in one place
+ * (`pathParam`); every error is `{code, message}` with the HTTP status of its code (core/errors.ts),
+ * written by core/ops-http.ts as in every process, which also answers /healthz and /metrics. A request
+ * gets its own child logger when something is logged.
+ *
+ * A request is read first (target, route, parameters, token), then answered. Whatever goes wrong while
+ * reading it is the request's fault and is answered 4xx, never 500: a 5xx only ever means the display
+ * or its store failed.
  */
 import { readFile, readdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { extname, join } from 'node:path';
 import type { WebSocketServer } from 'ws';
-import { parseDevicesQuery } from '../core/api.ts';
+import { parseDevicesQuery, type DevicesQuery } from '../core/api.ts';
 import { ERROR_CODES, SensorpipeError, isSensorpipeError, type ErrorCode } from '../core/errors.ts';
 import { TOKEN_SUBPROTOCOL_PREFIX } from '../core/live-subprotocol.ts';
 import type { Logger } from '../core/logger.ts';
 import { answerOps, sendError as sendOpsError, sendJson as sendOpsJson, type OpsEndpoints } from '../core/ops-http.ts';
 import { sameSecret } from '../core/secret.ts';
-import { parseHistoryParams } from '../core/query.ts';
+import { parseHistoryParams, type HistoryParams } from '../core/query.ts';
 import type { QueryResult, TimeSeriesStore } from '../store/index.ts';
 import type { FleetState } from './fleet.ts';
 import type { LiveHub } from './hub.ts';
@@ -32,6 +37,8 @@ export interface HttpOptions {
   viewerToken: string | undefined;
   allowedOrigins: string[];
   maxClients: number;
+  /** Most /live clients from one peer address. */
+  maxClientsPerAddress: number;
   brokerConnected(): boolean;
   staticFiles: StaticFiles;
 }
@@ -76,6 +83,55 @@ export async function loadStaticFiles(dir: string): Promise<StaticFiles> {
 
 // ---- helpers ----------------------------------------------------------------------------------------------------
 
+/**
+ * The request target as a URL, or undefined when it is none. An origin-form target (`/path?query`) is
+ * always read as a path on this server: `//x` is the path `//x`, not the host `x`.
+ */
+function requestUrl(target: string): URL | undefined {
+  try {
+    return new URL(target.startsWith('/') ? `http://display.invalid${target}` : target, 'http://display.invalid/');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * One percent-encoded path segment, decoded: the one place path parameters are read. A malformed escape
+ * (`%zz`, `%`, a cut UTF-8 sequence such as `%E0%A4%A`) is the client's error, answered 400.
+ */
+export function pathParam(segment: string, param: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new SensorpipeError('QUERY_INVALID', `${param}: malformed percent-encoding in the path`, { param });
+  }
+}
+
+/** Date can name ±8.64e15 ms (ECMA-262 §21.4.1.1); a CSV file names its times as dates. */
+const DATE_LIMIT_MS = 8.64e15;
+
+/** What an API request asks for, read from its URL before anything is answered. */
+type ApiRequest =
+  | { route: 'devices'; query: DevicesQuery }
+  | { route: 'device'; device: string }
+  | { route: 'readings'; params: HistoryParams; format: 'json' | 'csv' };
+
+/** Reads an API request (route, path parameter, query); throws the SensorpipeError that answers a bad one. */
+function readApiRequest(url: URL): ApiRequest {
+  const path = url.pathname;
+  if (path === '/api/devices') return { route: 'devices', query: parseDevicesQuery(url.searchParams, TRANSPORT_PARAMS) };
+  const match = /^\/api\/devices\/([^/]+)(\/readings)?$/.exec(path);
+  if (match === null) throw new SensorpipeError('NOT_FOUND', `no such API route: ${path.slice(0, 100)}`);
+  const params = parseHistoryParams(pathParam(match[1]!, 'device'), url.searchParams, Date.now(), TRANSPORT_PARAMS);
+  if (match[2] === undefined) return { route: 'device', device: params.device };
+  const format = url.searchParams.get('format') ?? 'json';
+  if (format !== 'json' && format !== 'csv') throw new SensorpipeError('QUERY_INVALID', 'format must be json or csv', { param: 'format' });
+  for (const param of ['from', 'to'] as const) {
+    if (Math.abs(params[param]) > DATE_LIMIT_MS) throw new SensorpipeError('QUERY_RANGE_INVALID', `${param} is beyond the dates a calendar can name`, { param });
+  }
+  return { route: 'readings', params, format };
+}
+
 // The one JSON and error shape of every process (core/ops-http.ts), with the display's headers.
 const sendJson = (response: ServerResponse, status: number, body: unknown): void => sendOpsJson(response, status, body, SECURITY_HEADERS);
 const sendError = (response: ServerResponse, err: SensorpipeError): void => sendOpsError(response, err, SECURITY_HEADERS);
@@ -89,7 +145,8 @@ function tokenOf(request: IncomingMessage, url: URL): string | undefined {
   return url.searchParams.get('token') ?? undefined;
 }
 
-function routeOf(pathname: string): string {
+function routeOf(pathname: string | undefined): string {
+  if (pathname === undefined) return 'invalid';
   if (pathname === '/api/devices') return '/api/devices';
   if (/^\/api\/devices\/[^/]+\/readings$/.test(pathname)) return '/api/devices/:id/readings';
   if (/^\/api\/devices\/[^/]+$/.test(pathname)) return '/api/devices/:id';
@@ -114,8 +171,8 @@ export function createHandlers(options: HttpOptions) {
 
   /** A request's own logger, made only when there is something to log. Never the query string: it may hold a token. */
   let requestSeq = 0;
-  const requestLog = (request: IncomingMessage, url: URL): Logger =>
-    logger.child({ request: ++requestSeq, method: request.method, path: url.pathname.slice(0, 200), address: request.socket.remoteAddress });
+  const requestLog = (request: IncomingMessage, url: URL | undefined): Logger =>
+    logger.child({ request: ++requestSeq, method: request.method, path: (url?.pathname ?? '(not a path)').slice(0, 200), address: request.socket.remoteAddress });
 
   /** Checks a request's Origin (browsers send it on WebSocket and cross-site requests) and token. */
   const admit = (request: IncomingMessage, url: URL, needsToken: boolean): SensorpipeError | undefined => {
@@ -130,31 +187,46 @@ export function createHandlers(options: HttpOptions) {
     return undefined;
   };
 
-  const api = async (request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> => {
-    const path = url.pathname;
-    if (path === '/api/devices') {
-      sendJson(response, 200, fleet.list(parseDevicesQuery(url.searchParams, TRANSPORT_PARAMS)));
+  const answerApi = async (response: ServerResponse, api: ApiRequest): Promise<void> => {
+    if (api.route === 'devices') {
+      sendJson(response, 200, fleet.list(api.query));
       return;
     }
-    const match = /^\/api\/devices\/([^/]+)(\/readings)?$/.exec(path);
-    if (match === null) throw new SensorpipeError('NOT_FOUND', `no such API route: ${path.slice(0, 100)}`);
-    const id = decodeURIComponent(match[1]!);
-    const params = parseHistoryParams(id, url.searchParams, Date.now(), TRANSPORT_PARAMS);
-    if (!fleet.has(params.device)) throw new SensorpipeError('NOT_FOUND', `no device ${params.device}`);
-    if (match[2] === undefined) {
-      sendJson(response, 200, fleet.get(params.device));
+    const device = api.route === 'device' ? api.device : api.params.device;
+    if (!fleet.has(device)) throw new SensorpipeError('NOT_FOUND', `no device ${device}`);
+    if (api.route === 'device') {
+      sendJson(response, 200, fleet.get(device));
       return;
     }
-    const format = url.searchParams.get('format') ?? 'json';
-    if (format !== 'json' && format !== 'csv') throw new SensorpipeError('QUERY_INVALID', 'format must be json or csv', { param: 'format' });
-    const result = await store.query(params);
-    if (format === 'json') sendJson(response, 200, result);
+    const result = await store.query(api.params);
+    if (api.format === 'json') sendJson(response, 200, result);
     else await sendCsv(response, result);
   };
 
+  /**
+   * Reads the request: what it asks for, or the SensorpipeError that refuses it. Anything else thrown
+   * here was still caused by the request's text (a parser that did not expect it): it is answered
+   * 400, and logged, since it points at a parser to fix.
+   */
+  const readRequest = (request: IncomingMessage, url: URL | undefined): ApiRequest | { route: 'ops'; path: string } | { route: 'static'; path: string } => {
+    try {
+      if (request.method !== 'GET' && request.method !== 'HEAD') throw new SensorpipeError('FORBIDDEN', 'the display is read-only: GET only');
+      if (url === undefined) throw new SensorpipeError('QUERY_INVALID', 'the request target is not a URL path', { param: 'path' });
+      if (url.pathname === '/healthz' || url.pathname === '/metrics') return { route: 'ops', path: url.pathname };
+      if (!url.pathname.startsWith('/api/')) return { route: 'static', path: url.pathname };
+      const refused = admit(request, url, true);
+      if (refused !== undefined) throw refused;
+      return readApiRequest(url);
+    } catch (err) {
+      if (isSensorpipeError(err)) throw err;
+      requestLog(request, url).warn({ err }, 'request not readable');
+      throw new SensorpipeError('QUERY_INVALID', 'the request could not be read');
+    }
+  };
+
   const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
-    const url = new URL(request.url ?? '/', 'http://display.invalid');
-    const route = routeOf(url.pathname);
+    const url = requestUrl(request.url ?? '/');
+    const route = routeOf(url?.pathname);
     const stop = metrics.httpSeconds.startTimer({ route });
     response.on('finish', () => {
       stop();
@@ -162,20 +234,16 @@ export function createHandlers(options: HttpOptions) {
     });
     void (async () => {
       try {
-        if (request.method !== 'GET' && request.method !== 'HEAD') {
-          response.setHeader('allow', 'GET, HEAD');
-          throw new SensorpipeError('FORBIDDEN', 'the display is read-only: GET only');
-        }
-        if (url.pathname === '/healthz' || url.pathname === '/metrics') {
+        if (request.method !== 'GET' && request.method !== 'HEAD') response.setHeader('allow', 'GET, HEAD');
+        const what = readRequest(request, url);
+        if (what.route === 'ops') {
           // answerOps takes no headers: set the display's beforehand, and its writeHead keeps them.
           for (const [name, value] of Object.entries(SECURITY_HEADERS)) response.setHeader(name, value);
-          await answerOps(url.pathname, response, ops);
-        } else if (url.pathname.startsWith('/api/')) {
-          const refused = admit(request, url, true);
-          if (refused !== undefined) throw refused;
-          await api(request, response, url);
+          await answerOps(what.path, response, ops);
+        } else if (what.route === 'static') {
+          serveStatic(response, what.path, options.staticFiles);
         } else {
-          serveStatic(response, url.pathname, options.staticFiles);
+          await answerApi(response, what);
         }
       } catch (err) {
         if (isSensorpipeError(err)) sendError(response, err);
@@ -189,7 +257,7 @@ export function createHandlers(options: HttpOptions) {
   };
 
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const url = new URL(request.url ?? '/', 'http://display.invalid');
+    const url = requestUrl(request.url ?? '/');
     const refuse = (code: ErrorCode, message: string) => {
       metrics.liveRefused.inc({ code });
       requestLog(request, url).debug({ code }, 'live upgrade refused');
@@ -197,11 +265,22 @@ export function createHandlers(options: HttpOptions) {
       const body = JSON.stringify({ code, message });
       socket.end(`HTTP/1.1 ${status} ${code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     };
-    if (url.pathname !== '/live') return refuse('NOT_FOUND', 'WebSocket endpoint is /live');
-    const refused = admit(request, url, true);
-    if (refused !== undefined) return refuse(refused.code, refused.message);
-    if (hub.clientCount >= options.maxClients) return refuse('LIMIT_EXCEEDED', `at most ${options.maxClients} live clients`);
-    wss.handleUpgrade(request, socket, head, (ws) => hub.accept(ws, request.socket.remoteAddress));
+    try {
+      if (url?.pathname !== '/live') return refuse('NOT_FOUND', 'WebSocket endpoint is /live');
+      const refused = admit(request, url, true);
+      if (refused !== undefined) return refuse(refused.code, refused.message);
+      if (hub.clientCount >= options.maxClients) return refuse('LIMIT_EXCEEDED', `at most ${options.maxClients} live clients`);
+      // Counted from accept on; handleUpgrade accepts synchronously, so two upgrades cannot both pass.
+      const address = request.socket.remoteAddress;
+      if (address !== undefined && hub.clientsFrom(address) >= options.maxClientsPerAddress) {
+        return refuse('LIMIT_EXCEEDED', `at most ${options.maxClientsPerAddress} live clients from one address`);
+      }
+      wss.handleUpgrade(request, socket, head, (ws) => hub.accept(ws, address));
+    } catch (err) {
+      // Nothing a client sends may take the process down: an 'upgrade' listener that throws would.
+      requestLog(request, url).error({ err }, 'live upgrade failed');
+      socket.destroy();
+    }
   };
 
   return { onRequest, onUpgrade };

@@ -8,6 +8,9 @@
  *
  * Readings arrive from the pipeline feed (publishReadings) and are sent on the next tick; status
  * changes (publishStatus) go to the clients that subscribed to the device, on the next tick too.
+ * Every frame a client is sent counts towards its backlog (`slowBytes`): over it, the client gets
+ * conflated readings, no new answers (the server stops reading its frames) and no history, until it
+ * drains or is dropped as slow.
  */
 import type { WebSocket } from 'ws';
 import type { LiveReading, LiveServerFrame } from '../core/live.ts';
@@ -47,8 +50,9 @@ export class LiveHub {
   constructor(private readonly options: HubOptions) {
     const { metrics } = options;
     this.liveness = new Liveness({ slowBytes: options.slowBytes, metrics });
-    this.fanOut = new FanOut(this.liveness, { slowBytes: options.slowBytes, stuckMs: options.stuckMs, metrics });
+    this.fanOut = new FanOut(this.liveness, { slowBytes: options.slowBytes, stuckMs: options.stuckMs, metrics, drained: (client) => this.drained(client) });
     this.protocol = new LiveProtocol({ ...options, recent: this.recent, liveness: this.liveness });
+    metrics.live.unsentBytes = () => this.liveness.unsentBytes();
     this.timers = [
       setInterval(() => this.fanOut.tick(), options.tickMs),
       setInterval(() => this.liveness.heartbeat(), options.heartbeatMs),
@@ -59,6 +63,11 @@ export class LiveHub {
 
   get clientCount(): number {
     return this.liveness.clients.size;
+  }
+
+  /** Open clients from one peer address. */
+  clientsFrom(address: string): number {
+    return this.liveness.clientsFrom(address);
   }
 
   // ---- from the pipeline --------------------------------------------------------------------------------
@@ -79,7 +88,7 @@ export class LiveHub {
   /** Takes a client whose upgrade was admitted; `address` (the peer's) names it in logs. */
   accept(ws: WebSocket, address?: string): void {
     const log = this.options.logger.child({ client: ++this.clientSeq, ...(address === undefined ? {} : { address }) });
-    const client = new LiveClient(ws, log, this.options.metrics);
+    const client = new LiveClient(ws, log, this.options.metrics, address);
     this.liveness.add(client);
     log.debug('live client connected');
     ws.on('pong', () => (client.alive = true));
@@ -90,6 +99,13 @@ export class LiveHub {
     });
     ws.on('error', (err) => log.debug({ err: err.message }, 'live client error'));
     this.protocol.welcome(client);
+  }
+
+  /** A slow client is under the mark again: its history loads and the frames it sent meanwhile go on. */
+  private drained(client: LiveClient): void {
+    client.slowSince = undefined;
+    client.releaseDrainWaiters();
+    this.protocol.resume(client);
   }
 
   close(): void {

@@ -6,7 +6,6 @@
  * (history, latest values; read only), the device registry file (which devices exist), and browsers
  * (HTTP: /api/…, /healthz, /metrics, the dashboard at /; WebSocket: /live).
  */
-import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer } from 'ws';
@@ -17,6 +16,7 @@ import type { Logger } from '../core/logger.ts';
 import { loadRegistry } from '../core/registry.ts';
 import { watchRegistry } from '../core/registry-watch.ts';
 import { instrumentStore, type TimeSeriesStore } from '../store/index.ts';
+import { checkConnectionLimits, createLimitedServer, type ConnectionLimits } from './connections.ts';
 import { PipelineFeed } from './feed.ts';
 import { FleetState } from './fleet.ts';
 import { createHandlers, loadStaticFiles } from './http.ts';
@@ -50,6 +50,13 @@ export interface RunningDisplay {
 
 export async function startDisplay({ config, registryPath, store: unmeasured, logger, dashboardDir = DASHBOARD_DIR }: StartDisplayOptions): Promise<RunningDisplay> {
   const log = logger.child({ component: 'display' });
+  const limits: ConnectionLimits = {
+    headersTimeoutMs: config.httpHeadersTimeoutMs,
+    requestTimeoutMs: config.httpRequestTimeoutMs,
+    idleTimeoutMs: config.httpIdleTimeoutMs,
+    maxConnectionsPerAddress: config.httpMaxConnectionsPerAddress,
+  };
+  checkConnectionLimits(limits); // before anything is started that would need stopping
   const metrics = createDisplayMetrics();
   // Every store call the display makes (history, latest values, health) shows on its own /metrics.
   const store = instrumentStore(unmeasured, metrics.registry);
@@ -115,10 +122,11 @@ export async function startDisplay({ config, registryPath, store: unmeasured, lo
     viewerToken: config.viewerToken,
     allowedOrigins: config.allowedOrigins,
     maxClients: config.liveMaxClients,
+    maxClientsPerAddress: config.liveMaxClientsPerAddress,
     brokerConnected: () => feed.connected,
     staticFiles,
   });
-  const server = createServer(onRequest);
+  const server = createLimitedServer(onRequest, limits, metrics);
   server.on('upgrade', onUpgrade);
   try {
     await new Promise<void>((resolve, reject) => {

@@ -1,7 +1,8 @@
 /**
  * One `/live` client's state: its subscriptions and what they add up to per device (cached, since the
  * fan-out asks for every device on every tick), the live readings held back while a history loads,
- * the identities already sent after a history, the values conflated for it, and its liveness marks.
+ * the identities already sent after a history, the values conflated for it, its liveness marks, and
+ * what waits for its backlog to drain (its own frames, unread, and history loads).
  * The protocol (live-protocol.ts) changes it, the fan-out (fan-out.ts) reads it and sends through it.
  */
 import type { WebSocket } from 'ws';
@@ -9,8 +10,14 @@ import type { LiveReading, LiveServerFrame } from '../core/live.ts';
 import type { Logger } from '../core/logger.ts';
 import type { DisplayMetrics } from './metrics.ts';
 
-/** History requests a client may have running or queued. */
+/** History requests a client may have running or queued; the server reads no further frame from it meanwhile. */
 export const MAX_HISTORY_QUEUE = 4;
+
+/** A frame as it came off the socket, kept while the server does not act on the client's frames. */
+export interface InboundFrame {
+  data: Buffer;
+  isBinary: boolean;
+}
 
 export interface Subscription {
   devices: '*' | ReadonlySet<string>;
@@ -50,7 +57,16 @@ export class LiveClient {
   statuses = new Map<string, LiveServerFrame>();
   /** Readings lost to conflation since the last frame that said so. */
   conflated = 0;
+  /** Since when the client has had more than the slow mark unsent; undefined while it has not. */
   slowSince: number | undefined;
+  /**
+   * Set while the server has stopped reading from the client (its socket is paused): frames it had
+   * already read wait here, in order, and the rest wait in the client's socket. At most one socket
+   * read's worth (tens of KiB), since nothing more is read until it is handled.
+   */
+  inbox: InboundFrame[] | undefined;
+  /** History loads waiting for the client's backlog to drain. */
+  private drainWaiters: (() => void)[] = [];
   /** Answered the last ping. */
   alive = true;
   badFrames = 0;
@@ -62,11 +78,12 @@ export class LiveClient {
   /** No filters, no holds, nothing conflated: the shared-fragment path applies. */
   simple = true;
 
-  /** `log` is this client's own child logger (its id and address). */
+  /** `log` is this client's own child logger (its id and address); `address` is the peer's IP address. */
   constructor(
     readonly ws: WebSocket,
     readonly log: Logger,
     private readonly metrics: DisplayMetrics,
+    readonly address: string | undefined = undefined,
   ) {}
 
   /** Call after any change to subscriptions, holds or `sent`: drops the caches and re-decides `simple`. */
@@ -107,12 +124,28 @@ export class LiveClient {
     return this.explicitCache;
   }
 
-  /** Runs history loads one after another, so one client cannot start many store queries at once. */
-  queueHistory(task: () => Promise<void>): boolean {
+  /**
+   * Runs history loads one after another, so one client cannot start many store queries at once.
+   * False (nothing queued) when MAX_HISTORY_QUEUE are queued already; `done` runs after the task.
+   */
+  queueHistory(task: () => Promise<void>, done: () => void): boolean {
     if (this.historyQueue >= MAX_HISTORY_QUEUE) return false;
     this.historyQueue++;
-    this.historyChain = this.historyChain.then(task).finally(() => this.historyQueue--);
+    this.historyChain = this.historyChain.then(task).finally(() => {
+      this.historyQueue--;
+      done();
+    });
     return true;
+  }
+
+  /** Resolves once releaseDrainWaiters is called: when the client drained, or is gone. */
+  waitForDrain(): Promise<void> {
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  releaseDrainWaiters(): void {
+    if (this.drainWaiters.length === 0) return;
+    for (const resolve of this.drainWaiters.splice(0)) resolve();
   }
 
   send(frame: LiveServerFrame): void {

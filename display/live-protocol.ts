@@ -5,6 +5,13 @@
  * (one client's loads run one after another), sends it, and then releases what it held, without the
  * readings the history already had (display/history.ts). A refused frame gets an `error` frame with its
  * code; too many of them and the client is dropped.
+ *
+ * Backpressure: every answer (acks, errors, statuses, histories) is bounded by the client's reading.
+ * While the client has more than `slowBytes` unsent, or MAX_HISTORY_QUEUE history loads queued, the
+ * server stops reading from it (its frames wait, in order, in its own socket) and takes them up again
+ * once it drained (the fan-out notices, see `resume`) or a load finished. Each device's history is
+ * loaded only once the client is under the mark, so a client holds at most `slowBytes` plus one frame
+ * unsent, whatever it asks for; one that stays over the mark is dropped as `slow` (fan-out.ts).
  */
 import { SensorpipeError, isSensorpipeError, type ErrorCode } from '../core/errors.ts';
 import {
@@ -19,7 +26,7 @@ import {
 import type { StatusMessage } from '../core/schemas.ts';
 import type { TimeSeriesStore } from '../store/index.ts';
 import { RECENT_MS, loadHistory, readingsAfterHistory, type RecentReadings } from './history.ts';
-import { MAX_HISTORY_QUEUE, type LiveClient, type Subscription } from './live-client.ts';
+import { MAX_HISTORY_QUEUE, type InboundFrame, type LiveClient, type Subscription } from './live-client.ts';
 import type { Liveness } from './liveness.ts';
 import type { DisplayMetrics } from './metrics.ts';
 
@@ -28,6 +35,8 @@ const MAX_BAD_FRAMES = 10;
 
 export interface LiveProtocolOptions {
   tickMs: number;
+  /** A client with more than this unsent is over the mark: nothing more is read from it or loaded for it. */
+  slowBytes: number;
   /** ingest's max-future: readings up to this far ahead are part of history. */
   aheadMs: number;
   store: TimeSeriesStore;
@@ -52,7 +61,50 @@ export class LiveProtocol {
     });
   }
 
+  /** A frame from the client: handled now, or kept (in order) until the client may be answered again. */
   receive(client: LiveClient, data: Buffer, isBinary: boolean): void {
+    const frame: InboundFrame = { data, isBinary };
+    if (client.inbox === undefined && this.take(client, frame)) return;
+    // Frames the socket had already read arrive after the pause too: they wait behind this one.
+    (client.inbox ??= []).push(frame);
+    client.ws.pause();
+  }
+
+  /** The client drained, or one of its history loads finished: takes up the frames that waited, in order. */
+  resume(client: LiveClient): void {
+    const inbox = client.inbox;
+    if (inbox === undefined) return;
+    while (inbox.length > 0 && client.ws.readyState === client.ws.OPEN && this.take(client, inbox[0]!)) inbox.shift();
+    if (client.ws.readyState !== client.ws.OPEN) {
+      client.inbox = undefined; // gone: nothing will be answered
+      return;
+    }
+    if (inbox.length > 0) return;
+    client.inbox = undefined;
+    client.alive = true; // a pong it sent while not read from is no reason to drop it at the next heartbeat
+    client.ws.resume();
+  }
+
+  /** Handles a frame, unless the client is over the mark or its history queue is full (then false, nothing done). */
+  private take(client: LiveClient, frame: InboundFrame): boolean {
+    if (this.overMark(client)) return false;
+    return this.handle(client, frame.data, frame.isBinary);
+  }
+
+  /** Over the mark: marks the client slow (the fan-out drops it if it stays so, and resumes it once it drained). */
+  private overMark(client: LiveClient): boolean {
+    if (client.ws.bufferedAmount <= this.options.slowBytes) return false;
+    client.slowSince ??= Date.now();
+    return true;
+  }
+
+  /** Resolves once the client is under the mark, or gone. */
+  private async drained(client: LiveClient): Promise<void> {
+    if (client.ws.readyState === client.ws.OPEN && this.overMark(client)) await client.waitForDrain();
+  }
+
+  /** False only for a history request that must wait for a free place in the client's history queue. */
+  private handle(client: LiveClient, data: Buffer, isBinary: boolean): boolean {
     let id: string | undefined;
     try {
       if (isBinary) throw new SensorpipeError('PAYLOAD_INVALID', 'frames are JSON text');
@@ -69,7 +121,7 @@ export class LiveProtocol {
         throw new SensorpipeError('PAYLOAD_INVALID', `${issue?.path.join('.') || 'frame'}: ${issue?.message ?? 'invalid'}`);
       }
       const frame = parsed.data;
-      if (frame.type === 'subscribe') this.subscribe(client, frame);
+      if (frame.type === 'subscribe') return this.subscribe(client, frame);
       else if (client.subscriptions.delete(frame.id)) {
         client.changed();
         client.send({ type: 'unsubscribed', id: frame.id });
@@ -81,9 +133,11 @@ export class LiveProtocol {
       client.send({ type: 'error', code, message: (err as Error).message, ...(id === undefined ? {} : { id }) });
       if (++client.badFrames >= MAX_BAD_FRAMES) this.options.liveness.disconnect(client, 'bad-frames', LIVE_CLOSE.badFrames, 'too many bad frames');
     }
+    return true;
   }
 
-  private subscribe(client: LiveClient, frame: LiveSubscribe): void {
+  /** False, with nothing changed, when it asks for history and MAX_HISTORY_QUEUE loads are queued already. */
+  private subscribe(client: LiveClient, frame: LiveSubscribe): boolean {
     if (!client.subscriptions.has(frame.id) && client.subscriptions.size >= LIVE_LIMITS.maxSubscriptionsPerClient) {
       throw new SensorpipeError('LIMIT_EXCEEDED', `at most ${LIVE_LIMITS.maxSubscriptionsPerClient} subscriptions per client`);
     }
@@ -92,13 +146,13 @@ export class LiveProtocol {
     const devices = frame.devices === '*' ? '*' : new Set(frame.devices);
     const subscription: Subscription = { devices, metrics: frame.metrics === undefined ? undefined : new Set(frame.metrics), latest: frame.latest === true };
     if (history !== undefined) {
+      if (client.historyQueue >= MAX_HISTORY_QUEUE) return false;
       const holds = history.devices.filter((d) => !client.holds.has(d));
       for (const device of holds) client.holds.set(device, []);
-      const started = client.queueHistory(() => this.sendHistory(client, frame, history, holds, now));
-      if (!started) {
-        for (const device of holds) client.holds.delete(device);
-        throw new SensorpipeError('LIMIT_EXCEEDED', `at most ${MAX_HISTORY_QUEUE} history requests at once`);
-      }
+      client.queueHistory(
+        () => this.sendHistory(client, frame, history, holds, now),
+        () => this.resume(client),
+      );
     }
     client.subscriptions.set(frame.id, subscription);
     client.changed();
@@ -109,11 +163,15 @@ export class LiveProtocol {
         if (status !== undefined) client.statuses.set(device, { type: 'status', device, state: status.state, since: status.since });
       }
     }
+    return true;
   }
 
   /** Sends each device's history, then releases its held live readings without those the history had. */
   private async sendHistory(client: LiveClient, frame: LiveSubscribe, history: LiveHistoryRequest, holds: string[], now: number): Promise<void> {
     for (const device of history.devices) {
+      // Loaded only once the client has read what it was sent: its backlog stays within the mark plus this frame.
+      await this.drained(client);
+      if (client.ws.readyState !== client.ws.OPEN) break; // gone (the fan-out dropped it if it stayed slow)
       const recent = this.options.recent.snapshot(device);
       try {
         const loaded = await loadHistory(this.options.store, {

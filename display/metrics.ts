@@ -4,8 +4,14 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 export function createDisplayMetrics() {
   const registry = new Registry();
   const registers = [registry];
+  /** What the live hub reports when /metrics is scraped (read then, never on the fan-out's hot path). */
+  const live = { unsentBytes: (): { total: number; max: number } => ({ total: 0, max: 0 }) };
   return {
     registry,
+    live,
+    liveUnsentBytes: new Gauge({ name: 'sensorpipe_display_live_unsent_bytes', help: 'Bytes queued to /live clients and not yet handed to their sockets, all clients together.', registers, collect() { this.set(live.unsentBytes().total); } }),
+    liveUnsentBytesMax: new Gauge({ name: 'sensorpipe_display_live_unsent_bytes_max', help: 'The largest backlog of one /live client, in bytes (bounded by SENSORPIPE_LIVE_SLOW_BYTES plus one frame).', registers, collect() { this.set(live.unsentBytes().max); } }),
+    connectionsRefused: new Counter({ name: 'sensorpipe_display_connections_refused_total', help: 'Connections to the display\'s port closed on arrival, by reason.', labelNames: ['reason'] as const, registers }),
     liveClients: new Gauge({ name: 'sensorpipe_display_live_clients', help: 'Open /live WebSocket clients.', registers }),
     liveRefused: new Counter({ name: 'sensorpipe_display_live_refused_total', help: '/live upgrades refused, by code.', labelNames: ['code'] as const, registers }),
     liveFrames: new Counter({ name: 'sensorpipe_display_live_frames_total', help: 'Frames sent to /live clients.', registers }),

@@ -18,7 +18,7 @@ export const FAULTS = [
   'flap', // the network drops now and then: readings buffered and sent as a batch later, nothing lost
   'non-json', // garbage instead of JSON: PAYLOAD_INVALID
   'bad-signature', // a signature that does not verify: READING_BAD_SIGNATURE
-  'replay', // an old, accepted message sent again: READING_REPLAYED
+  'replay', // an accepted message's seq sent again with other values, signed: READING_REPLAYED
   'foreign-topic', // publishes on another device's topic: refused by the broker's ACL, never stored
   'burst', // far more messages than its rate allows: the excess dropped by the broker's rate limit
   'clock-ahead', // timestamps an hour in the future: READING_TS_OUT_OF_RANGE
@@ -114,7 +114,8 @@ export class DeviceFaults {
   /** Readings taken so far: the faults' schedule. */
   private tick = 0;
   private stuckValue: number | undefined;
-  private firstAcknowledgedTelemetry: string | undefined;
+  /** The replay fault's message, made once from the first telemetry message the broker acknowledged. */
+  private replayPayload: string | undefined;
   /** Readings never sent on purpose (dropout). */
   private skipped = 0;
   private readonly messages: FaultMessages = {};
@@ -142,9 +143,9 @@ export class DeviceFaults {
     if (!this.has('replay')) return publish;
     const telemetry = topics.telemetry(this.link.id);
     return (topic, payload, options, onAcknowledged) => {
-      if (topic !== telemetry || this.firstAcknowledgedTelemetry !== undefined) return publish(topic, payload, options, onAcknowledged);
+      if (topic !== telemetry || this.replayPayload !== undefined) return publish(topic, payload, options, onAcknowledged);
       publish(topic, payload, options, () => {
-        this.firstAcknowledgedTelemetry ??= payload;
+        this.replayPayload ??= this.replayOf(payload);
         onAcknowledged?.();
       });
     };
@@ -198,7 +199,7 @@ export class DeviceFaults {
   private sendBeside(): void {
     const { id, neighbour, key } = this.link;
     if (this.has('non-json')) this.publishFault('non-json', topics.telemetry(id), 'temperature=21.5 (not JSON)');
-    if (this.has('replay') && this.firstAcknowledgedTelemetry && this.link.acknowledgedReadings() > 100) this.publishFault('replay', topics.telemetry(id), this.firstAcknowledgedTelemetry);
+    if (this.has('replay') && this.replayPayload && this.link.acknowledgedReadings() > 100) this.publishFault('replay', topics.telemetry(id), this.replayPayload);
     if (this.has('foreign-topic')) {
       const body = { v: PROTOCOL_VERSION, device: id, readings: [{ seq: 0, ts: Date.now(), values: { t: 1 } }] };
       // QoS 0: a broker may close the connection for it [MQTT-3.3.5-2] (ours does). A QoS 1 copy would stay
@@ -210,6 +211,16 @@ export class DeviceFaults {
     if (this.has('burst') && this.tick % (FAULT_EVERY * 3) === 0) {
       for (let i = 0; i < 200; i++) this.publishFault('burst', topics.status(id), JSON.stringify(this.link.onlineStatus()));
     }
+  }
+
+  /**
+   * A genuine replay of an accepted message: its seqs and times with other values, validly signed. A
+   * byte-identical copy would be a redelivery, which ingest counts as a duplicate, not a replay.
+   */
+  private replayOf(payload: string): string {
+    const accepted = JSON.parse(payload) as TelemetryMessage;
+    const readings = accepted.readings.map((r) => ({ ...r, values: Object.fromEntries(Object.entries(r.values).map(([metric, value]) => [metric, value + 1])) }));
+    return JSON.stringify(signTelemetry({ v: PROTOCOL_VERSION, device: this.link.id, readings }, this.link.key));
   }
 
   private publishFault(fault: FaultName, topic: string, payload: string, seq?: number): void {

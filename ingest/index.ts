@@ -9,6 +9,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ConfigOf, configSpecs } from '../core/config.ts';
+import { SensorpipeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { serveOps } from '../core/ops-http.ts';
 import { PROTOCOL_VERSION, type CompletenessMessage, type VerifiedReadings } from '../core/schemas.ts';
@@ -24,8 +25,11 @@ import { SeqStore } from './seq-store.ts';
 import { Spool } from './spool.ts';
 
 export type IngestConfig = ConfigOf<typeof configSpecs.ingest>;
-/** The part of the store port ingest uses: it writes, and reports the store's health at /healthz. */
-export type IngestStore = Pick<TimeSeriesStore, 'kind' | 'write' | 'health'>;
+/**
+ * The part of the store port ingest uses: it writes, looks up the rare message seen outside the
+ * redelivery window (ingest/pipeline.ts), and reports the store's health at /healthz.
+ */
+export type IngestStore = Pick<TimeSeriesStore, 'kind' | 'write' | 'query' | 'health'>;
 
 export const INGEST_USERNAME = 'svc:ingest';
 
@@ -48,14 +52,24 @@ export interface StartIngestOptions {
 
 export async function startIngest({ config, registryPath, store: givenStore, logger: parentLogger }: StartIngestOptions): Promise<RunningIngest> {
   const logger = parentLogger.child({ component: 'ingest' });
+  checkRedeliveryWindows(config);
   const dir = join(config.dataDir, 'ingest');
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const metrics = createIngestMetrics();
   // Every store call ingest makes (writes, spool replays, health probes) is measured in its registry.
   const store = instrumentStore(givenStore, metrics.registry);
   const registry = await RegistrySource.open(registryPath, logger);
-  const seqs = await SeqStore.open(dir, { gapWindow: config.seqGapWindow, redeliveryWindow: config.redeliveryWindow });
-  const quarantine = await Quarantine.open(join(dir, 'quarantine'), { maxEntries: config.quarantineMaxEntries });
+  // Aborted when ingest stops: writes that keep failing (disk, quarantine) stop retrying and leave
+  // their messages unacknowledged, for the broker to redeliver to the next run.
+  const stopping = new AbortController();
+  const seqs = await SeqStore.open(dir, { gapWindow: config.seqGapWindow, redeliveryWindow: config.redeliveryWindow, fleetWindow: config.redeliveryFleetWindow }, { logger });
+  const quarantine = await Quarantine.open(join(dir, 'quarantine'), {
+    maxEntries: config.quarantineMaxEntries,
+    retryMinMs: config.retryMinMs,
+    retryMaxMs: config.retryMaxMs,
+    logger,
+    signal: stopping.signal,
+  });
   const spool = await Spool.open<StorePoint>(join(dir, 'spool'), { maxBytes: config.spoolMaxBytes });
   metrics.spoolBytes.set(spool.bytes);
 
@@ -81,6 +95,7 @@ export async function startIngest({ config, registryPath, store: givenStore, log
       store,
       metrics,
       logger,
+      signal: stopping.signal,
       publishVerified: (device, readings, meta) => {
         const message: VerifiedReadings = { v: PROTOCOL_VERSION, device, readings, meta, verifiedAt: Date.now() };
         link.publish(topics.verified(device), JSON.stringify(message));
@@ -139,6 +154,7 @@ export async function startIngest({ config, registryPath, store: givenStore, log
     link,
     close: async () => {
       clearInterval(completenessTimer);
+      stopping.abort();
       // Stop taking messages, make everything received durable and acknowledged, then disconnect.
       await pipeline.drain();
       await link.close();
@@ -150,4 +166,18 @@ export async function startIngest({ config, registryPath, store: givenStore, log
       await ops.close();
     },
   };
+}
+
+/**
+ * The fleet window must hold every message the broker can redeliver to ingest (seq-tracker.ts): those
+ * ingest had not acknowledged when its connection dropped (at most maxUnacked) and those it reads on the
+ * new connection before the broker's resend reaches them (at most maxUnacked again). Fails fast.
+ */
+function checkRedeliveryWindows(config: IngestConfig): void {
+  if (config.redeliveryFleetWindow < 2 * config.maxUnacked) {
+    throw new SensorpipeError(
+      'CONFIG_INVALID',
+      `SENSORPIPE_REDELIVERY_FLEET_WINDOW (${config.redeliveryFleetWindow}) must be at least twice SENSORPIPE_MAX_UNACKED (${config.maxUnacked}): a redelivery from the broker could otherwise be taken for a message outside the window`,
+    );
+  }
 }

@@ -7,13 +7,22 @@
  *                      │                                ├─ store down ─ spool ─────┤─ seq log fsync ─ ack
  *                      │                                └─ point refused ─ quarantine┘
  *                      ├─ duplicate ─────────────────────────────────────────────────── ack
+ *                      ├─ outside the window ─ store lookup ─┬─ stored as sent: duplicate ── ack
+ *                      │                                      └─ not: replay ─ quarantine ─── ack
  *                      └─ rejected ─ quarantine (fsync) ──────────────────────────────── ack
  *
  * Batches are written one at a time, in order. While the spool holds anything, new batches go to the
  * spool too (the store is down, or catching up), and a replayer drains it oldest first with capped
  * exponential backoff and jitter. When the spool is full, batches wait in memory unacknowledged: the
  * unacknowledged limit then stops reading from the broker, which holds the rest.
+ *
+ * Nothing here gives up on a message while ingest runs: a batch whose spool or seq-log write fails, and
+ * a quarantine write that fails, are retried with the same backoff, their messages unacknowledged
+ * meanwhile (the seq memory already counts them as accepted, so dropping one would make its redelivery
+ * a duplicate and lose it). Only once ingest is stopping (`signal` aborted, or `close`) do they give up,
+ * leaving those messages to the broker's redelivery.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { SensorpipeError, type RejectReason } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Registry } from '../core/registry.ts';
@@ -22,12 +31,18 @@ import type { StorePoint, TimeSeriesStore } from '../store/port.ts';
 import type { IncomingMessage } from './mqtt-link.ts';
 import type { IngestMetrics } from './metrics.ts';
 import { quarantineEntry, type Quarantine } from './quarantine.ts';
-import type { SeqStore } from './seq-store.ts';
+import type { SeqBatch, SeqStore } from './seq-store.ts';
 import type { Spool } from './spool.ts';
 import { verifyTelemetryMessage } from './verify.ts';
 
-/** The part of the store port the pipeline writes through. */
-export type PointWriter = Pick<TimeSeriesStore, 'write'>;
+/**
+ * The part of the store port the pipeline uses: it writes, and asks whether a message seen outside the
+ * redelivery window is stored already (rarely; see `lookUpOutsideWindow`).
+ */
+export type PointWriter = Pick<TimeSeriesStore, 'write' | 'query'>;
+
+/** Lookups waiting at most; a message outside the window beyond that is left unverified. */
+const MAX_WAITING_LOOKUPS = 1000;
 
 export interface PipelineOptions {
   batchMaxPoints: number;
@@ -49,6 +64,8 @@ export interface PipelineDeps {
   metrics: IngestMetrics;
   logger: Logger;
   now?: () => number;
+  /** Aborted when ingest stops: retries give up, leaving their messages unacknowledged. */
+  signal?: AbortSignal;
 }
 
 /** What the pipeline keeps of a message until it is durable: its acknowledgement. */
@@ -59,18 +76,26 @@ interface Batch {
   /** Messages to acknowledge once the batch is durable (the messages themselves: no closure each). */
   acks: Acknowledgeable[];
   /** seq-log lines of the batch's messages, written once its points are durable. */
-  seqLines: string[];
+  seq: SeqBatch;
+  /** Its points are in the store or the spool (a retry after a later step failed skips this one). */
+  stored: boolean;
 }
 
 export class IngestPipeline {
-  private current: Batch = { points: [], acks: [], seqLines: [] };
+  private current: Batch;
   private timer: NodeJS.Timeout | undefined;
   private writing: Promise<void> = Promise.resolve();
   /** Batches that found the spool full; written (or spooled) once there is room again. */
   private blocked: Batch[] = [];
   private rejectAcks: Acknowledgeable[] = [];
-  private rejectFlush: Promise<void> | undefined;
+  private rejectFlushQueued = false;
+  /** Quarantine flushes for rejected messages, one after another. */
+  private rejecting: Promise<void> = Promise.resolve();
+  /** Store lookups of messages outside the redelivery window, one after another. */
+  private lookups: Promise<void> = Promise.resolve();
+  private lookupsWaiting = 0;
   private replaying: Promise<void> | undefined;
+  private closing = false;
   private closed = false;
   private readonly now: () => number;
 
@@ -79,6 +104,7 @@ export class IngestPipeline {
     private readonly options: PipelineOptions,
   ) {
     this.now = deps.now ?? Date.now;
+    this.current = this.newBatch();
     if (!deps.spool.isEmpty) this.startReplay();
   }
 
@@ -102,8 +128,11 @@ export class IngestPipeline {
       case 'rejected':
         this.reject(verdict.reason, message.topic, verdict.device, verdict.message, message.payload, message);
         return;
+      case 'outside-window':
+        this.lookUpOutsideWindow(message, verdict.device, verdict.readings, verdict.range);
+        return;
       case 'accepted': {
-        this.current.seqLines.push(this.deps.seqs.accept(verdict.device, verdict.fresh, verdict.range));
+        this.deps.seqs.accept(this.current.seq, verdict.device, verdict.fresh, verdict.range, verdict.digest);
         metrics.acceptedMessages.inc();
         metrics.acceptedReadings.inc(verdict.readings.length);
         this.deps.publishVerified(verdict.device, verdict.readings, verdict.meta);
@@ -119,17 +148,24 @@ export class IngestPipeline {
     }
   }
 
-  /** Writes what is batched and waits for every write (not the spool replay) to finish. */
+  /** Writes what is batched and waits for every write and lookup (not the spool replay) to finish. */
   async drain(): Promise<void> {
     this.flushBatch();
     await this.writing;
-    await this.rejectFlush;
+    await this.lookups;
+    await this.writing;
+    await this.rejecting;
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await this.drain();
     this.closed = true;
     await this.replaying;
+  }
+
+  private get stopping(): boolean {
+    return this.closing || this.deps.signal?.aborted === true;
   }
 
   get spoolFull(): boolean {
@@ -143,13 +179,106 @@ export class IngestPipeline {
     if (logger.isLevelEnabled('debug')) (device === undefined ? logger : logger.child({ device })).debug({ reason, topic }, 'message rejected');
     this.deps.quarantine.add(quarantineEntry({ reason, topic, device, message: text, payload, at: this.now() }, this.options.quarantinePayloadBytes));
     this.rejectAcks.push(message);
-    this.rejectFlush ??= Promise.resolve().then(async () => {
-      const acks = this.rejectAcks;
-      this.rejectAcks = [];
-      this.rejectFlush = undefined;
-      await this.deps.quarantine.flush();
-      for (const pending of acks) pending.ack();
+    if (this.rejectFlushQueued) return;
+    // One flush for the rejections of this turn (they come in floods), after the flushes before it.
+    this.rejectFlushQueued = true;
+    this.rejecting = this.rejecting.then(() => this.flushRejected());
+  }
+
+  /** Acknowledges rejected messages once their quarantine entries are durable. Never rejects. */
+  private async flushRejected(): Promise<void> {
+    const acks = this.rejectAcks;
+    this.rejectAcks = [];
+    this.rejectFlushQueued = false;
+    try {
+      await this.deps.quarantine.flush(); // retries until durable; rejects only once ingest is stopping
+    } catch (err) {
+      this.deps.logger.error({ err: (err as Error).message, messages: acks.length }, 'rejected messages not quarantined before the stop; they stay unacknowledged');
+      return;
+    }
+    for (const pending of acks) pending.ack();
+  }
+
+  /**
+   * A message whose seqs were all accepted before, by a message the seq memory no longer remembers
+   * (seq-tracker.ts: it remembers every message the broker can still redeliver). It is a duplicate when
+   * its readings are in the store exactly as it carries them (writing it again would change nothing),
+   * and a replay otherwise. That takes a store query, but only on this rare path, one at a time.
+   *
+   * When the store cannot answer (down, or the spool still holds readings it has not got), the message
+   * is acknowledged without being written or quarantined and counted as `unverified`: its seqs were
+   * accepted, so nothing of it would be written either way, and holding it would hold every later
+   * acknowledgement (they leave in order) for as long as the store is down.
+   */
+  private lookUpOutsideWindow(message: IncomingMessage, device: string, readings: Reading[], range: [number, number]): void {
+    if (this.lookupsWaiting >= MAX_WAITING_LOOKUPS) {
+      this.resolveOutsideWindow(message, device, range, undefined);
+      return;
+    }
+    this.lookupsWaiting++;
+    this.lookups = this.lookups.then(async () => {
+      try {
+        this.resolveOutsideWindow(message, device, range, await this.storedAsSent(device, readings));
+      } catch (err) {
+        this.deps.logger.error({ err, device }, 'store lookup failed');
+      } finally {
+        this.lookupsWaiting--;
+      }
     });
+  }
+
+  private resolveOutsideWindow(message: IncomingMessage, device: string, range: [number, number], stored: boolean | undefined): void {
+    const { metrics } = this.deps;
+    if (stored === false) {
+      metrics.outsideWindow.inc({ outcome: 'replay' });
+      this.reject('READING_REPLAYED', message.topic, device, `seq ${range[0]}..${range[1]} was accepted before; the store holds other readings for them`, message.payload, message);
+      return;
+    }
+    metrics.outsideWindow.inc({ outcome: stored === true ? 'duplicate' : 'unverified' });
+    if (stored === true) metrics.duplicates.inc();
+    else this.deps.logger.debug({ device, seqs: range }, 'seqs accepted before, outside the redelivery window; the store could not be asked: acknowledged, not written');
+    // Its readings are durable already (in the store), or were accepted long ago.
+    message.ack();
+  }
+
+  /**
+   * True when every reading is stored with these values at its timestamp, false when one is not,
+   * undefined when the store cannot tell now.
+   */
+  private async storedAsSent(device: string, readings: Reading[]): Promise<boolean | undefined> {
+    // The message it repeats was accepted before the window's messages: make sure every batch accepted
+    // so far is written, then ask only a store that holds all of them (an empty spool).
+    this.flushBatch();
+    await this.writing;
+    if (!this.deps.spool.isEmpty || this.blocked.length > 0) return undefined;
+    let from = Infinity;
+    let to = -Infinity;
+    const names = new Set<string>();
+    for (const reading of readings) {
+      from = Math.min(from, reading.ts);
+      to = Math.max(to, reading.ts);
+      for (const metric of Object.keys(reading.values)) names.add(metric);
+    }
+    let result;
+    try {
+      result = await this.deps.store.query({ device, metrics: [...names], from, to: to + 1, mode: 'raw', maxPoints: 10_000 });
+    } catch (err) {
+      this.deps.logger.debug({ err: (err as Error).message, device }, 'store lookup failed');
+      return undefined;
+    }
+    if (result.truncated) return undefined;
+    const stored = new Map<string, Map<number, number>>();
+    for (const series of result.series) stored.set(series.metric, new Map(series.points.map((p) => [p.ts, p.value])));
+    for (const reading of readings) {
+      for (const metric of Object.keys(reading.values)) {
+        if (stored.get(metric)?.get(reading.ts) !== reading.values[metric]) return false;
+      }
+    }
+    return true;
+  }
+
+  private newBatch(): Batch {
+    return { points: [], acks: [], seq: this.deps.seqs.openBatch(), stored: false };
   }
 
   private flushBatch(): void {
@@ -157,22 +286,43 @@ export class IngestPipeline {
     this.timer = undefined;
     if (this.current.points.length === 0 && this.current.acks.length === 0) return;
     const batch = this.current;
-    this.current = { points: [], acks: [], seqLines: [] };
-    this.writing = this.writing.then(() => this.persist(batch)).catch((err: unknown) => {
-      this.deps.logger.error({ err }, 'batch could not be persisted; its messages stay unacknowledged');
-    });
+    this.current = this.newBatch();
+    this.writing = this.writing.then(() => this.persistWithRetry(batch));
+  }
+
+  /** Persists a batch, retrying with backoff until it is done or ingest stops. Never rejects. */
+  private async persistWithRetry(batch: Batch): Promise<void> {
+    let delay = this.options.retryMinMs;
+    for (;;) {
+      try {
+        await this.persist(batch);
+        return;
+      } catch (err) {
+        if (this.stopping) {
+          this.deps.logger.error({ err: (err as Error).message, messages: batch.acks.length }, 'batch not persisted before the stop; its messages stay unacknowledged');
+          return;
+        }
+        const wait = Math.round(Math.min(this.options.retryMaxMs, delay) * (0.5 + Math.random() / 2));
+        this.deps.logger.error({ err: (err as Error).message, retryInMs: wait }, 'batch could not be persisted; retrying, its messages stay unacknowledged');
+        await sleep(wait, undefined, this.deps.signal ? { signal: this.deps.signal } : {}).catch(() => {});
+        delay = Math.min(this.options.retryMaxMs, delay * 2);
+      }
+    }
   }
 
   /** Makes a batch durable (store, spool or quarantine), then acknowledges its messages. */
   private async persist(batch: Batch): Promise<void> {
-    const durable = await this.writeOrSpool(batch);
-    if (!durable) {
-      this.blocked.push(batch);
-      this.deps.metrics.spoolFull.set(1);
-      this.deps.logger.error({ spoolBytes: this.deps.spool.bytes, limit: this.deps.spool.maxBytes }, 'ALARM: spool full; acknowledgements paused, the broker holds new messages');
-      return;
+    if (!batch.stored) {
+      const durable = await this.writeOrSpool(batch);
+      if (!durable) {
+        this.blocked.push(batch);
+        this.deps.metrics.spoolFull.set(1);
+        this.deps.logger.error({ spoolBytes: this.deps.spool.bytes, limit: this.deps.spool.maxBytes }, 'ALARM: spool full; acknowledgements paused, the broker holds new messages');
+        return;
+      }
+      batch.stored = true;
     }
-    await this.deps.seqs.append(batch.seqLines);
+    await this.deps.seqs.append(batch.seq);
     await this.deps.quarantine.flush();
     for (const message of batch.acks) message.ack();
   }
@@ -249,14 +399,16 @@ export class IngestPipeline {
 
   /** Moves batches that waited for spool room into it, in order, then acknowledges them. */
   private async unblock(): Promise<void> {
+    if (this.blocked.length === 0) return;
     while (this.blocked.length > 0) {
       const batch = this.blocked[0]!;
       const record = this.deps.spool.encode(batch.points, this.now());
       if (!this.deps.spool.hasRoomFor(record.length)) return;
       await this.deps.spool.append(record);
       this.blocked.shift();
-      await this.deps.seqs.append(batch.seqLines);
-      for (const message of batch.acks) message.ack();
+      batch.stored = true;
+      // Written through the retrying path, behind the batches before it, and acknowledged there.
+      this.writing = this.writing.then(() => this.persistWithRetry(batch));
     }
     this.deps.metrics.spoolFull.set(0);
     this.deps.logger.info('spool has room again; acknowledgements resumed');

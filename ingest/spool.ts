@@ -100,8 +100,15 @@ export class Spool<T> {
 
   private async appendNow(record: Buffer): Promise<void> {
     const writer = await this.writableSegment(record.length);
-    await writer.handle.write(record);
-    await writer.handle.datasync();
+    try {
+      await writer.handle.write(record);
+      await writer.handle.datasync();
+    } catch (err) {
+      // Part of the record may be in the segment. Reading stops at a torn record, so nothing may follow
+      // it there: the next record (this one, retried) starts a new segment.
+      await this.closeWriter().catch(() => {});
+      throw err;
+    }
     const segment = this.segments.find((s) => s.number === writer.number)!;
     segment.bytes += record.length;
     this.totalBytes += record.length;

@@ -9,11 +9,13 @@ import { verifyKeyOf, type DeviceRecord, type Registry } from '../core/registry.
 import type { DeviceMeta, Reading } from '../core/schemas.ts';
 import { verifyTelemetrySignature, type VerifyKey } from '../core/signature.ts';
 import { parseTopic } from '../core/topics.ts';
-import type { SeqTracker } from './seq-tracker.ts';
+import { signatureDigest, type SeqTracker } from './seq-tracker.ts';
 
 export type Verdict =
-  | { kind: 'accepted'; device: string; meta: DeviceMeta; readings: Reading[]; fresh: number[]; range: [number, number] }
+  | { kind: 'accepted'; device: string; meta: DeviceMeta; readings: Reading[]; fresh: number[]; range: [number, number]; digest: number }
   | { kind: 'duplicate'; device: string }
+  /** Every seq was accepted before, by a message no longer remembered: only the store can tell (pipeline.ts). */
+  | { kind: 'outside-window'; device: string; readings: Reading[]; range: [number, number] }
   | { kind: 'rejected'; reason: RejectReason; device?: string | undefined; message: string };
 
 export interface VerifyContext {
@@ -67,14 +69,16 @@ export function verifyTelemetryMessage(topic: string, payload: Uint8Array, conte
 
   const seqs = message.readings.map((r) => r.seq);
   const range: [number, number] = [seqs[0]!, seqs[seqs.length - 1]!];
-  const verdict = context.seqs.classify(device, seqs);
+  const digest = signatureDigest(message.sig);
+  const verdict = context.seqs.classify(device, seqs, digest);
   if (verdict.kind === 'duplicate') return { kind: 'duplicate', device };
-  if (verdict.kind === 'replay') return { kind: 'rejected', reason: 'READING_REPLAYED', device, message: `seq ${range[0]}..${range[1]} was accepted before` };
+  if (verdict.kind === 'replay') return { kind: 'rejected', reason: 'READING_REPLAYED', device, message: `seq ${range[0]}..${range[1]} was accepted before, with other content` };
+  if (verdict.kind === 'outside-window') return { kind: 'outside-window', device, readings: message.readings, range };
   // Usually every seq is new; only a batch that overlaps earlier ones needs filtering.
   let readings = message.readings;
   if (verdict.fresh.length !== readings.length) {
     const fresh = new Set(verdict.fresh);
     readings = readings.filter((r) => fresh.has(r.seq));
   }
-  return { kind: 'accepted', device, meta: record.meta, readings, fresh: verdict.fresh, range };
+  return { kind: 'accepted', device, meta: record.meta, readings, fresh: verdict.fresh, range, digest };
 }

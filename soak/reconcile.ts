@@ -186,7 +186,7 @@ function contentProblem(entry: QuarantineEntry, faults: FaultName[], report: Sim
     case 'READING_REPLAYED': {
       const seqs = telemetrySeqs(entry);
       if (seqs === undefined) return 'replay entry without readings';
-      // The replay fault resends the device's first accepted message (one payload: checked per row).
+      // The replay fault sends its first accepted message's seqs again, re-signed with other values (one payload: checked per row).
       return seqs.every((seq) => acked.has(seq)) ? undefined : `seqs ${seqs.join(',')} were never acknowledged to the device`;
     }
     default: {
@@ -241,7 +241,7 @@ export function reconcileQuarantine(sim: SimReport, acked: AckedByDevice, entrie
       pushExample(result.examples, `${row.device} ${row.reason}: ${row.entries} quarantined, ${row.min} acknowledged by the broker`);
     }
     if (row.reason === 'READING_REPLAYED' && row.distinct > 1) {
-      // Every replay resends the same first message: another payload under this reason is a good one.
+      // Every replay is the same one message: another payload under this reason is a good one.
       result.misclassified += row.distinct - 1;
       pushExample(result.examples, `${row.device} READING_REPLAYED: ${row.distinct} different messages, the replay fault sends one`);
     }

@@ -50,7 +50,17 @@ const subscription = (devices: '*' | string[], metrics?: string[], latest = fals
 function setUp(options: { slowBytes?: number; stuckMs?: number } = {}) {
   const metrics = createDisplayMetrics();
   const liveness = new Liveness({ slowBytes: options.slowBytes ?? 1000, metrics });
-  const fanOut = new FanOut(liveness, { slowBytes: options.slowBytes ?? 1000, stuckMs: options.stuckMs ?? 10_000, metrics });
+  /** Clients the fan-out found drained after a slow spell (the hub then takes up their waiting frames). */
+  const drained: LiveClient[] = [];
+  const fanOut = new FanOut(liveness, {
+    slowBytes: options.slowBytes ?? 1000,
+    stuckMs: options.stuckMs ?? 10_000,
+    metrics,
+    drained: (client) => {
+      client.slowSince = undefined;
+      drained.push(client);
+    },
+  });
   const connect = (...subscriptions: Subscription[]) => {
     const socket = new RecordingSocket();
     const client = new LiveClient(socket as unknown as WebSocket, silent, metrics);
@@ -60,7 +70,7 @@ function setUp(options: { slowBytes?: number; stuckMs?: number } = {}) {
     return { socket, client };
   };
   const counter = async (name: 'liveConflated' | 'liveDelivered') => (await metrics[name].get()).values[0]?.value ?? 0;
-  return { metrics, liveness, fanOut, connect, counter };
+  return { metrics, liveness, fanOut, connect, counter, drained };
 }
 
 afterEach(() => vi.restoreAllMocks());
@@ -197,6 +207,27 @@ describe('FanOut', () => {
     expect(liveness.clients.has(stuck.client)).toBe(false);
     expect((await metrics.liveDisconnects.get()).values).toEqual([expect.objectContaining({ labels: { reason: 'slow' }, value: 1 })]);
     expect(fine.socket.readings()).toEqual([r('a', 1, { t: 1 })]);
+  });
+
+  it('holds status frames while a client is slow, the newest per device, and says once that it drained', () => {
+    const { fanOut, connect, drained } = setUp({ slowBytes: 1000 });
+    const { socket, client } = connect(subscription(['a', 'b']));
+    socket.bufferedAmount = 5000;
+    client.statuses.set('a', { type: 'status', device: 'a', state: 'offline', since: 5 });
+    fanOut.tick();
+    client.statuses.set('a', { type: 'status', device: 'a', state: 'online', since: 6 });
+    client.statuses.set('b', { type: 'status', device: 'b', state: 'online', since: 7 });
+    fanOut.tick();
+    expect(socket.sent).toEqual([]);
+    expect(drained).toEqual([]);
+    socket.bufferedAmount = 0;
+    fanOut.tick();
+    fanOut.tick();
+    expect(socket.frames()).toEqual([
+      { type: 'status', device: 'a', state: 'online', since: 6 },
+      { type: 'status', device: 'b', state: 'online', since: 7 },
+    ]);
+    expect(drained).toEqual([client]);
   });
 
   it('sends status frames first, once', () => {

@@ -8,7 +8,7 @@
  * device readings through ingest would take minutes; the display cannot tell the difference.
  */
 import mqtt from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LIVE_CLOSE, type LiveServerFrame } from '../../core/live.ts';
 import { LIVE_SUBPROTOCOL, liveSubprotocols } from '../../core/live-subprotocol.ts';
 import { topics } from '../../core/topics.ts';
@@ -311,8 +311,12 @@ describe('slow clients', () => {
     const sent = flood.sent();
     // The paused client catches up with the newest value of each metric and a count of what it missed.
     await waitFor(async () => /sensorpipe_display_live_readings_conflated_total [1-9]/.test(await slowMetrics()), 'conflation under way');
+    // A frame it sends while behind waits unread (nothing is answered to a client over the mark)…
+    paused.send({ type: 'subscribe', id: 'while-behind', devices: ['dev-28'] });
     socketOf(paused).resume();
     await waitFor(() => paused.frames.some((f) => isReadings(f) && (f.conflated ?? 0) > 0), 'a frame saying what was conflated');
+    // …and is answered once it caught up.
+    await paused.next((f) => f.type === 'subscribed' && f.id === 'while-behind');
     await waitFor(() => paused.readings().some((r) => r.metric === 'm7' && r.seq === sent), 'the newest value');
     const newest = paused.readings().filter((r) => r.seq === sent).map((r) => [r.metric, r.value]);
     expect(newest).toEqual(Array.from({ length: 8 }, (_, m) => [`m${m}`, sent + m / 10]));
@@ -361,5 +365,80 @@ describe('slow clients', () => {
       await flood.end();
       await display.close();
     }
+  }, 40_000);
+});
+
+describe('a client that asks for history and reads nothing', () => {
+  // History frames of about 1.8 MB each: dev-27, 8 metrics × 10,000 points in the last hour.
+  const METRICS = 8;
+  const POINTS = 10_000;
+  let display: RunningDisplay;
+  beforeAll(async () => {
+    const base = Date.now() - 3_100_000;
+    await pipeline.store.write(
+      Array.from({ length: POINTS }, (_, i) => Array.from({ length: METRICS }, (_, m) => ({ device: 'dev-27', metric: `m${m}`, ts: base + i * 300, value: i + m / 10 }))).flat(),
+    );
+  }, 60_000);
+  afterEach(async () => display?.close());
+
+  const start = async (env: Record<string, string>) => {
+    display = await startDisplay({
+      config: displayConfig(pipeline.broker, pipeline.dir.path, { SENSORPIPE_LIVE_SLOW_BYTES: '256KiB', SENSORPIPE_LIVE_HEARTBEAT: '1m', ...env }),
+      registryPath: pipeline.registryPath,
+      store: pipeline.store,
+      logger: createLogger({ level: 'silent' }),
+    });
+    await display.feed.ready;
+    return `${display.url.replace('http', 'ws')}/live`;
+  };
+  /** A sample's value from /metrics; a labelled counter has none until it is first counted (undefined). */
+  const metric = async (name: string) => {
+    const text = await (await fetch(`${display.url}/metrics`)).text();
+    const value = new RegExp(`^${name.replace(/[{}()[\].*+?^$|\\]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1];
+    return value === undefined ? undefined : Number(value);
+  };
+  const socketOf = (c: LiveTestClient) => (c.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+  const historyRequest = (id: string) => ({ type: 'subscribe', id, devices: ['dev-27'], history: { from: '-1h', maxPoints: POINTS } });
+
+  it('queues it no more than the slow mark plus one frame, reads nothing more from it meanwhile, and answers every request once it reads', async () => {
+    const url = await start({ SENSORPIPE_LIVE_STUCK_TIMEOUT: '1m' });
+    const client = await LiveTestClient.connect(url);
+    socketOf(client).pause();
+    // As in the report: a request every 100 ms or so, nothing read.
+    const requests = 16;
+    for (let i = 0; i < requests; i++) {
+      client.send(historyRequest(`h${i}`));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 1500));
+    const unsentMax = await metric('sensorpipe_display_live_unsent_bytes_max');
+    // The welcome, then a `subscribed` and a history per request the server took up: it stopped taking them.
+    const framesWhilePaused = await metric('sensorpipe_display_live_frames_total');
+
+    socketOf(client).resume();
+    await waitFor(() => client.frames.filter((f) => f.type === 'history').length === requests, 'every history, once it reads', 60_000, 100);
+    const histories = client.frames.filter((f): f is Extract<LiveServerFrame, { type: 'history' }> => f.type === 'history');
+    expect(histories.map((f) => f.id)).toEqual(Array.from({ length: requests }, (_, i) => `h${i}`)); // deferred, in order, none refused
+    expect(client.frames.filter((f) => f.type === 'error')).toEqual([]);
+    expect(histories[0]!.series.map((s) => s.points.length)).toEqual(Array.from({ length: METRICS }, () => POINTS));
+    const frameBytes = Math.max(...histories.map((f) => JSON.stringify(f).length));
+    expect(frameBytes).toBeGreaterThan(1_000_000);
+    // Before: every answer queued (16 × ~1.8 MB, less what the kernel's socket buffers took).
+    expect(unsentMax).toBeDefined();
+    expect(unsentMax).toBeLessThanOrEqual(256 * 1024 + frameBytes + 64 * 1024);
+    expect(framesWhilePaused).toBeLessThan(1 + 2 * requests);
+    expect(client.ws.readyState).toBe(client.ws.OPEN);
+    await client.close();
+  }, 90_000);
+
+  it('disconnects it as slow when it stays over the mark, with no live readings involved', async () => {
+    const url = await start({ SENSORPIPE_LIVE_STUCK_TIMEOUT: '2s' });
+    const client = await LiveTestClient.connect(url);
+    socketOf(client).pause();
+    for (let i = 0; i < 10; i++) client.send(historyRequest(`h${i}`));
+    await waitFor(async () => (await metric('sensorpipe_display_live_disconnects_total{reason="slow"}')) === 1, 'the client dropped as slow', 20_000, 200);
+    socketOf(client).resume();
+    expect((await client.closed).code).toBe(1006);
+    expect(await metric('sensorpipe_display_live_unsent_bytes')).toBe(0);
   }, 40_000);
 });

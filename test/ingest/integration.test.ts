@@ -113,9 +113,12 @@ describe('ingest with a real broker and a real influxd', () => {
       ['another device in the payload', signedPayload(b, [{ seq: 104, ts: now, values: { t: 1 } }]), 'TOPIC_DEVICE_MISMATCH'],
     ];
     for (const [, payload] of hostile) await pa.sendRaw(payload);
-    // A replay of a's first message, after more than the redelivery window of later messages.
+    // After more than a device's redelivery window of later messages: a byte-identical copy of a's first
+    // message is a duplicate (acknowledged, not written, not quarantined); its seq with other values is a
+    // replay.
     for (let i = 0; i < 70; i++) await pa.send({ temperature: 21, humidity: 41 });
     await pa.sendRaw(firstOfA);
+    await pa.sendRaw(signedPayload(a, [{ seq: 1, ts: pa.acked[0]!.ts, values: { temperature: 99, humidity: 40 } }]));
 
     await waitFor(async () => (await readQuarantine(join(rig.dir.path, 'ingest', 'quarantine'))).entries.length >= hostile.length + 1, 'quarantine entries');
     await waitFor(async () => (await storedPoints(rig.database, a.id)).length === 75 && (await storedPoints(rig.database, b.id)).length === 5, 'stored readings');
@@ -126,6 +129,7 @@ describe('ingest with a real broker and a real influxd', () => {
     expect(storedA.map((p) => p.ts)).toEqual(pa.acked.map((r) => r.ts));
     expect(storedA[0]?.fields).toEqual({ temperature: 20, humidity: 40 });
     expect((await storedPoints(rig.database, b.id)).map((p) => p.fields.temperature)).toEqual([-5.25, -5.25, -5.25, -5.25, -5.25]);
+    expect(await rig.ingest.metrics.registry.getSingleMetricAsString('sensorpipe_ingest_duplicates_total')).toContain('sensorpipe_ingest_duplicates_total 1');
     const metrics = await rig.ingest.metrics.registry.getSingleMetricAsString('sensorpipe_ingest_rejected_total');
     expect(metrics).toContain('reason="READING_BAD_SIGNATURE"} 2');
     await pa.close();

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeTelemetry } from '../../core/decode.ts';
 import type { Reading } from '../../core/schemas.ts';
-import { verifyTelemetrySignature } from '../../core/signature.ts';
+import { signTelemetry, verifyTelemetrySignature } from '../../core/signature.ts';
 import { topics } from '../../core/topics.ts';
 import { DeviceFaults, type FaultName, type FaultyDeviceLink, type Publish } from '../../firmware-sim/faults.ts';
 
@@ -118,12 +118,20 @@ describe('faults layer', () => {
     expect(faultMessages).toEqual({ 'non-json': { count: 6, acked: 6, seqs: [] } });
   });
 
-  it('replay: the first acknowledged telemetry message again, once more than 100 readings are acknowledged', () => {
-    expect(run(['replay'], { firstTelemetry: 'first', acknowledged: 100 }).published).toEqual([]);
+  it('replay: the first acknowledged message\'s seq again with other values, validly signed, once more than 100 readings are acknowledged', () => {
+    const first = JSON.stringify(signTelemetry({ v: 1, device: 'dev-a', readings: [reading(1)] }, { alg: 'hmac-sha256', key: KEY }));
+    expect(run(['replay'], { firstTelemetry: first, acknowledged: 100 }).published).toEqual([]);
     expect(run(['replay'], { acknowledged: 101 }).published).toEqual([]);
-    const { passed, published, faultMessages } = run(['replay'], { firstTelemetry: 'first', acknowledged: 101 });
+    const { passed, published, faultMessages } = run(['replay'], { firstTelemetry: first, acknowledged: 101 });
     expect(passed).toHaveLength(60);
-    expect(published).toEqual(tens.map(() => ({ topic: topics.telemetry('dev-a'), payload: 'first', qos: 1 })));
+    expect(published.map((p) => p.topic)).toEqual(tens.map(() => topics.telemetry('dev-a')));
+    // One message, every time: a genuine replay (same seq and time, other values, a valid signature), not a
+    // byte-identical copy, which ingest takes as a redelivery (a duplicate).
+    expect(new Set(published.map((p) => p.payload)).size).toBe(1);
+    const replay = published[0]!.payload;
+    expect(replay).not.toBe(first);
+    expect(verifies(replay)).toBe(true);
+    expect(readingsOf(replay)).toEqual([{ ...reading(1), values: { temperature: 22, humidity: 51 } }]);
     expect(faultMessages).toEqual({ replay: { count: 6, acked: 6, seqs: [] } });
   });
 

@@ -1,6 +1,12 @@
 /**
  * Fleet overview (#/): every device with its online dot, last seen, latest values and completeness,
- * a search box and filters. Loads GET /api/devices once, then applies /live frames.
+ * a search box and filters. Subscribes to /live, and reads GET /api/devices once the server confirmed
+ * the subscription (`subscribed`, on every connection): whatever changed before the subscription took
+ * effect is in that snapshot, whatever changed after comes live, and newer wins whichever arrives
+ * first (fleet-model.ts). Reading the snapshot first and subscribing after would lose what happened in
+ * between — a device's last reading, or its going offline — until the next refresh. Frames that come
+ * before the first snapshot wait for it (the newest value and status of each), so that no row shows
+ * up without its state and metadata.
  *
  * Built to stay smooth with 1,000 devices: each row is built once and kept; a frame only updates the
  * model and marks rows dirty, and one flush per animation frame writes the cells whose text changed;
@@ -96,6 +102,18 @@ export function mountFleetView(root: HTMLElement, ctx: ViewContext): Unmount {
   let seenDue = true;
   let refreshTimer: ReturnType<typeof setTimeout> | null = null;
   let unmounted = false;
+  /** Loads started, the newest one applied (an older snapshot that arrives late is dropped), and those under way. */
+  let loadsStarted = 0;
+  let loadApplied = 0;
+  let loading = 0;
+  /**
+   * Until the first snapshot is in, live values and statuses wait here, the newest of each: a row built
+   * from a frame alone would show its device offline, without site or model, until the snapshot came.
+   */
+  let early: { values: Map<string, { id: string; metric: string; ts: number; value: number }>; statuses: Map<string, { state: 'online' | 'offline'; since: number | null }> } | null = {
+    values: new Map(),
+    statuses: new Map(),
+  };
   const abort = new AbortController();
 
   const search = h('input', { type: 'search', placeholder: 'Search id, site, model', 'data-filter': 'text', 'aria-label': 'Search devices' });
@@ -199,19 +217,42 @@ export function mountFleetView(root: HTMLElement, ctx: ViewContext): Unmount {
   }
 
   async function load(): Promise<void> {
+    const seq = ++loadsStarted;
+    loading += 1;
+    let devices: readonly DeviceSummary[] | undefined;
+    let failure: unknown;
     try {
-      const response = await fetchDevices({}, abort.signal);
-      if (unmounted) return;
-      applySnapshot(response.devices);
+      devices = (await fetchDevices({}, abort.signal)).devices;
     } catch (error) {
-      if (unmounted) return;
-      if (error instanceof AuthRequiredError) return ctx.authRequired();
-      setText(message.firstChild as Text, `Could not load devices: ${error instanceof Error ? error.message : String(error)}`);
-      message.hidden = false;
+      failure = error;
+    } finally {
+      loading -= 1;
     }
+    if (unmounted) return;
+    if (failure instanceof AuthRequiredError) return ctx.authRequired();
+    if (devices === undefined) {
+      setText(message.firstChild as Text, `Could not load devices: ${failure instanceof Error ? failure.message : String(failure)}`);
+      message.hidden = false;
+    } else if (seq > loadApplied) {
+      loadApplied = seq;
+      applySnapshot(devices);
+    }
+    releaseEarly(); // a snapshot is in, or none can be had: live frames go straight to the table
+  }
+
+  /** Shows what waited for the first snapshot (newer wins, as always). */
+  function releaseEarly(): void {
+    if (early === null) return;
+    const { values, statuses } = early;
+    early = null;
+    for (const v of values.values()) showValue(v.id, v.metric, v.ts, v.value);
+    for (const [id, status] of statuses) showStatus(id, status.state, status.since);
+    batcher.schedule();
   }
 
   function scheduleRefresh(): void {
+    // A load under way (the one after subscribing, say) brings the device's metadata already.
+    if (loading > 0) return;
     refreshTimer ??= setTimeout(() => {
       refreshTimer = null;
       void load();
@@ -219,20 +260,44 @@ export function mountFleetView(root: HTMLElement, ctx: ViewContext): Unmount {
   }
 
   function onFrame(frame: LiveServerFrame): void {
+    if ((frame.type === 'subscribed' || frame.type === 'error') && frame.id === SUBSCRIPTION_ID) {
+      // The subscription is in effect (or was refused: then the snapshot is all there is).
+      void load();
+      return;
+    }
     if (frame.type === 'readings') {
-      for (const [id, , ts, values] of frame.items) {
-        if (!rows.has(id)) scheduleRefresh();
-        const row = rowOf(id);
-        for (const [metric, value] of Object.entries(values)) applyValue(row.device, metric, ts, value);
-        dirty.add(row);
-      }
-    } else if (frame.type === 'status') {
-      if (!rows.has(frame.device)) scheduleRefresh();
-      const row = rowOf(frame.device);
-      applyStatus(row.device, frame.state, frame.since);
-      dirty.add(row);
-    } else return;
+      for (const [id, , ts, values] of frame.items) for (const metric in values) showValue(id, metric, ts, values[metric]!);
+    } else if (frame.type === 'status') showStatus(frame.device, frame.state, frame.since);
+    else return;
     batcher.schedule();
+  }
+
+  function showValue(id: string, metric: string, ts: number, value: number): void {
+    if (early !== null) {
+      const key = `${id}\u0000${metric}`;
+      const kept = early.values.get(key);
+      if (kept === undefined || kept.ts <= ts) early.values.set(key, { id, metric, ts, value });
+      return;
+    }
+    const row = tableRow(id);
+    applyValue(row.device, metric, ts, value);
+    dirty.add(row);
+  }
+
+  function showStatus(id: string, state: 'online' | 'offline', since: number | null): void {
+    if (early !== null) {
+      early.statuses.set(id, { state, since });
+      return;
+    }
+    const row = tableRow(id);
+    applyStatus(row.device, state, since);
+    dirty.add(row);
+  }
+
+  /** The row of a device; one the table has not seen is added, and its metadata asked for. */
+  function tableRow(id: string): FleetRow {
+    if (!rows.has(id)) scheduleRefresh();
+    return rowOf(id);
   }
 
   function onFilterInput(): void {
@@ -249,8 +314,6 @@ export function mountFleetView(root: HTMLElement, ctx: ViewContext): Unmount {
 
   for (const control of [search, statusSelect, siteSelect, profileSelect]) control.addEventListener('input', onFilterInput);
   const stopFrames = ctx.live.onFrame(onFrame);
-  // Status changes and new devices sent while the connection was down are lost: catch up from the API.
-  const stopReconnected = ctx.live.onReconnected(() => void load());
   const snapshotTimer = setInterval(() => {
     if (document.visibilityState === 'visible') void load();
   }, SNAPSHOT_REFRESH_MS);
@@ -258,16 +321,17 @@ export function mountFleetView(root: HTMLElement, ctx: ViewContext): Unmount {
     seenDue = true;
     batcher.schedule();
   }, 1000);
-  void load().then(() => {
-    if (!unmounted) ctx.live.subscribe({ type: 'subscribe', id: SUBSCRIPTION_ID, devices: '*', latest: true });
-  });
+  // Subscribed first; the snapshot follows its confirmation, on this connection and after every
+  // reconnect (live.ts sends the subscription again), so nothing sent while it was down is missed.
+  ctx.live.subscribe({ type: 'subscribe', id: SUBSCRIPTION_ID, devices: '*', latest: true });
+  // Until /live is up, the table need not wait for it: show the snapshot now too.
+  if (ctx.live.state.kind !== 'live') void load();
 
   return () => {
     unmounted = true;
     abort.abort();
     ctx.live.unsubscribe(SUBSCRIPTION_ID);
     stopFrames();
-    stopReconnected();
     clearInterval(seenTimer);
     clearInterval(snapshotTimer);
     if (refreshTimer !== null) clearTimeout(refreshTimer);
