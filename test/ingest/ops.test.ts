@@ -86,6 +86,8 @@ describe('ingest operations', () => {
       'the failed write counted',
       10_000,
     );
+    // The failed write is counted before its batch reaches the spool: wait for the spool, then look.
+    await waitFor(async () => ((await healthz()).body as { spoolBytes: number }).spoolBytes > 0, 'the batch spooled', 10_000);
     const down = await healthz();
     expect(down.status).toBe(503);
     expect(down.body).toMatchObject({ ok: false, broker: true, store: false, spoolFull: false });
