@@ -17,6 +17,9 @@ export type Principal =
   | { kind: 'device'; deviceId: string; /** Verifier it logged in with: a rotation changes it. */ verifier: string }
   | { kind: 'service'; service: ServiceName };
 
+/** Who a subscription is granted to: all the subscribe ACL looks at (a device's verifier does not matter). */
+export type Subscriber = { kind: 'device'; deviceId: string } | { kind: 'service'; service: ServiceName };
+
 export interface TopicLimits {
   maxTopicLevels: number;
   maxTopicBytes: number;
@@ -56,7 +59,7 @@ export function isValidFilter(filter: string): boolean {
   );
 }
 
-function subscribePatterns(principal: Principal): string[] {
+function subscribePatterns(principal: Subscriber): string[] {
   if (principal.kind === 'device') return [`${topics.telemetry(principal.deviceId).split('/').slice(0, 2).join('/')}/#`];
   switch (principal.service) {
     case 'ingest':
@@ -68,12 +71,43 @@ function subscribePatterns(principal: Principal): string[] {
   }
 }
 
-export function maySubscribe(principal: Principal, filter: string): boolean {
+export function maySubscribe(principal: Subscriber, filter: string): boolean {
   if (!isValidFilter(filter)) return false;
   if (principal.kind === 'service' && principal.service === 'admin') return true;
   // "$" topics (the broker's $SYS, or a literal "$share/…", which aedes does not implement) are for admin only.
   if (filter.startsWith('$')) return false;
   return subscribePatterns(principal).some((pattern) => filterCovers(pattern, filter));
+}
+
+/**
+ * The subscribe ACL in one place: a filter `principal` may be granted, and so hold in its session
+ * (within the topic limits, and allowed to it). Used for a SUBSCRIBE, for what a persistent session
+ * stores and restores, and for a saved session read back (broker/session-guard.ts).
+ */
+export function mayHoldFilter(principal: Subscriber, filter: string, limits: TopicLimits): boolean {
+  return topicWithinLimits(filter, limits) && maySubscribe(principal, filter);
+}
+
+/**
+ * Whether `principal` may receive a message published on `topic`: some filter it may hold matches it.
+ * A topic (no wildcards) is a filter that matches only itself, so this is `maySubscribe` of the topic.
+ */
+export function mayReceive(principal: Subscriber, topic: string): boolean {
+  return maySubscribe(principal, topic);
+}
+
+/** `mayReceive` for one principal, with the verdicts remembered per topic (at most `maxRemembered`). */
+export function receiveChecker(principal: Subscriber, maxRemembered = 1024): (topic: string) => boolean {
+  const verdicts = new Map<string, boolean>();
+  return (topic) => {
+    let verdict = verdicts.get(topic);
+    if (verdict === undefined) {
+      verdict = mayReceive(principal, topic);
+      if (verdicts.size >= maxRemembered) verdicts.clear();
+      verdicts.set(topic, verdict);
+    }
+    return verdict;
+  };
 }
 
 export function mayPublish(principal: Principal, topic: string): boolean {

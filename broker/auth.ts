@@ -6,12 +6,13 @@
  *     `RefusedLogin` whose CONNACK code comes from broker/codes.ts.
  *   - `clampKeepalive` is the broker's keepalive range [MQTT-3.1.2-24].
  *   - `Logins` plugs them into aedes (preConnect, authenticate, authorizeSubscribe), remembers each
- *     client's principal, counts refusals and reports them to the login ban (broker/admission.ts).
+ *     client's principal, counts refusals and reports them to the login ban (broker/admission.ts), and
+ *     holds each connection to MAX_SUBSCRIPTIONS_PER_CLIENT filters.
  */
 import type { AedesOptions, AuthenticateError, Client, PublishPacket } from 'aedes';
 import { verifyMqttPassword, type Registry } from '../core/registry.ts';
 import { sameSecret } from '../core/secret.ts';
-import { mayLeaveWill, maySubscribe, SERVICE_PREFIX, topicWithinLimits, type Principal, type ServiceName, type TopicLimits } from './acl.ts';
+import { mayHoldFilter, mayLeaveWill, SERVICE_PREFIX, topicWithinLimits, type Principal, type ServiceName, type TopicLimits } from './acl.ts';
 import type { Admission } from './admission.ts';
 import { LOGIN_FAILURES, type LoginFailure, type LoginRefusalCode } from './codes.ts';
 import type { Connections } from './connections.ts';
@@ -106,11 +107,20 @@ export interface LoginOptions {
 
 type Hook<K extends keyof AedesOptions> = NonNullable<AedesOptions[K]>;
 
+/**
+ * Most filters one connection may hold. aedes has no limit: one device could grow the broker's
+ * subscription tries (and, with CleanSession 0, its stored session) without bound, a 512 KiB SUBSCRIBE
+ * at a time. The services need one or two filters, a device a few, a tool such as MQTT Explorer a handful.
+ */
+export const MAX_SUBSCRIPTIONS_PER_CLIENT = 100;
+
 export class Logins {
   readonly #options: LoginOptions;
   readonly #policy: LoginPolicy;
   readonly #principals = new WeakMap<Client, Principal>();
   readonly #emptyClientId = new WeakSet<Client>();
+  /** The filters each connection was granted and holds (for MAX_SUBSCRIPTIONS_PER_CLIENT). */
+  readonly #held = new WeakMap<Client, Set<string>>();
 
   constructor(options: LoginOptions) {
     this.#options = options;
@@ -162,11 +172,25 @@ export class Logins {
 
   readonly authorizeSubscribe: Hook<'authorizeSubscribe'> = (client, subscription, done) => {
     const principal = this.#principals.get(client);
-    if (principal !== undefined && topicWithinLimits(subscription.topic, this.#options.limits) && maySubscribe(principal, subscription.topic)) {
-      done(null, subscription);
+    if (principal === undefined || !mayHoldFilter(principal, subscription.topic, this.#options.limits)) {
+      this.#options.metrics.dropped('acl_subscribe');
+      done(null, null); // SUBACK 0x80 for this filter [MQTT-3.9.3-2]; the others are unaffected
       return;
     }
-    this.#options.metrics.dropped('acl_subscribe');
-    done(null, null); // SUBACK 0x80 for this filter [MQTT-3.9.3-2]; the others are unaffected
+    let held = this.#held.get(client);
+    if (held === undefined) this.#held.set(client, (held = new Set()));
+    if (!held.has(subscription.topic) && held.size >= MAX_SUBSCRIPTIONS_PER_CLIENT) {
+      this.#options.metrics.dropped('subscription_limit');
+      done(null, null);
+      return;
+    }
+    held.add(subscription.topic);
+    done(null, subscription);
   };
+
+  /** The client unsubscribed from `filters` (aedes' 'unsubscribe' event): they no longer count. */
+  unsubscribed(client: Client, filters: string[]): void {
+    const held = this.#held.get(client);
+    for (const filter of filters) held?.delete(filter);
+  }
 }

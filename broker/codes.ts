@@ -53,10 +53,12 @@ export type DropAction = 'connection closed' | 'socket closed before reading' | 
  * `sensorpipe_broker_drops_total{reason}`: when it happens and what the client sees.
  */
 export const DROP_REASONS = {
-  // Admission (broker/admission.ts): the socket is closed before a byte is read.
+  // Admission (broker/admission.ts), at the TCP accept on every listener: closed before a byte is read.
   banned_address: { action: 'socket closed before reading', when: 'the address is banned after repeated failed logins' },
   connection_limit_total: { action: 'socket closed before reading', when: 'maxConnections are open, or the broker is shutting down' },
   connection_limit_address: { action: 'socket closed before reading', when: 'maxConnectionsPerAddress are open from this address' },
+  // The listeners (broker/listeners.ts): one deadline from the TCP accept, whatever the transport.
+  connect_timeout: { action: 'connection closed', when: 'no CONNECT within connectTimeoutMs of the TCP accept (TLS handshake and WebSocket upgrade included)' },
   // The packet guard (broker/packet-guard.ts), on the stream.
   packet_too_large: { action: 'connection closed', when: 'a fixed header announces a packet over maxPacketBytes' },
   malformed_length: { action: 'connection closed', when: 'a remaining length longer than four bytes [MQTT-2.2.3]' },
@@ -69,6 +71,7 @@ export const DROP_REASONS = {
   abuse_disconnect: { action: 'connection closed', when: 'publishAbuseDrops publishes in a row were rate_limited (that last one is counted as rate_limited too)' },
   // The subscribe ACL (broker/auth.ts).
   acl_subscribe: { action: 'SUBACK 0x80 for that filter', when: 'a filter the client may not subscribe to, or over the topic limits [MQTT-3.9.3-2]' },
+  subscription_limit: { action: 'SUBACK 0x80 for that filter', when: 'a new filter for a connection that holds MAX_SUBSCRIPTIONS_PER_CLIENT already' },
   // Device status (broker/presence.ts).
   revoked_disconnect: { action: 'connection closed', when: 'the registry now says revoked, removed, or new credentials' },
 } as const satisfies Record<string, { action: DropAction; when: string }>;

@@ -6,6 +6,7 @@
  *   - publish-gate.ts: the publish ACL and each device's token bucket;
  *   - presence.ts: device status on sensors/{id}/status, and disconnecting revoked devices;
  *   - persistence.ts: Redis scale-out, or memory with the session file kept across a graceful restart;
+ *     session-guard.ts: a persistent session keeps only filters its client may hold;
  *   - codes.ts: CONNACK codes, login failures and drop reasons; metrics.ts: /metrics.
  * It talks to: MQTT clients, the registry file, Redis (optional), Prometheus (/metrics, /healthz).
  */
@@ -17,14 +18,16 @@ import { createLogger, type Logger } from '../core/logger.ts';
 import { serveOps } from '../core/ops-http.ts';
 import { loadRegistry } from '../core/registry.ts';
 import { watchRegistry } from '../core/registry-watch.ts';
+import { mayHoldFilter } from './acl.ts';
 import { Admission } from './admission.ts';
 import { Logins } from './auth.ts';
 import { Connections } from './connections.ts';
-import { brokerUrls, openListeners } from './listeners.ts';
+import { brokerUrls, connectArrived, guardOpsPort, openListeners } from './listeners.ts';
 import { createBrokerMetrics } from './metrics.ts';
 import { openPersistence } from './persistence.ts';
 import { Presence, trackDeviceStatus, type DeviceState } from './presence.ts';
 import { PublishGate } from './publish-gate.ts';
+import { SessionGuard } from './session-guard.ts';
 
 export type BrokerConfig = ConfigOf<typeof configSpecs.broker>;
 export type { DeviceState };
@@ -50,6 +53,9 @@ export interface RunningBroker {
 
 const SHUTDOWN_GRACE_MS = 4_000;
 const ADMISSION_SWEEP_MS = 60_000;
+/** The metrics port's own caps (a scraper needs one connection). */
+const OPS_MAX_CONNECTIONS = 64;
+const OPS_MAX_CONNECTIONS_PER_ADDRESS = 8;
 
 export async function startBroker(options: StartBrokerOptions): Promise<RunningBroker> {
   const { config } = options;
@@ -74,7 +80,16 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
     connections,
     onLogin: (client, principal) => gate.admit(client, principal),
   });
-  const persistence = await openPersistence(config, logger);
+  const sessions = new SessionGuard({
+    principalOf: (client) => logins.principalOf(client),
+    mayHold: (principal, filter) => mayHoldFilter(principal, filter, config),
+    onRestoreRefused: (client, filter) => connections.clientLog(client, logins.principalOf(client)).info({ filter }, 'stored subscription removed: the client may not hold it'),
+    onRemoveFailed: (client, filter, err) => connections.clientLog(client, logins.principalOf(client)).error({ filter, err: err.message }, 'stored subscription could not be removed'),
+  });
+  const persistence = await openPersistence(config, logger, {
+    sessions,
+    deviceOwner: (clientId) => (logins.registry.get(clientId) === undefined ? undefined : { kind: 'device', deviceId: clientId }),
+  });
 
   const aedes = await Aedes.createBroker({
     ...persistence.aedesOptions,
@@ -84,13 +99,17 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
     maxTopicLevels: config.maxTopicLevels,
     // MQTT 3.1 limits client ids to 23 bytes; device ids may be longer, and the limit is only advisory.
     maxClientsIdLength: 128,
-    preConnect: logins.preConnect,
+    preConnect(client, packet, done) {
+      connectArrived(connections.of(client)); // its connect deadline, from the TCP accept, is met
+      logins.preConnect(client, packet, done);
+    },
     authenticate: logins.authenticate,
-    authorizeSubscribe: logins.authorizeSubscribe,
+    authorizeSubscribe: sessions.authorizeSubscribe(logins.authorizeSubscribe),
     authorizePublish: gate.authorizePublish,
     authorizeForward: gate.authorizeForward,
   });
   const status = trackDeviceStatus(aedes, presence, { principalOf: (client) => logins.principalOf(client), metrics, connections });
+  aedes.on('unsubscribe', (filters, client) => logins.unsubscribed(client, filters));
   aedes.on('clientError', (client, err) => connections.clientLog(client, logins.principalOf(client)).debug({ err: err.message }, 'client error'));
   aedes.on('connectionError', (client, err) => connections.clientLog(client).debug({ err: err.message }, 'connection error'));
 
@@ -111,6 +130,7 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
     tlsPort: config.tlsPort,
     tls,
     maxPacketBytes: config.maxPacketBytes,
+    connectTimeoutMs: config.connectTimeoutMs,
     admit(connection) {
       const refusal = closing ? 'connection_limit_total' : admission.admit(connection.address);
       if (refusal === undefined) metrics.connectionOpened(connection.transport);
@@ -122,6 +142,10 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
       metrics.dropped(reason);
       connections.connectionLog(connection).debug({ reason }, 'connection closed by the packet guard');
     },
+    onConnectTimeout(connection) {
+      metrics.dropped('connect_timeout');
+      connections.connectionLog(connection).debug({ timeoutMs: config.connectTimeoutMs }, 'connection closed: no CONNECT in time');
+    },
     onConnection(stream, connection) {
       connections.add(stream, connection);
       aedes.handle(stream);
@@ -131,6 +155,12 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
   sweepTimer.unref();
 
   const ops = await serveOps(config.mqttHost, config.brokerMetricsPort, { metrics: metrics.registry, health: () => ({ ok: !closing }) });
+  guardOpsPort(ops.server, {
+    isBanned: (address) => admission.isBanned(address),
+    lifetimeMs: config.connectTimeoutMs,
+    maxConnections: OPS_MAX_CONNECTIONS,
+    maxConnectionsPerAddress: OPS_MAX_CONNECTIONS_PER_ADDRESS,
+  });
   const ports = { ...listeners.ports, metrics: ops.port };
   logger.info({ ports, redis: persistence.kind === 'redis', devices: logins.registry.size }, 'broker listening');
 

@@ -9,7 +9,7 @@
  */
 import type { AedesOptions, Client, PublishPacket } from 'aedes';
 import { parseTopic } from '../core/topics.ts';
-import { publishChecker, type Principal, type PublishRefusal, type TopicLimits } from './acl.ts';
+import { publishChecker, receiveChecker, type Principal, type PublishRefusal, type TopicLimits } from './acl.ts';
 import type { DropReason } from './codes.ts';
 import type { Connections } from './connections.ts';
 import type { BrokerMetrics } from './metrics.ts';
@@ -38,10 +38,17 @@ export class TokenBucket {
     this.last = now();
   }
 
-  /** `now` may be passed by a caller that has just read the clock anyway. */
+  /**
+   * `now` may be passed by a caller that has just read the clock anyway. A `now` before the last one
+   * refills nothing and takes nothing away: the caller's clock was read just before this bucket was made
+   * (the first publish of a device was dropped whenever the millisecond turned in between), or the
+   * system clock stepped back.
+   */
   take(now: number = this.now()): boolean {
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
-    this.last = now;
+    if (now > this.last) {
+      this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate);
+      this.last = now;
+    }
     if (this.tokens >= 1) {
       this.tokens -= 1;
       this.consecutiveDrops = 0;
@@ -69,6 +76,8 @@ interface Publisher {
   principal: Principal;
   refusal: (topic: string) => PublishRefusal | undefined;
   bucket: TokenBucket | undefined;
+  /** What it may receive; made the first time a delivery is checked (only while it connects). */
+  mayReceive: ((topic: string) => boolean) | undefined;
 }
 
 export interface PublishGateOptions {
@@ -102,7 +111,7 @@ export class PublishGate {
 
   /** A client logged in as `principal`; its PUBLISHes are let through from now on, as far as its ACL goes. */
   admit(client: Client, principal: Principal): void {
-    this.#publishers.set(client, { principal, refusal: publishChecker(principal, this.#limits), bucket: undefined });
+    this.#publishers.set(client, { principal, refusal: publishChecker(principal, this.#limits), bucket: undefined, mayReceive: undefined });
   }
 
   /** Decides one PUBLISH, taking a token from the device's bucket when it is let through. */
@@ -168,10 +177,34 @@ export class PublishGate {
     }
   };
 
-  readonly authorizeForward: Hook<'authorizeForward'> = (_client, packet) => {
+  /**
+   * Every delivery to a client. Once it is connected, a client is delivered to only through the
+   * subscriptions it was granted, so this costs one property read: the publish path costs what it did.
+   * While it is still connecting (a persistent session being restored), two more rules:
+   *   - nothing before its CONNACK [MQTT-3.2.0-1]. aedes restores the session's subscriptions before it
+   *     answers the CONNECT, and a message published in between went out ahead of the CONNACK (with
+   *     Redis, every time messages were flowing; an MQTT.js client then stalls until its connect timeout).
+   *     Such a message at QoS 1/2 is in the session's queue already (aedes queues for every persistent
+   *     subscriber before delivering, and refusing it here does not clear it), and goes out right after the
+   *     CONNACK with the rest of the queue, in order; at QoS 0 it is dropped, as for a client not yet there;
+   *   - what was queued for the session while it was away (lib/handlers/connect.js, emptyQueue) is checked
+   *     against what this client may receive: it was queued for filters stored earlier, perhaps by another
+   *     principal with the same client id, before its ACL changed, or by an older broker that stored
+   *     refused filters (broker/session-guard.ts). A refused one is dropped, and aedes clears it from the queue.
+   */
+  readonly authorizeForward: Hook<'authorizeForward'> = (client, packet) => {
+    if (!client.connected && !this.#mayDeliverWhileConnecting(client, packet.topic)) return null;
     this.#metrics.publishesOut++;
     return packet;
   };
+
+  #mayDeliverWhileConnecting(client: Client, topic: string): boolean {
+    if (!(client as unknown as { connackSent: boolean }).connackSent) return false;
+    const publisher = this.#publishers.get(client);
+    if (publisher === undefined) return false;
+    publisher.mayReceive ??= receiveChecker(publisher.principal);
+    return publisher.mayReceive(topic);
+  }
 
   #log(client: Client) {
     return this.#connections.clientLog(client, this.#publishers.get(client)?.principal);

@@ -2,13 +2,13 @@
  * Logging in (broker/auth.ts): every refusal with its reason and CONNACK code, the keepalive clamp, and,
  * on a real broker, the cases the hostile suite does not reach: a service taking a device's client id, a
  * zero-byte client id with CleanSession 0, a service without a password, a filter over the topic
- * length, and what a refused login leaves in the log.
+ * length, the number of filters a connection may hold, and what a refused login leaves in the log.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSpecs, parseConfig } from '../../core/config.ts';
 import { Registry } from '../../core/registry.ts';
 import { topics } from '../../core/topics.ts';
-import { checkLogin, clampKeepalive, RefusedLogin, type LoginAttempt, type LoginPolicy } from '../../broker/auth.ts';
+import { checkLogin, clampKeepalive, MAX_SUBSCRIPTIONS_PER_CLIENT, RefusedLogin, type LoginAttempt, type LoginPolicy } from '../../broker/auth.ts';
 import { CONNACK, LOGIN_FAILURES, type LoginFailure } from '../../broker/codes.ts';
 import { startBroker, type RunningBroker } from '../../broker/index.ts';
 import { startTestBroker, type TestBroker } from '../../harness/broker.ts';
@@ -153,6 +153,21 @@ describe('on a real broker', () => {
     expect(await subackCodes(admin, { [`pipeline/${'x'.repeat(64)}`]: 1, 'pipeline/#': 1 })).toEqual([0x80, 1]);
     await admin.endAsync();
     expect(metricValue(await broker.metricsText(), 'sensorpipe_broker_drops_total', 'reason="acl_subscribe"')).toBe(before + 1);
+  });
+
+  it(`holds a connection to ${MAX_SUBSCRIPTIONS_PER_CLIENT} filters: one more gets SUBACK 0x80 until one is unsubscribed`, async () => {
+    const before = metricValue(await broker.metricsText(), 'sensorpipe_broker_drops_total', 'reason="subscription_limit"');
+    const admin = await connect(broker.url, { ...broker.services.admin, clientId: 'admin-many' });
+    const filters = Array.from({ length: MAX_SUBSCRIPTIONS_PER_CLIENT + 1 }, (_, i) => `pipeline/f${i}`);
+    const codes = await subackCodes(admin, Object.fromEntries(filters.map((f) => [f, 1 as const])));
+    expect(codes.slice(0, -1).every((c) => c === 1)).toBe(true);
+    expect(codes.at(-1)).toBe(0x80);
+    // A filter it holds already is granted again; a new one is not; after an UNSUBSCRIBE it is.
+    expect(await subackCodes(admin, { 'pipeline/f0': 1, 'pipeline/another': 1 })).toEqual([1, 0x80]);
+    await admin.unsubscribeAsync('pipeline/f0');
+    expect(await subackCodes(admin, { 'pipeline/another': 1 })).toEqual([1]);
+    await admin.endAsync();
+    expect(metricValue(await broker.metricsText(), 'sensorpipe_broker_drops_total', 'reason="subscription_limit"')).toBe(before + 2);
   });
 });
 

@@ -32,6 +32,17 @@ describe('TokenBucket', () => {
     expect(takes(4)).toEqual([true, true, true, false]);
   });
 
+  it('counts a time before the last one as no time: a full bucket stays full, an empty one empty', () => {
+    // The gate reads the clock, then makes a device's bucket, which reads it again a millisecond later.
+    let now = 1_001;
+    const bucket = new TokenBucket(0.01, 1, () => now);
+    expect(bucket.take(1_000)).toBe(true);
+    expect(bucket.take(1_000)).toBe(false);
+    now = 500; // the system clock steps back
+    expect(bucket.take()).toBe(false);
+    expect(bucket.consecutiveDrops).toBe(2);
+  });
+
   it('takes the time it is given', () => {
     const bucket = new TokenBucket(1, 1, () => 0);
     expect(bucket.take(0)).toBe(true);
@@ -43,8 +54,9 @@ describe('TokenBucket', () => {
 const device = (id: string): Principal => ({ kind: 'device', deviceId: id, verifier: `verifier-of-${id}` });
 const service = (name: 'ingest' | 'display' | 'admin'): Principal => ({ kind: 'service', service: name });
 const publish = (topic: string, qos: 0 | 1 | 2 = 1, retain = false): PublishPacket => ({ cmd: 'publish', topic, payload: Buffer.from('x'), qos, retain, dup: false });
-/** The gate reads a client as a WeakMap key and its `will`; aedes' Client is no more here. */
-const fakeClient = (will: PublishPacket | null = null) => ({ id: 'fake', will, conn: {} }) as unknown as Client;
+/** The gate reads a client as a WeakMap key, its `will` and how far it has connected; aedes' Client is no more here. */
+const fakeClient = (will: PublishPacket | null = null, state: { connected: boolean; connackSent: boolean } = { connected: true, connackSent: true }) =>
+  ({ id: 'fake', will, conn: {}, ...state }) as unknown as Client;
 
 interface Rig {
   gate: PublishGate;
@@ -227,6 +239,30 @@ describe('PublishGate.authorizePublish', () => {
     const packet = publish(topics.telemetry('a'));
     expect(r.gate.authorizeForward(client, packet as never)).toBe(packet);
     expect(r.metrics.publishesOut).toBe(1);
+  });
+});
+
+describe('PublishGate.authorizeForward', () => {
+  // device a may receive sensors/a/…, not sensors/b/…
+  const cases: [string, { connected: boolean; connackSent: boolean }, string, boolean][] = [
+    ['connected: anything its subscriptions match, unchecked (the publish path)', { connected: true, connackSent: true }, topics.telemetry('b'), true],
+    ['restoring its session, before its CONNACK: nothing [MQTT-3.2.0-1]', { connected: false, connackSent: false }, topics.status('a'), false],
+    ['after its CONNACK, while its queue is sent: what it may receive', { connected: false, connackSent: true }, topics.status('a'), true],
+    ['after its CONNACK, while its queue is sent: not what it may not receive', { connected: false, connackSent: true }, topics.telemetry('b'), false],
+  ];
+  for (const [name, state, topic, forwarded] of cases) {
+    it(`${forwarded ? 'forwards' : 'refuses'} to a device ${name}`, () => {
+      const r = rig();
+      const client = fakeClient(null, state);
+      r.gate.admit(client, device('a'));
+      const packet = publish(topic);
+      expect(r.gate.authorizeForward(client, packet as never)).toBe(forwarded ? packet : null);
+      expect(r.metrics.publishesOut).toBe(forwarded ? 1 : 0);
+    });
+  }
+
+  it('refuses a connecting client that never logged in', () => {
+    expect(rig().gate.authorizeForward(fakeClient(null, { connected: false, connackSent: true }), publish(topics.status('a')) as never)).toBeNull();
   });
 });
 
