@@ -3,33 +3,23 @@
  * (Debian package): a device connected to broker A reaches a subscriber on broker B, and B's
  * subscribers see the retained device status that A published.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { topics } from '../../core/topics.ts';
-import { freePort } from '../../harness/ports.ts';
 import { startTestBroker, type TestBroker } from '../../harness/broker.ts';
 import { connect, deviceOptions, inbox, makeFleet, type Fleet } from './helpers.ts';
 import { within } from './raw.ts';
+import { startRedis, type RedisServer } from './redis.ts';
 
 let fleet: Fleet;
-let redis: ChildProcess | undefined;
+let redis: RedisServer | undefined;
 let redisUrl: string;
 let brokerA: TestBroker;
 let brokerB: TestBroker;
 
 beforeAll(async () => {
   fleet = await makeFleet(['roamer']);
-  const port = await freePort();
-  redisUrl = `redis://127.0.0.1:${port}`;
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', fleet.dir.path], { stdio: ['ignore', 'pipe', 'pipe'] });
-  redis = child;
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  await within(new Promise<void>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${output}`)));
-    const check = () => (output.includes('Ready to accept connections') ? resolve() : setTimeout(check, 50));
-    check();
-  }), 'redis-server to start', 20_000);
+  redis = await startRedis(fleet.dir.path);
+  redisUrl = redis.url;
   brokerA = await startTestBroker({ registryPath: fleet.registryPath, redisUrl });
   brokerB = await startTestBroker({ registryPath: fleet.registryPath, redisUrl, adminPassword: brokerA.services.admin.password, ingestPassword: brokerA.services.ingest.password });
 });
@@ -37,11 +27,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await brokerA?.close();
   await brokerB?.close();
-  if (redis && redis.exitCode === null) {
-    const exited = new Promise((resolve) => redis!.once('exit', resolve));
-    redis.kill('SIGTERM');
-    await exited;
-  }
+  await redis?.stop();
   await fleet?.dir.remove();
 });
 
