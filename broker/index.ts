@@ -4,8 +4,9 @@
  *   - listeners.ts, admission.ts, packet-guard.ts: connections, caps, the login ban, packet size;
  *   - auth.ts: device and service-account logins, Wills, keepalive clamp, the subscribe ACL (acl.ts);
  *   - publish-gate.ts: the publish ACL and each device's token bucket;
+ *   - intake.ts: a QoS 1/2 message is acknowledged once it is kept, and held while ingest is behind;
  *   - presence.ts: device status on sensors/{id}/status, and disconnecting revoked devices;
- *   - persistence.ts: Redis scale-out, or memory with the session file kept across a graceful restart;
+ *   - persistence.ts: Redis scale-out, or memory with every change in the session log (session-log.ts);
  *     session-guard.ts: a persistent session keeps only filters its client may hold;
  *   - codes.ts: CONNACK codes, login failures and drop reasons; metrics.ts: /metrics.
  * It talks to: MQTT clients, the registry file, Redis (optional), Prometheus (/metrics, /healthz).
@@ -26,7 +27,8 @@ import { brokerUrls, connectArrived, guardOpsPort, openListeners } from './liste
 import { createBrokerMetrics } from './metrics.ts';
 import { openPersistence } from './persistence.ts';
 import { Presence, trackDeviceStatus, type DeviceState } from './presence.ts';
-import { PublishGate } from './publish-gate.ts';
+import { Intake } from './intake.ts';
+import { DROPPED_TOPIC, PublishGate } from './publish-gate.ts';
 import { SessionGuard } from './session-guard.ts';
 
 export type BrokerConfig = ConfigOf<typeof configSpecs.broker>;
@@ -62,6 +64,9 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
   const logger = (options.logger ?? createLogger({ level: config.logLevel })).child({ component: 'broker' });
   let closing = false;
 
+  if (!(config.queueLow < config.queueHigh)) {
+    throw new Error(`SENSORPIPE_BROKER_QUEUE_LOW (${config.queueLow}) must be below SENSORPIPE_BROKER_QUEUE_HIGH (${config.queueHigh})`);
+  }
   const admission = new Admission(config);
   const connections = new Connections(logger);
   const presence = new Presence();
@@ -78,8 +83,13 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
     admission,
     metrics,
     connections,
-    onLogin: (client, principal) => gate.admit(client, principal),
+    onLogin: (client, principal) => {
+      gate.admit(client, principal);
+      if (principal.kind === 'service' && principal.service === 'ingest') ingestClients.add(client.id);
+    },
   });
+  /** Client ids whose sessions are ingest's: backpressure watches what is queued for them. */
+  const ingestClients = new Set<string>();
   const sessions = new SessionGuard({
     principalOf: (client) => logins.principalOf(client),
     mayHold: (principal, filter) => mayHoldFilter(principal, filter, config),
@@ -91,6 +101,19 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
     deviceOwner: (clientId) => (logins.registry.get(clientId) === undefined ? undefined : { kind: 'device', deviceId: clientId }),
   });
 
+  for (const clientId of persistence.restored) {
+    const owner = sessions.ownerOf(clientId);
+    if (owner?.kind === 'service' && owner.service === 'ingest') ingestClients.add(clientId);
+  }
+  const intake = new Intake({
+    high: config.queueHigh,
+    low: config.queueLow,
+    queuedForIngest() {
+      let queued = 0;
+      for (const clientId of ingestClients) queued += persistence.queuedFor(clientId);
+      return queued;
+    },
+  });
   const aedes = await Aedes.createBroker({
     ...persistence.aedesOptions,
     connectTimeout: config.connectTimeoutMs,
@@ -105,9 +128,17 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
     },
     authenticate: logins.authenticate,
     authorizeSubscribe: sessions.authorizeSubscribe(logins.authorizeSubscribe),
-    authorizePublish: gate.authorizePublish,
+    // The gate decides; a message it lets through is then kept before aedes acknowledges it.
+    authorizePublish: (client, packet, done) =>
+      gate.authorizePublish(client, packet, (err) => {
+        if (err || client === null || packet.topic === DROPPED_TOPIC) done(err);
+        else intake.take(client, packet, done);
+      }),
     authorizeForward: gate.authorizeForward,
   });
+  intake.attach(aedes);
+  persistence.onCleared(() => intake.drained());
+  metrics.watchIntake(intake, persistence.logStats);
   const status = trackDeviceStatus(aedes, presence, { principalOf: (client) => logins.principalOf(client), metrics, connections });
   aedes.on('unsubscribe', (filters, client) => logins.unsubscribed(client, filters));
   aedes.on('clientError', (client, err) => connections.clientLog(client, logins.principalOf(client)).debug({ err: err.message }, 'client error'));

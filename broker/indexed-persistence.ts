@@ -60,6 +60,21 @@ export interface SessionsExport {
   sessions: { clientId: string; subscriptions: SessionSubscription[]; outgoing: StoredPublish[] }[];
 }
 
+/**
+ * Told of every change to what the persistence holds, after it is made in memory (broker/session-log.ts
+ * writes them down). The promises settle once the change is durable; aedes waits for them before it
+ * goes on (and broker/intake.ts holds the PUBACK until aedes is done).
+ */
+export interface PersistenceJournal {
+  subscribed(clientId: string, subs: SessionSubscription[]): Promise<void>;
+  unsubscribed(clientId: string, topics: string[]): Promise<void>;
+  cleaned(clientId: string): Promise<void>;
+  retained(packet: StoredPublish): Promise<void>;
+  enqueued(clientIds: string[], packet: StoredPublish & { brokerId: string; brokerCounter: number }): Promise<void>;
+  /** A delivered packet was acknowledged; losing this record costs a redelivery, not data, so it is not waited for. */
+  cleared(clientId: string, packet: { brokerId: string; brokerCounter: number }): void;
+}
+
 interface ClientQueue {
   packets: Map<string, OutgoingPacket>;
   /** Keys by packet id, oldest first (ids wrap at 65535, so one id may stand for several packets). */
@@ -81,12 +96,22 @@ class IndexedMemoryPersistence extends MemoryPersistence {
   /** Mirrors of the parent's private session subscriptions and retained messages, for export. */
   #sessions = new Map<string, Map<string, SessionSubscription>>();
   #retained = new Map<string, StoredPublish>();
+  /** Set once what was restored is in (the import itself is not journaled again). */
+  journal: PersistenceJournal | undefined;
+  /** Called after a queued packet is cleared (broker/intake.ts resumes publishers as queues drain). */
+  onCleared: (() => void) | undefined;
+
+  /** Packets queued for a client and not yet acknowledged by it. */
+  queuedFor(clientId: string): number {
+    return this.#queues.get(clientId)?.packets.size ?? 0;
+  }
 
   override async addSubscriptions(client: { id: string }, subs: SessionSubscription[]): Promise<void> {
     await super.addSubscriptions(client, subs);
     let stored = this.#sessions.get(client.id);
     if (stored === undefined) this.#sessions.set(client.id, (stored = new Map()));
     for (const sub of subs) stored.set(sub.topic, { topic: sub.topic, qos: sub.qos, rh: sub.rh, rap: sub.rap, nl: sub.nl });
+    await this.journal?.subscribed(client.id, subs);
   }
 
   override async removeSubscriptions(client: { id: string }, topics: string[]): Promise<void> {
@@ -94,34 +119,41 @@ class IndexedMemoryPersistence extends MemoryPersistence {
     const stored = this.#sessions.get(client.id);
     for (const topic of topics) stored?.delete(topic);
     if (stored?.size === 0) this.#sessions.delete(client.id);
+    await this.journal?.unsubscribed(client.id, topics);
   }
 
   override async cleanSubscriptions(client: { id: string }): Promise<void> {
     await super.cleanSubscriptions(client);
     this.#sessions.delete(client.id);
+    await this.journal?.cleaned(client.id);
   }
 
   override async storeRetained(packet: StoredPublish): Promise<void> {
     await super.storeRetained(packet);
     if (packet.payload.length === 0) this.#retained.delete(packet.topic);
     else this.#retained.set(packet.topic, { topic: packet.topic, payload: packet.payload, qos: packet.qos, retain: true });
+    await this.journal?.retained(packet);
   }
 
-  /** Persistent sessions (subscriptions and what is queued for them, oldest first) and retained messages. */
+  /**
+   * Persistent sessions (subscriptions and what is queued for them, oldest first) and retained messages.
+   * A client whose subscriptions are gone may still have a queue (aedes clears it at its next CONNECT).
+   */
   exportSessions(): SessionsExport {
     const publish = (p: OutgoingPacket & Partial<StoredPublish>): StoredPublish => ({
       topic: p.topic!,
-      payload: Buffer.from(p.payload ?? Buffer.alloc(0)),
+      payload: Buffer.isBuffer(p.payload) ? p.payload : Buffer.from(p.payload ?? ''),
       qos: p.qos ?? 1,
       retain: p.retain ?? false,
       brokerId: p.brokerId,
       brokerCounter: p.brokerCounter,
     });
+    const clientIds = new Set([...this.#sessions.keys(), ...[...this.#queues].filter(([, q]) => q.packets.size > 0).map(([id]) => id)]);
     return {
       retained: [...this.#retained.values()],
-      sessions: [...this.#sessions].map(([clientId, subs]) => ({
+      sessions: [...clientIds].map((clientId) => ({
         clientId,
-        subscriptions: [...subs.values()],
+        subscriptions: [...(this.#sessions.get(clientId)?.values() ?? [])],
         outgoing: [...(this.#queues.get(clientId)?.packets.values() ?? [])].map(publish),
       })),
     };
@@ -148,12 +180,20 @@ class IndexedMemoryPersistence extends MemoryPersistence {
   }
 
   async outgoingEnqueue(sub: { clientId: string }, packet: unknown): Promise<void> {
-    const stored = new Packet(packet);
-    this.#queue(sub.clientId).packets.set(keyOf(stored), stored);
+    await this.outgoingEnqueueCombi([sub], packet);
   }
 
   async outgoingEnqueueCombi(subs: { clientId: string }[], packet: unknown): Promise<void> {
-    for (const sub of subs) await this.outgoingEnqueue(sub, packet);
+    if (subs.length === 0) return;
+    let stored: OutgoingPacket | undefined;
+    for (const sub of subs) {
+      stored = new Packet(packet);
+      this.#queue(sub.clientId).packets.set(keyOf(stored), stored);
+    }
+    await this.journal?.enqueued(
+      subs.map((sub) => sub.clientId),
+      stored as unknown as StoredPublish & OutgoingPacket,
+    );
   }
 
   /** Records the packet id a queued packet was sent with (same contract as the stock persistence). */
@@ -180,6 +220,8 @@ class IndexedMemoryPersistence extends MemoryPersistence {
       const stored = queue.packets.get(key);
       if (stored !== undefined && stored.messageId === packet.messageId) {
         queue.packets.delete(key);
+        this.journal?.cleared(client.id, stored);
+        this.onCleared?.();
         return stored;
       }
     }

@@ -5,6 +5,7 @@
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { DropReason, LoginFailure } from './codes.ts';
+import type { SessionLogStats } from './session-log.ts';
 
 export interface BrokerMetrics {
   registry: Registry;
@@ -13,6 +14,18 @@ export interface BrokerMetrics {
   loginFailed(reason: LoginFailure): void;
   dropped(reason: DropReason): void;
   connectionOpened(transport: string): void;
+  /** Adds the intake's backpressure and the session log's counts. */
+  watchIntake(intake: IntakeView, log: SessionLogStats | undefined): void;
+}
+
+/** What /metrics reads of the intake (broker/intake.ts). */
+export interface IntakeView {
+  readonly queued: number;
+  readonly held: number;
+  readonly holding: boolean;
+  readonly peak: number;
+  readonly pauses: number;
+  readonly heldTotal: number;
 }
 
 export function createBrokerMetrics(gauges: { connections: () => number; devicesOnline: () => number; bannedAddresses: () => number }): BrokerMetrics {
@@ -30,6 +43,21 @@ export function createBrokerMetrics(gauges: { connections: () => number; devices
     loginFailed: (reason) => loginFailures.inc({ reason }),
     dropped: (reason) => drops.inc({ reason }),
     connectionOpened: (transport) => opened.inc({ transport }),
+    watchIntake(intake, log) {
+      const gauge = (name: string, help: string, read: () => number) => new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
+      const counter = (name: string, help: string, read: () => number) => new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
+      gauge('sensorpipe_broker_queued_messages', 'Messages queued for ingest and not yet acknowledged by it, with those being queued.', () => intake.queued);
+      gauge('sensorpipe_broker_queued_messages_peak', 'The most messages queued for ingest at once since start (stays at or below SENSORPIPE_BROKER_QUEUE_HIGH).', () => intake.peak);
+      gauge('sensorpipe_broker_backpressure', '1 while publishes are held because ingest is behind (between the high- and low-water marks), else 0.', () => (intake.holding ? 1 : 0));
+      gauge('sensorpipe_broker_held_publishes', 'Publishes held unacknowledged right now.', () => intake.held);
+      counter('sensorpipe_broker_backpressure_pauses_total', 'Times the queue for ingest reached the high-water mark.', () => intake.pauses);
+      counter('sensorpipe_broker_held_publishes_total', 'Publishes held before being acknowledged.', () => intake.heldTotal);
+      if (log === undefined) return;
+      counter('sensorpipe_broker_log_commits_total', 'Writes to the session log, each followed by one fsync (group commit).', () => log.commits);
+      counter('sensorpipe_broker_log_records_total', 'Records written to the session log.', () => log.records);
+      counter('sensorpipe_broker_log_bytes_total', 'Bytes written to the session log.', () => log.bytes);
+      counter('sensorpipe_broker_log_generations_total', 'Session log generations written (a snapshot each).', () => log.generations);
+    },
   };
   new Counter({ name: 'sensorpipe_broker_publishes_in_total', help: 'PUBLISH packets accepted from clients.', registers: [registry], collect() { this.reset(); this.inc(metrics.publishesIn); } });
   new Counter({ name: 'sensorpipe_broker_publishes_out_total', help: 'PUBLISH packets forwarded to subscribers.', registers: [registry], collect() { this.reset(); this.inc(metrics.publishesOut); } });

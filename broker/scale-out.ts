@@ -8,6 +8,11 @@
  * calls `.pipe()` (retained messages on SUBSCRIBE), which threw "stream.pipe is not a function" out of
  * aedes as an uncaught exception — a crash of the whole broker on the first subscription. Every stream
  * method is wrapped with Readable.from, which accepts either.
+ *
+ * And one default: aedes-persistence-redis hands a reconnecting session at most `maxSessionDelivery`
+ * (1,000) of its queued messages; the rest waited in Redis for the next reconnect, so after a broker
+ * restart ingest took 1,000 messages of its backlog and then nothing (test/broker/crash.test.ts). The
+ * whole queue is delivered here: its keys are read at once (about 60 bytes each), the messages one by one.
  */
 import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
@@ -25,10 +30,10 @@ export interface ScaleOut {
 
 export function createScaleOut(redisUrl: string): ScaleOut {
   const mqemitterRedis = require('mqemitter-redis') as (opts: { connectionString: string }) => { close(cb: () => void): void };
-  const AsyncRedisPersistence = require('aedes-persistence-redis/asyncPersistence.js') as new (opts: { conn: Redis }) => { destroy(): Promise<void> };
+  const AsyncRedisPersistence = require('aedes-persistence-redis/asyncPersistence.js') as new (opts: { conn: Redis; maxSessionDelivery: number }) => { destroy(): Promise<void> };
   const mq = mqemitterRedis({ connectionString: redisUrl });
   const connection = new Redis(redisUrl);
-  const persistence = new AsyncRedisPersistence({ conn: connection }) as unknown as Record<string, unknown>;
+  const persistence = new AsyncRedisPersistence({ conn: connection, maxSessionDelivery: Number.MAX_SAFE_INTEGER }) as unknown as Record<string, unknown>;
   for (const method of STREAM_METHODS) {
     const original = persistence[method];
     if (typeof original !== 'function') continue;

@@ -36,7 +36,7 @@ interface SessionsFile {
 const SERVICES: readonly ServiceName[] = ['ingest', 'display', 'admin'];
 
 /** An owner as saved, or undefined for anything else (a missing or malformed one). */
-function ownerFromJson(value: unknown): Subscriber | undefined {
+export function ownerFromJson(value: unknown): Subscriber | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const owner = value as Record<string, unknown>;
   if (owner.kind === 'device' && typeof owner.deviceId === 'string') return { kind: 'device', deviceId: owner.deviceId };
@@ -45,7 +45,7 @@ function ownerFromJson(value: unknown): Subscriber | undefined {
 }
 
 /** Only what the ACL looks at (never a device's verifier). */
-function ownerToJson(owner: Subscriber | undefined): Subscriber | undefined {
+export function ownerToJson(owner: Subscriber | undefined): Subscriber | undefined {
   if (owner === undefined) return undefined;
   return owner.kind === 'device' ? { kind: 'device', deviceId: owner.deviceId } : { kind: 'service', service: owner.service };
 }

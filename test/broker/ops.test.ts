@@ -43,14 +43,15 @@ describe('the ops port', () => {
 
   it('answers /healthz with 503 {ok: false} once shutting down, and closes the port with the broker', async () => {
     const port = broker.broker.ports.metrics;
-    // Connected before the shutdown starts; the request goes out right after it has started.
+    // Connected before the shutdown starts; the request is sent in the same turn as the shutdown starts, so
+    // the broker reads it once it is shutting down, before it gets to closing the port.
     const socket = netConnect({ host: '127.0.0.1', port });
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
     let reply = '';
     socket.on('data', (chunk: Buffer) => (reply += chunk.toString()));
     socket.on('error', () => {});
-    const closed = broker.broker.close();
     socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    const closed = broker.broker.close();
     await within(new Promise<void>((resolve) => socket.once('close', () => resolve())), 'the health answer');
     expect(reply.split('\r\n')[0]).toBe('HTTP/1.1 503 Service Unavailable');
     expect(reply.slice(reply.indexOf('\r\n\r\n'))).toContain('{"ok":false}');

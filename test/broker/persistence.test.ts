@@ -64,7 +64,7 @@ afterEach(async () => {
 describe('openPersistence in memory', () => {
   it('starts empty when there is no session file', async () => {
     const logs = captureLogger();
-    const persistence = await openPersistence({ dataDir: dir.path }, logs.logger, options());
+    const persistence = await openPersistence({ dataDir: dir.path, brokerWal: false }, logs.logger, options());
     expect(persistence.kind).toBe('memory');
     expect(persistence.aedesOptions.mq).toBeUndefined();
     expect(memoryOf(persistence).exportSessions()).toEqual({ retained: [], sessions: [] });
@@ -74,7 +74,7 @@ describe('openPersistence in memory', () => {
   it('restores the session file and removes it', async () => {
     await saveSessions(file, saved);
     const logs = captureLogger();
-    const persistence = await openPersistence({ dataDir: dir.path }, logs.logger, options());
+    const persistence = await openPersistence({ dataDir: dir.path, brokerWal: false }, logs.logger, options());
     expect(comparable(memoryOf(persistence).exportSessions())).toEqual(comparable(saved));
     expect(existsSync(file)).toBe(false);
     expect(logs.lines).toContainEqual(expect.objectContaining({ msg: 'sessions restored from the last stop', sessions: 1, queued: 2, retained: 1, file }));
@@ -89,7 +89,7 @@ describe('openPersistence in memory', () => {
       await mkdir(join(dir.path, 'broker'), { recursive: true });
       await writeFile(file, text);
       const logs = captureLogger();
-      const persistence = await openPersistence({ dataDir: dir.path }, logs.logger, options());
+      const persistence = await openPersistence({ dataDir: dir.path, brokerWal: false }, logs.logger, options());
       expect(memoryOf(persistence).exportSessions()).toEqual({ retained: [], sessions: [] });
       expect(existsSync(file)).toBe(false);
       expect(await readFile(`${file}.unreadable`, 'utf8')).toBe(text);
@@ -99,7 +99,7 @@ describe('openPersistence in memory', () => {
 
   it('saves what it holds for the next start', async () => {
     await saveSessions(file, saved);
-    const persistence = await openPersistence({ dataDir: dir.path }, captureLogger().logger, options());
+    const persistence = await openPersistence({ dataDir: dir.path, brokerWal: false }, captureLogger().logger, options());
     expect(existsSync(file)).toBe(false);
     await persistence.saveSessions();
     await persistence.close();
@@ -112,7 +112,7 @@ describe('openPersistence in memory', () => {
     const blocked = join(dir.path, 'not-a-folder');
     await writeFile(blocked, '');
     const logs = captureLogger();
-    const persistence = await openPersistence({ dataDir: blocked }, logs.logger, options());
+    const persistence = await openPersistence({ dataDir: blocked, brokerWal: false }, logs.logger, options());
     await expect(persistence.saveSessions()).resolves.toBeUndefined();
     expect(logs.lines).toContainEqual(expect.objectContaining({ level: 50, msg: 'sessions could not be saved; they are lost with this process' }));
   });
@@ -137,7 +137,7 @@ describe('the session file and the subscribe ACL', () => {
     it(`reads back ${name}`, async () => {
       await saveSessions(file, { retained: [], sessions: [saved] });
       const logs = captureLogger();
-      const persistence = await openPersistence({ dataDir: dir.path }, logs.logger, options());
+      const persistence = await openPersistence({ dataDir: dir.path, brokerWal: false }, logs.logger, options());
       const restored = memoryOf(persistence).exportSessions().sessions;
       expect(restored.flatMap((s) => s.subscriptions.map((x) => x.topic))).toEqual(expected.topics);
       expect(restored.flatMap((s) => s.outgoing.map((o) => o.payload.toString()))).toEqual(expected.outgoing);
@@ -148,7 +148,7 @@ describe('the session file and the subscribe ACL', () => {
 
   it('saves each session with the principal its filters were granted to, and only what it was granted', async () => {
     const sessions = guard({ 'dev-a': { kind: 'device', deviceId: 'dev-a' }, tool: { kind: 'service', service: 'display' } });
-    const persistence = await openPersistence({ dataDir: dir.path }, captureLogger().logger, options(sessions));
+    const persistence = await openPersistence({ dataDir: dir.path, brokerWal: false }, captureLogger().logger, options(sessions));
     const store = memoryOf(persistence);
     // What aedes 1.2 does for a SUBSCRIBE of a persistent session: the whole packet, refused filters included.
     await store.addSubscriptions({ id: 'dev-a' }, [own, foreign]);

@@ -2,13 +2,16 @@
  * A graceful restart of the broker keeps ingest's persistent session: what was queued for it, and
  * telemetry a device sends after the restart but before ingest is back, reach ingest once it
  * reconnects (found by the soak: the restarted broker acknowledged such telemetry and delivered it to
- * nobody). Retained status survives too; the saved file is consumed at start.
+ * nobody). Retained status survives too. With the session log (the default) it is what the next start
+ * replays; without it (SENSORPIPE_BROKER_WAL=off), the session file, consumed at start.
+ * A broker killed with SIGKILL: test/broker/crash.test.ts.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sessionFilePath } from '../../broker/session-file.ts';
+import { logDirOf } from '../../broker/session-log.ts';
 import { topics } from '../../core/topics.ts';
 import { startTestBroker } from '../../harness/broker.ts';
 import { tempDir, type TempDir } from '../../harness/tmp.ts';
@@ -25,9 +28,12 @@ afterAll(async () => {
   await data?.remove();
 });
 
-describe('broker restart', () => {
+describe.each([
+  { brokerWal: true, kept: 'the session log' },
+  { brokerWal: false, kept: 'the session file' },
+])('broker restart, sessions kept in $kept', ({ brokerWal }) => {
   it('keeps a persistent session and its queue, and queues for it before it is back', async () => {
-    const options = { registryPath: fleet.registryPath, dataDir: join(data.path, 'broker-data'), ingestPassword: 'ingest-secret' };
+    const options = { registryPath: fleet.registryPath, dataDir: join(data.path, `broker-data-${String(brokerWal)}`), ingestPassword: 'ingest-secret', brokerWal };
     const first = await startTestBroker(options);
     const ingestOptions = { ...first.services.ingest, clientId: 'ingest-keeper', clean: false };
     const ingest = await connect(first.url, ingestOptions);
@@ -38,7 +44,8 @@ describe('broker restart', () => {
     for (const payload of queued) await device.publishAsync(topics.telemetry('dev-a'), payload, { qos: 1 });
     await device.endAsync();
     await first.close();
-    expect(existsSync(sessionFilePath(options.dataDir))).toBe(true);
+    expect(existsSync(sessionFilePath(options.dataDir))).toBe(!brokerWal);
+    expect(existsSync(logDirOf(options.dataDir))).toBe(brokerWal);
 
     const second = await startTestBroker(options);
     try {

@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path';
 import { Redis } from 'ioredis';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { logDirOf, replaySessionLog } from '../../broker/session-log.ts';
 import { sessionFilePath } from '../../broker/session-file.ts';
 import { topics } from '../../core/topics.ts';
 import { startTestBroker, type TestBroker, type TestBrokerOptions } from '../../harness/broker.ts';
@@ -138,11 +139,23 @@ for (const transport of ['tcp', 'ws'] as const) {
 
     it('across a graceful restart: not in the session file, nothing of it delivered after', async () => {
       const dataDir = join(data.path, `restart-${transport}`);
-      const first = await broker({ dataDir });
+      const first = await broker({ dataDir, brokerWal: false });
       await devASubscribes(first, transport, [OWN, FOREIGN]);
       await closeBroker(first);
       const saved = JSON.parse(await readFile(sessionFilePath(dataDir), 'utf8')) as { sessions: { clientId: string; owner: unknown; subscriptions: { topic: string }[] }[] };
       expect(saved.sessions.map((s) => [s.clientId, s.owner, s.subscriptions.map((x) => x.topic)])).toEqual([['dev-a', { kind: 'device', deviceId: 'dev-a' }, [OWN]]]);
+      const second = await broker({ dataDir, brokerWal: false });
+      await whileAway(second, transport);
+      await devAComesBack(second, transport);
+    });
+
+    it('across a graceful restart: not in the session log, nothing of it delivered after', async () => {
+      const dataDir = join(data.path, `restart-log-${transport}`);
+      const first = await broker({ dataDir });
+      await devASubscribes(first, transport, [OWN, FOREIGN]);
+      await closeBroker(first);
+      const replayed = await replaySessionLog(logDirOf(dataDir));
+      expect(replayed.saved?.sessions.map((s) => [s.clientId, s.owner, s.subscriptions.map((x) => x.topic)])).toEqual([['dev-a', { kind: 'device', deviceId: 'dev-a' }, [OWN]]]);
       const second = await broker({ dataDir });
       await whileAway(second, transport);
       await devAComesBack(second, transport);
