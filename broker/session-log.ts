@@ -237,6 +237,7 @@ export interface SessionLogStats {
 export class SessionLog {
   readonly #dir: string;
   readonly #snapshot: () => SavedSessions;
+  readonly #compactMinBytes: number;
   #handle: FileHandle | undefined;
   #generation: number;
   #pending: Buffer[] = [];
@@ -249,18 +250,19 @@ export class SessionLog {
   #closed = false;
   readonly stats: SessionLogStats = { commits: 0, records: 0, bytes: 0, generations: 0 };
 
-  private constructor(dir: string, generation: number, snapshot: () => SavedSessions) {
+  private constructor(dir: string, generation: number, snapshot: () => SavedSessions, compactMinBytes: number) {
     this.#dir = dir;
     this.#generation = generation;
     this.#snapshot = snapshot;
+    this.#compactMinBytes = compactMinBytes;
   }
 
   /**
    * Starts a new generation after `previous` (from `replaySessionLog`) with a snapshot of what
    * `snapshot()` returns — the state just restored — and deletes the older generations.
    */
-  static async start(dir: string, previous: number, snapshot: () => SavedSessions): Promise<SessionLog> {
-    const log = new SessionLog(dir, previous, snapshot);
+  static async start(dir: string, previous: number, snapshot: () => SavedSessions, options: { compactMinBytes?: number } = {}): Promise<SessionLog> {
+    const log = new SessionLog(dir, previous, snapshot, options.compactMinBytes ?? COMPACT_MIN_BYTES);
     await log.#newGeneration();
     return log;
   }
@@ -295,7 +297,7 @@ export class SessionLog {
         this.#pending = [];
         this.#waiters = [];
         try {
-          if (this.#broken || this.#bytesSinceSnapshot > Math.max(COMPACT_MIN_BYTES, COMPACT_SNAPSHOT_FACTOR * this.#snapshotBytes)) {
+          if (this.#broken || this.#bytesSinceSnapshot > Math.max(this.#compactMinBytes, COMPACT_SNAPSHOT_FACTOR * this.#snapshotBytes)) {
             // The snapshot is taken from memory now, so it holds what the batch holds: the batch goes after it.
             await this.#newGeneration(batch);
           } else {
