@@ -15,8 +15,9 @@
  * is replayed; a record cut short at its end (a crash mid-write) was never fsynced, so never acknowledged,
  * and is dropped.
  *
- * Record: u32 length ‖ u32 crc32(body) ‖ body, big-endian; body: u8 kind ‖ u32 meta length ‖ meta (JSON)
- * ‖ payload. Replaying is idempotent (messages are keyed by the broker and counter that queued them),
+ * Record: u32 length ‖ u32 crc32(body) ‖ body, big-endian; body: u8 kind ‖ u32 meta length ‖ meta ‖
+ * payload. The meta is JSON, except for the two records written for every message (enqueue, clear),
+ * which are laid out in binary (below): JSON cost ~1.5 µs a record there. Replaying is idempotent (messages are keyed by the broker and counter that queued them),
  * so a record written twice — in a snapshot and again after it — restores the same state.
  */
 import { mkdir, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
@@ -43,16 +44,6 @@ const enum Kind {
   Retain = 8,
 }
 
-interface EnqueueMeta {
-  /** Client ids of the sessions it is queued for. */
-  c: string[];
-  t: string;
-  q: number;
-  r?: true;
-  b: string;
-  n: number;
-}
-
 /** What a queued packet is known by in its queue. */
 export interface QueuedIdentity {
   brokerId: string;
@@ -63,25 +54,89 @@ export function logDirOf(dataDir: string): string {
   return join(dataDir, 'broker', 'log');
 }
 
-function frame(kind: Kind, meta: unknown, payload?: Buffer): Buffer {
-  const metaText = JSON.stringify(meta);
-  const metaBytes = Buffer.byteLength(metaText);
+/** A record: its body is `kind`, the meta's length, the meta (written by `writeMeta`), the payload. */
+function record(kind: Kind, metaBytes: number, writeMeta: (out: Buffer, at: number) => void, payload?: Buffer): Buffer {
   const payloadBytes = payload?.length ?? 0;
   const out = Buffer.allocUnsafe(HEADER_BYTES + 5 + metaBytes + payloadBytes);
-  const body = HEADER_BYTES;
-  out.writeUInt8(kind, body);
-  out.writeUInt32BE(metaBytes, body + 1);
-  out.write(metaText, body + 5, 'utf8');
-  if (payload !== undefined) payload.copy(out, body + 5 + metaBytes);
+  out[HEADER_BYTES] = kind;
+  out.writeUInt32BE(metaBytes, HEADER_BYTES + 1);
+  writeMeta(out, HEADER_BYTES + 5);
+  if (payload !== undefined) payload.copy(out, HEADER_BYTES + 5 + metaBytes);
   out.writeUInt32BE(out.length - HEADER_BYTES, 0);
   out.writeUInt32BE(crc32(out.subarray(HEADER_BYTES)), 4);
   return out;
 }
 
+function frame(kind: Kind, meta: unknown, payload?: Buffer): Buffer {
+  const text = JSON.stringify(meta);
+  return record(kind, Buffer.byteLength(text), (out, at) => out.write(text, at, 'utf8'), payload);
+}
+
+// Binary metas. A string is u16 byte length ‖ UTF-8 (topics and client ids are far below 64 KiB).
+const stringBytes = (text: string): number => 2 + Buffer.byteLength(text);
+function writeString(out: Buffer, at: number, text: string): number {
+  const length = out.write(text, at + 2, 'utf8');
+  out.writeUInt16BE(length, at);
+  return at + 2 + length;
+}
+function readString(meta: Buffer, at: number): [string, number] {
+  const length = meta.readUInt16BE(at);
+  return [meta.toString('utf8', at + 2, at + 2 + length), at + 2 + length];
+}
+
+/** Enqueue: u8 qos | retain << 2 ‖ f64 broker counter ‖ broker id ‖ topic ‖ u16 count ‖ client ids. */
+function enqueueRecord(clientIds: string[], packet: StoredPublish & QueuedIdentity): Buffer {
+  let bytes = 1 + 8 + stringBytes(packet.brokerId) + stringBytes(packet.topic) + 2;
+  for (const id of clientIds) bytes += stringBytes(id);
+  return record(
+    Kind.Enqueue,
+    bytes,
+    (out, start) => {
+      out[start] = (packet.qos & 3) | (packet.retain ? 4 : 0);
+      out.writeDoubleBE(packet.brokerCounter, start + 1);
+      let at = writeString(out, start + 9, packet.brokerId);
+      at = writeString(out, at, packet.topic);
+      out.writeUInt16BE(clientIds.length, at);
+      at += 2;
+      for (const id of clientIds) at = writeString(out, at, id);
+    },
+    packet.payload,
+  );
+}
+
+function readEnqueue(meta: Buffer, payload: Buffer): { clientIds: string[]; packet: StoredPublish & QueuedIdentity } {
+  const flags = meta[0]!;
+  const brokerCounter = meta.readDoubleBE(1);
+  const [brokerId, afterId] = readString(meta, 9);
+  const [topic, afterTopic] = readString(meta, afterId);
+  const count = meta.readUInt16BE(afterTopic);
+  const clientIds: string[] = [];
+  let at = afterTopic + 2;
+  for (let i = 0; i < count; i++) {
+    const [id, next] = readString(meta, at);
+    clientIds.push(id);
+    at = next;
+  }
+  return { clientIds, packet: { topic, payload, qos: flags & 3, retain: (flags & 4) !== 0, brokerId, brokerCounter } };
+}
+
+/** Clear: f64 broker counter ‖ broker id ‖ client id. */
+function clearRecord(clientId: string, packet: QueuedIdentity): Buffer {
+  return record(Kind.Clear, 8 + stringBytes(packet.brokerId) + stringBytes(clientId), (out, start) => {
+    out.writeDoubleBE(packet.brokerCounter, start);
+    writeString(out, writeString(out, start + 8, packet.brokerId), clientId);
+  });
+}
+
+function readClear(meta: Buffer): { clientId: string; key: string } {
+  const brokerCounter = meta.readDoubleBE(0);
+  const [brokerId, at] = readString(meta, 8);
+  return { clientId: readString(meta, at)[0], key: `${brokerId}:${brokerCounter}` };
+}
+
 export const records = {
-  enqueue: (clientIds: string[], packet: StoredPublish & QueuedIdentity): Buffer =>
-    frame(Kind.Enqueue, { c: clientIds, t: packet.topic, q: packet.qos, ...(packet.retain ? { r: true } : {}), b: packet.brokerId, n: packet.brokerCounter } satisfies EnqueueMeta, packet.payload),
-  clear: (clientId: string, packet: QueuedIdentity): Buffer => frame(Kind.Clear, { c: clientId, b: packet.brokerId, n: packet.brokerCounter }),
+  enqueue: enqueueRecord,
+  clear: clearRecord,
   subscribe: (clientId: string, subs: SessionSubscription[], owner: Subscriber | undefined): Buffer => frame(Kind.Subscribe, { c: clientId, s: subs, o: ownerToJson(owner) }),
   unsubscribe: (clientId: string, topics: string[]): Buffer => frame(Kind.Unsubscribe, { c: clientId, t: topics }),
   clean: (clientId: string): Buffer => frame(Kind.Clean, { c: clientId }),
@@ -99,16 +154,19 @@ class ReplayedState {
     return session;
   }
 
-  apply(kind: Kind, meta: Record<string, unknown>, payload: Buffer): void {
+  apply(kind: Kind, metaBytes: Buffer, payload: Buffer): void {
+    if (kind === Kind.Enqueue) {
+      const { clientIds, packet } = readEnqueue(metaBytes, payload);
+      for (const clientId of clientIds) this.#session(clientId).outgoing.set(`${packet.brokerId}:${packet.brokerCounter}`, packet);
+      return;
+    }
+    if (kind === Kind.Clear) {
+      const { clientId, key } = readClear(metaBytes);
+      this.sessions.get(clientId)?.outgoing.delete(key);
+      return;
+    }
+    const meta = JSON.parse(metaBytes.toString('utf8')) as Record<string, unknown>;
     switch (kind) {
-      case Kind.Enqueue: {
-        const m = meta as unknown as EnqueueMeta;
-        for (const clientId of m.c) this.#session(clientId).outgoing.set(`${m.b}:${m.n}`, { topic: m.t, payload, qos: m.q, retain: m.r === true, brokerId: m.b, brokerCounter: m.n });
-        return;
-      }
-      case Kind.Clear:
-        this.sessions.get(meta.c as string)?.outgoing.delete(`${meta.b as string}:${meta.n as number}`);
-        return;
       case Kind.Subscribe: {
         const session = this.#session(meta.c as string);
         session.owner = ownerFromJson(meta.o) ?? session.owner;
@@ -163,7 +221,7 @@ function readGeneration(data: Buffer): ReadGeneration {
     const kind = body.readUInt8(0) as Kind;
     const metaBytes = body.readUInt32BE(1);
     if (5 + metaBytes > body.length) break;
-    const meta = JSON.parse(body.toString('utf8', 5, 5 + metaBytes)) as Record<string, unknown>;
+    const meta = body.subarray(5, 5 + metaBytes);
     // Its own copy: the file's buffer is large and would be kept alive by every payload slice.
     const payload = Buffer.from(body.subarray(5 + metaBytes));
     offset += HEADER_BYTES + length;
@@ -217,9 +275,28 @@ export function snapshotRecords(state: SavedSessions): Buffer[] {
   return out;
 }
 
-interface Waiter {
-  resolve(): void;
-  reject(err: Error): void;
+/** Records waiting for the next write, and one promise for all that asked to hear when it is fsynced. */
+class Batch {
+  readonly records: Buffer[] = [];
+  #settled: Promise<void> | undefined;
+  #resolve: (() => void) | undefined;
+  #reject: ((err: Error) => void) | undefined;
+
+  get durable(): Promise<void> {
+    this.#settled ??= new Promise<void>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    return this.#settled;
+  }
+
+  resolve(): void {
+    this.#resolve?.();
+  }
+
+  reject(err: Error): void {
+    this.#reject?.(err);
+  }
 }
 
 export interface SessionLogStats {
@@ -240,8 +317,7 @@ export class SessionLog {
   readonly #compactMinBytes: number;
   #handle: FileHandle | undefined;
   #generation: number;
-  #pending: Buffer[] = [];
-  #waiters: Waiter[] = [];
+  #pending = new Batch();
   #flushing: Promise<void> | undefined;
   #bytesSinceSnapshot = 0;
   #snapshotBytes = 0;
@@ -275,10 +351,10 @@ export class SessionLog {
       if (durable) return Promise.reject(new Error('the session log is closed'));
       return;
     }
-    this.#pending.push(record);
-    const done = durable ? new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject })) : undefined;
+    const batch = this.#pending;
+    batch.records.push(record);
     this.#flushing ??= this.#flush();
-    return done;
+    return durable ? batch.durable : undefined;
   }
 
   /** Writes and fsyncs what is queued, then closes the file. */
@@ -291,22 +367,20 @@ export class SessionLog {
 
   async #flush(): Promise<void> {
     try {
-      while (this.#pending.length > 0) {
+      while (this.#pending.records.length > 0) {
         const batch = this.#pending;
-        const waiters = this.#waiters;
-        this.#pending = [];
-        this.#waiters = [];
+        this.#pending = new Batch();
         try {
           if (this.#broken || this.#bytesSinceSnapshot > Math.max(this.#compactMinBytes, COMPACT_SNAPSHOT_FACTOR * this.#snapshotBytes)) {
             // The snapshot is taken from memory now, so it holds what the batch holds: the batch goes after it.
-            await this.#newGeneration(batch);
+            await this.#newGeneration(batch.records);
           } else {
-            await this.#write(batch);
+            await this.#write(batch.records);
           }
-          for (const waiter of waiters) waiter.resolve();
+          batch.resolve();
         } catch (err) {
           this.#broken = true;
-          for (const waiter of waiters) waiter.reject(err as Error);
+          batch.reject(err as Error);
         }
       }
     } finally {
