@@ -72,8 +72,17 @@ export class Intake {
     }) as unknown as Aedes['publish'];
   }
 
-  /** What ingest has yet to acknowledge, with what is on its way there. */
+  /** Messages queued for ingest and not yet acknowledged by it. */
   get queued(): number {
+    return this.#queuedForIngest();
+  }
+
+  /**
+   * What admission counts: the queue, with what is on its way into it. A message being queued is counted
+   * twice for a moment (in the queue already, not yet done), so this errs high, and the queue stays at or
+   * below the high mark.
+   */
+  get #committed(): number {
     return this.#queuedForIngest() + this.#inFlight;
   }
 
@@ -94,7 +103,7 @@ export class Intake {
       done(null);
       return;
     }
-    if (!this.#holding && this.queued >= this.#high) {
+    if (!this.#holding && this.#committed >= this.#high) {
       this.#holding = true;
       this.pauses++;
     }
@@ -108,7 +117,7 @@ export class Intake {
 
   /** Called as ingest acknowledges: lets held messages go once the queue is down to the low-water mark. */
   drained(): void {
-    if (!this.#holding || this.queued > this.#low) return;
+    if (!this.#holding || this.#committed > this.#low) return;
     this.#holding = false;
     let next: Held | undefined;
     while (!this.#holding && (next = this.#held.shift()) !== undefined) {
@@ -117,7 +126,7 @@ export class Intake {
         next.done(new Error('client gone while its publish was held'));
         continue;
       }
-      if (this.queued >= this.#high) {
+      if (this.#committed >= this.#high) {
         this.#held.unshift(next);
         this.#holding = true;
         this.pauses++;

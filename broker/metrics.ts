@@ -46,7 +46,7 @@ export function createBrokerMetrics(gauges: { connections: () => number; devices
     watchIntake(intake, log) {
       const gauge = (name: string, help: string, read: () => number) => new Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
       const counter = (name: string, help: string, read: () => number) => new Counter({ name, help, registers: [registry], collect() { this.reset(); this.inc(read()); } });
-      gauge('sensorpipe_broker_queued_messages', 'Messages queued for ingest and not yet acknowledged by it, with those being queued.', () => intake.queued);
+      gauge('sensorpipe_broker_queued_messages', 'Messages queued for ingest (sent to it or waiting) and not yet acknowledged by it.', () => intake.queued);
       gauge('sensorpipe_broker_queued_messages_peak', 'The most messages queued for ingest at once since start (stays at or below SENSORPIPE_BROKER_QUEUE_HIGH).', () => intake.peak);
       gauge('sensorpipe_broker_backpressure', '1 while publishes are held because ingest is behind (between the high- and low-water marks), else 0.', () => (intake.holding ? 1 : 0));
       gauge('sensorpipe_broker_held_publishes', 'Publishes held unacknowledged right now.', () => intake.held);
