@@ -2,7 +2,7 @@
 // before the process registers its TypeScript loader). It counts the process's garbage-collection pauses
 // by kind and length, and writes the running totals as JSON to $SENSORPIPE_BENCH_GC_FILE twice a second,
 // so the bench can tell how much of each phase a process spent paused.
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 
 const file = process.env.SENSORPIPE_BENCH_GC_FILE;
@@ -27,5 +27,9 @@ if (file !== undefined) {
       t.byLengthMs[bucket < 0 ? PAUSE_BUCKETS_MS.length : bucket]++;
     }
   }).observe({ entryTypes: ['gc'] });
-  setInterval(() => writeFileSync(file, JSON.stringify(totals)), 500).unref();
+  // Written aside and renamed over the file, so that a reader never sees it empty or half-written.
+  setInterval(() => {
+    writeFileSync(`${file}.tmp`, JSON.stringify(totals));
+    renameSync(`${file}.tmp`, file);
+  }, 500).unref();
 }

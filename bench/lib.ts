@@ -1,6 +1,7 @@
 /** Small helpers shared by the bench scripts: percentiles, CPU and memory of a process, JSON output. */
 import { readFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
+import { configSpecs, type OptionSpec } from '../core/config.ts';
 
 export function percentile(sorted: number[], p: number): number | null {
   if (sorted.length === 0) return null;
@@ -45,4 +46,25 @@ export function printJson(result: unknown): void {
 export function argValue(name: string, fallback: string): string {
   const index = process.argv.indexOf(`--${name}`);
   return index >= 0 && process.argv[index + 1] !== undefined ? process.argv[index + 1]! : fallback;
+}
+
+/** The broker's option read from environment variable `env`, if this build has one. */
+export function brokerOption(env: string): OptionSpec | undefined {
+  return Object.values(configSpecs.broker as Record<string, OptionSpec>).find((spec) => spec.env === env);
+}
+
+/**
+ * The environment that turns the broker's durable queue (its write-ahead log, SENSORPIPE_BROKER_WAL)
+ * on or off. Unknown SENSORPIPE_* variables are ignored by the config parser, so when this build's
+ * broker has no such option, `option` is false and nothing is set: a comparison "with against without"
+ * would compare a broker with itself. The value is whichever spelling the option's schema accepts
+ * (on/off, or true/false).
+ */
+export function brokerWalEnv(setting: 'on' | 'off' | undefined): { option: boolean; env: Record<string, string> } {
+  const spec = brokerOption('SENSORPIPE_BROKER_WAL');
+  if (spec === undefined || setting === undefined) return { option: spec !== undefined, env: {} };
+  const spellings = setting === 'on' ? ['on', 'true', '1', 'yes'] : ['off', 'false', '0', 'no'];
+  const value = spellings.find((text) => spec.schema.safeParse(text).success);
+  if (value === undefined) throw new Error(`SENSORPIPE_BROKER_WAL accepts none of ${spellings.join(', ')}`);
+  return { option: true, env: { SENSORPIPE_BROKER_WAL: value } };
 }
