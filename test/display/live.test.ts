@@ -53,10 +53,14 @@ describe('subscriptions', () => {
 
     client.send({ type: 'unsubscribe', id: 'one' });
     await client.next((f) => f.type === 'unsubscribed' && f.id === 'one');
+    client.send({ type: 'subscribe', id: 'marker', devices: ['dev-1'] });
+    await client.next((f) => f.type === 'subscribed' && f.id === 'marker');
     const before = client.readings().length;
     await publishers[0]!.send({ temperature: 99 });
-    await new Promise((r) => setTimeout(r, 300));
-    expect(client.readings().length).toBe(before);
+    // A reading sent after it, on the subscription still held: once it is here, dev-0's would be too.
+    await publishers[1]!.send({ temperature: 98 });
+    await waitFor(() => client.readings().some((r) => r.device === 'dev-1' && r.value === 98), 'the later reading of dev-1');
+    expect(client.readings().slice(before).filter((r) => r.device === 'dev-0')).toEqual([]);
     await client.close();
   });
 
@@ -76,9 +80,10 @@ describe('subscriptions', () => {
       { seq: 1003, ts: now - 10, values: { temperature: 3 } },
     ]);
     await batcher.sendRaw(payload);
-    await waitFor(() => all.readings().filter((r) => r.device === 'dev-3').length >= 3, 'the batch on the all-fleet client');
-    await waitFor(() => latest.readings().some((r) => r.device === 'dev-3'), 'the newest value on the latest client');
-    await new Promise((r) => setTimeout(r, 100));
+    // Then a reading of another device: once both clients have it, they have had all of dev-3's.
+    await publishers[2]!.send({ temperature: 77 });
+    const marked = (client: LiveTestClient) => client.readings().some((r) => r.device === 'dev-2' && r.value === 77);
+    await waitFor(() => marked(all) && marked(latest), 'the later reading on both clients');
     expect(all.readings().filter((r) => r.device === 'dev-3').map((r) => r.value)).toEqual([1, 2, 3]);
     expect(latest.readings().filter((r) => r.device === 'dev-3').map((r) => [r.seq, r.value])).toEqual([[1003, 3]]);
     await batcher.close();
@@ -117,12 +122,15 @@ describe('history then live', () => {
   it('raw history: every acknowledged reading exactly once, history first', async () => {
     const publisher = publishers[1]!;
     const stop = stream(publisher);
-    await new Promise((r) => setTimeout(r, 1500)); // readings in the store, in flight and in ingest's batch
+    // Readings in the store, and (the stream goes on) in flight and in ingest's batch.
+    const stored = async () => pipeline.store.count({ device: 'dev-1', from: Date.now() - 600_000 });
+    const storedBefore = await stored();
+    await waitFor(async () => (await stored()) >= storedBefore + 60, 'readings of the stream stored');
     const client = await LiveTestClient.connect(liveUrl);
     const subscribedAt = Date.now();
     client.send({ type: 'subscribe', id: 'h', devices: ['dev-1'], metrics: ['temperature'], history: { from: subscribedAt - 600_000 } });
     await client.next((f) => f.type === 'history');
-    await new Promise((r) => setTimeout(r, 1000));
+    await waitFor(() => points(client, 'dev-1', 'h').live.length > 20, 'live readings after the history');
     await stop();
     const acked = publisher.acked.filter((r) => r.ts >= subscribedAt - 600_000).map((r) => r.ts);
     await waitFor(() => points(client, 'dev-1', 'h').live.includes(acked.at(-1)!), 'the last reading live');
@@ -142,12 +150,14 @@ describe('history then live', () => {
     const old = Date.now() - 1_800_000;
     await pipeline.store.write(Array.from({ length: 500 }, (_, i) => ({ device: 'dev-0', metric: 'temperature', ts: old + i * 1000, value: i })));
     const stop = stream(publisher);
-    await new Promise((r) => setTimeout(r, 1500));
+    const stored = async () => pipeline.store.count({ device: 'dev-0', from: Date.now() - 600_000 });
+    const storedBefore = await stored();
+    await waitFor(async () => (await stored()) >= storedBefore + 60, 'readings of the stream stored');
     const client = await LiveTestClient.connect(liveUrl);
     const subscribedAt = Date.now();
     client.send({ type: 'subscribe', id: 'agg', devices: ['dev-0'], metrics: ['temperature'], history: { from: '-1h', maxPoints: 100 } });
     const frame = await client.next((f): f is Extract<LiveServerFrame, { type: 'history' }> => f.type === 'history');
-    await new Promise((r) => setTimeout(r, 1000));
+    await waitFor(() => points(client, 'dev-0', 'agg').live.length > 20, 'live readings after the history');
     await stop();
     expect(frame.mode).toBe('aggregate');
     expect(frame.rawFrom).toBeGreaterThan(subscribedAt - 40_000);

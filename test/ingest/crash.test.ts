@@ -1,8 +1,15 @@
 /**
- * kill -9 of a real ingest process in the middle of a steady stream, then a restart: every reading the
- * devices had acknowledged by the broker is in the store exactly once.
+ * kill -9 of a real ingest process while it is known to hold readings it has not made durable, then a
+ * restart: every reading the devices had acknowledged by the broker is in the store exactly once.
+ *
+ * "Known to hold": ingest reaches influxd through a loopback HTTP proxy that this test controls. Just
+ * before the kill the proxy holds ingest's writes: one batch is then on the wire to the store (received
+ * from the broker, not stored, not acknowledged), and the messages behind it wait in ingest's memory.
+ * Acknowledging any of them before its write resolved would lose it at the kill.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry, saveRegistry } from '../../core/registry.ts';
@@ -12,16 +19,76 @@ import { influxQuery, startInfluxd, type InfluxServer } from '../../harness/infl
 import { DevicePublisher, provision, waitFor } from '../../harness/publisher.ts';
 import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
+/**
+ * An HTTP proxy in front of influxd that forwards everything, except that while `hold` is on, write
+ * requests are kept unanswered (and not forwarded) until `dropHeld`.
+ */
+interface StoreProxy {
+  url: string;
+  /** Write requests held so far (unanswered). */
+  readonly held: number;
+  hold(): void;
+  /** Closes the connections of the held writes (their sender is gone) and forwards writes again. */
+  dropHeld(): void;
+  close(): Promise<void>;
+}
+
+async function startStoreProxy(target: string): Promise<StoreProxy> {
+  let holding = false;
+  const held: ServerResponse[] = [];
+  const forward = async (req: IncomingMessage, res: ServerResponse, body: Buffer) => {
+    try {
+      const headers: Record<string, string> = {};
+      for (const [name, value] of Object.entries(req.headers)) if (typeof value === 'string' && name !== 'host' && name !== 'content-length') headers[name] = value;
+      const answer = await fetch(`${target}${req.url ?? '/'}`, { method: req.method, headers, body: req.method === 'GET' || req.method === 'HEAD' ? undefined : new Uint8Array(body) });
+      const text = Buffer.from(await answer.arrayBuffer());
+      res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/octet-stream' });
+      res.end(text);
+    } catch {
+      res.destroy();
+    }
+  };
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      if (holding && req.url?.startsWith('/write')) held.push(res);
+      else void forward(req, res, Buffer.concat(chunks));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    get held() {
+      return held.length;
+    },
+    hold() {
+      holding = true;
+    },
+    dropHeld() {
+      holding = false;
+      for (const res of held.splice(0)) res.destroy();
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
 let influx: InfluxServer;
+let proxy: StoreProxy;
 let broker: BareBroker;
 let dir: TempDir;
 beforeAll(async () => {
   influx = await startInfluxd();
+  proxy = await startStoreProxy(influx.url);
   broker = await startBareAedes();
   dir = await tempDir();
 }, 60_000);
 afterAll(async () => {
   await broker?.close();
+  await proxy?.close();
   await influx?.close();
   await dir?.remove();
 });
@@ -42,6 +109,7 @@ async function startIngestProcess(env: Record<string, string>): Promise<ChildPro
   return child;
 }
 
+/** Timestamps of a device's stored readings, asked of influxd directly (not through the proxy). */
 async function storedTimestamps(database: string, device: string): Promise<number[]> {
   const answer = (await influxQuery(influx.url, `SELECT temperature FROM readings WHERE device = '${device}' AND time > 0 AND time < now() + 1d`, database)) as {
     results: { series?: { values: [number, number][] }[] }[];
@@ -50,7 +118,7 @@ async function storedTimestamps(database: string, device: string): Promise<numbe
 }
 
 describe('ingest crash', () => {
-  it('loses and duplicates nothing acknowledged across kill -9 and a restart', async () => {
+  it('loses and duplicates nothing acknowledged across kill -9 with a write in flight and a restart', async () => {
     const registry = new Registry();
     const devices = provision(registry, 5);
     const registryPath = join(dir.path, 'registry.json');
@@ -60,7 +128,7 @@ describe('ingest crash', () => {
       SENSORPIPE_DATA_DIR: join(dir.path, 'data'),
       SENSORPIPE_REGISTRY: registryPath,
       SENSORPIPE_MQTT_URL: broker.url,
-      SENSORPIPE_INFLUX_URL: influx.url,
+      SENSORPIPE_INFLUX_URL: proxy.url,
       SENSORPIPE_INFLUX_DATABASE: database,
       SENSORPIPE_INGEST_METRICS_PORT: '0',
       SENSORPIPE_LOG_LEVEL: 'info',
@@ -79,23 +147,43 @@ describe('ingest crash', () => {
         await new Promise((resolve) => setTimeout(resolve, 5));
       }
     });
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const acked = () => publishers.reduce((n, p) => n + p.acked.length, 0);
+    // The stream is being stored: every device has readings in the store.
+    await waitFor(async () => (await Promise.all(devices.map((d) => storedTimestamps(database, d.id)))).every((ts) => ts.length >= 10), 'the stream stored', 30_000, 100);
+
+    // A batch on the wire to the store, and the messages behind it in ingest's memory: then kill -9.
+    proxy.hold();
+    await waitFor(() => proxy.held >= 1, 'a write from ingest held on its way to the store', 30_000, 5);
+    const atHold = acked();
+    await waitFor(() => acked() >= atHold + 25, 'more readings published behind the held write (in ingest, or queued for it at the broker)', 30_000, 5);
     ingest.kill('SIGKILL');
     await new Promise((resolve) => ingest.once('exit', resolve));
-    await new Promise((resolve) => setTimeout(resolve, 1000)); // devices keep publishing; the broker holds the messages
+    proxy.dropHeld();
+
+    // Devices keep publishing while ingest is down; the broker keeps the messages for its session.
+    const atKill = publishers.map((p) => p.acked.length);
+    await waitFor(() => publishers.every((p, i) => p.acked.length >= atKill[i]! + 10), 'readings published while ingest is down', 30_000, 10);
     ingest = await startIngestProcess(env);
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // The restarted ingest stores what was published after it came back, for every device.
+    const restartedAt = base;
+    await waitFor(
+      async () => (await Promise.all(devices.map((d) => storedTimestamps(database, d.id)))).every((ts) => ts.some((t) => t > restartedAt + 50)),
+      'readings published after the restart stored',
+      60_000,
+      100,
+    );
     running = false;
     await Promise.all(streams);
 
     for (const p of publishers) {
       const expected = p.acked.map((r) => r.ts).sort((x, y) => x - y);
-      await waitFor(async () => (await storedTimestamps(database, p.device.id)).length >= expected.length, `${p.device.id} stored`, 60_000, 200);
+      // Ingest writes in the order it receives, and the broker sends what it kept before anything new:
+      // once a device's newest reading is stored, so is everything it will ever store of that device.
+      await waitFor(async () => (await storedTimestamps(database, p.device.id)).includes(expected.at(-1)!), `${p.device.id}'s newest reading stored`, 60_000, 200);
       const stored = await storedTimestamps(database, p.device.id);
       expect(stored).toEqual(expected); // every acknowledged reading, once, and nothing else
     }
-    const total = publishers.reduce((n, p) => n + p.acked.length, 0);
-    expect(total).toBeGreaterThan(100);
+    expect(acked()).toBeGreaterThan(100);
     ingest.kill('SIGTERM');
     const code = await new Promise<number | null>((resolve) => ingest.once('exit', resolve));
     expect(code).toBe(0);

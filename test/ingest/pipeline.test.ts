@@ -1,11 +1,15 @@
 /**
  * The pipeline's rules, driven message by message. The store here is a stand-in that can be told to
- * fail or refuse a point, because the rules (ack only when durable, spool while down, quarantine the
- * refused point alone, pause when the spool is full) must be checked at exact moments; the same rules
- * are exercised against a real influxd in the ingest integration tests.
+ * fail, refuse a point, or hold its writes, because the rules (ack only when durable, spool while down,
+ * quarantine the refused point alone, pause when the spool is full) must be checked at exact moments;
+ * the same rules are exercised against a real influxd in the ingest integration tests. The stand-in
+ * keeps a point only once its write has resolved, as a real store does: a write still in flight has
+ * stored nothing a crash would not lose.
  */
+import { readFileSync } from 'node:fs';
 import { rm, mkdir, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SensorpipeError } from '../../core/errors.ts';
 import { createLogger } from '../../core/logger.ts';
@@ -20,13 +24,34 @@ import { Spool } from '../../ingest/spool.ts';
 import type { QueryResult, RangeQuery, StorePoint, WriteResult } from '../../store/port.ts';
 import { tempDir, type TempDir } from '../../harness/tmp.ts';
 
+/** Gates still shut when a test ends (it failed): opened before the pipeline closes, which waits for them. */
+const gates: (() => void)[] = [];
+
+/** A promise the test resolves when it chooses. */
+function gate(): { opened: Promise<void>; open(): void } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  gates.push(open);
+  return { opened, open };
+}
+
 class ControllableStore implements PointWriter {
   stored = new Map<string, StorePoint>();
   down = false;
   refuseMetric: string | undefined;
   writes = 0;
+  /** Writes called and not resolved yet. */
+  inFlight = 0;
+  /** While set, every write waits for it before it stores anything or answers. */
+  held: Promise<void> | undefined;
   async write(points: StorePoint[]): Promise<WriteResult> {
     this.writes++;
+    this.inFlight++;
+    try {
+      await this.held;
+    } finally {
+      this.inFlight--;
+    }
     if (this.down) throw new SensorpipeError('STORE_UNAVAILABLE', 'connection refused');
     const refused: { index: number; message: string }[] = [];
     points.forEach((p, index) => {
@@ -52,26 +77,50 @@ let seqs: SeqStore;
 let quarantine: Quarantine;
 let spool: Spool<StorePoint>;
 let metrics: IngestMetrics;
+/** What the pipeline and the quarantine logged, parsed (level 30 info, 40 warn, 50 error). */
+let logLines: { level: number; msg: string }[];
 const registry = new Registry();
 const creds = registry.add('dev-1');
 const key = Buffer.from((creds.signing as { key: string }).key, 'base64');
 const T0 = Date.now();
 
-function message(seq: number, values: Record<string, number> = { t: seq }) {
+/** A signed message of dev-1; `onAck` runs at the very moment the pipeline acknowledges it. */
+function message(seq: number, values: Record<string, number> = { t: seq }, onAck: () => void = () => {}) {
   const payload = JSON.stringify(signTelemetry({ v: 1, device: 'dev-1', readings: [{ seq, ts: T0 + seq, values }] }, { alg: 'hmac-sha256', key }));
   const state = { acked: false };
-  return { state, incoming: { topic: topics.telemetry('dev-1'), payload: Buffer.from(payload), ack: () => void (state.acked = true) } };
+  const ack = () => {
+    onAck();
+    state.acked = true;
+  };
+  return { state, incoming: { topic: topics.telemetry('dev-1'), payload: Buffer.from(payload), ack } };
+}
+
+function capturingLogger() {
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      for (const line of chunk.toString().split('\n')) if (line) logLines.push(JSON.parse(line) as { level: number; msg: string });
+      callback();
+    },
+  });
+  return createLogger({ level: 'info', destination });
+}
+
+/** Log lines with this message so far. */
+function logged(msg: string): number {
+  return logLines.filter((line) => line.msg === msg).length;
 }
 
 async function setup(spoolMaxBytes = 10_000_000): Promise<void> {
   dir = await tempDir();
   store = new ControllableStore();
+  logLines = [];
+  const logger = capturingLogger();
   seqs = await SeqStore.open(dir.path, { gapWindow: 1000, redeliveryWindow: 8, fleetWindow: 16 });
-  quarantine = await Quarantine.open(join(dir.path, 'q'), { maxEntries: 100, retryMinMs: 20, retryMaxMs: 50 });
+  quarantine = await Quarantine.open(join(dir.path, 'q'), { maxEntries: 100, retryMinMs: 20, retryMaxMs: 50, logger });
   spool = await Spool.open<StorePoint>(join(dir.path, 'spool'), { maxBytes: spoolMaxBytes });
   metrics = createIngestMetrics();
   pipeline = new IngestPipeline(
-    { registry: () => registry, seqs, quarantine, spool, store, publishVerified: () => {}, metrics, logger: createLogger({ level: 'silent' }) },
+    { registry: () => registry, seqs, quarantine, spool, store, publishVerified: () => {}, metrics, logger },
     { batchMaxPoints: 3, batchMaxDelayMs: 20, bounds: { maxFutureMs: 60_000, maxAgeMs: 3_600_000 }, quarantinePayloadBytes: 1024, retryMinMs: 20, retryMaxMs: 50 },
   );
 }
@@ -84,8 +133,32 @@ async function until(condition: () => boolean, what: string): Promise<void> {
   }
 }
 
+/**
+ * For what must not happen while the test holds something: resolves true as soon as `happened`, or
+ * false after `graceMs`, the time a pipeline that skips the wait would need to do it (a seq-log fsync
+ * or two). A correct pipeline waits however long it is held, so this can only ever miss a fault.
+ */
+async function happensWithin(happened: () => boolean, graceMs: number): Promise<boolean> {
+  const deadline = Date.now() + graceMs;
+  while (!happened()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  return true;
+}
+
+/** The seq log on disk, read synchronously: what a crash at this very moment would leave. */
+function seqLogOnDisk(): string {
+  try {
+    return readFileSync(join(dir.path, 'seq.log'), 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 beforeEach(() => setup());
 afterEach(async () => {
+  for (const open of gates.splice(0)) open();
   await pipeline.close();
   await seqs.close();
   await quarantine.close();
@@ -94,12 +167,42 @@ afterEach(async () => {
 });
 
 describe('IngestPipeline', () => {
-  it('acknowledges a message only after its readings are stored', async () => {
-    const m = message(1);
+  it('acknowledges a message only after its readings are stored: not while the store write is in flight; at the ack the point is stored and the seq line on disk', async () => {
+    const write = gate();
+    store.held = write.opened;
+    let atAck: { stored: number | undefined; seqLog: string } | undefined;
+    const m = message(1, { t: 1 }, () => (atAck = { stored: store.stored.get(`dev-1|t|${T0 + 1}`)?.value, seqLog: seqLogOnDisk() }));
     pipeline.handle(m.incoming);
     expect(m.state.acked).toBe(false);
-    await until(() => m.state.acked, 'ack');
-    expect(store.stored.get(`dev-1|t|${T0 + 1}`)?.value).toBe(1);
+    await until(() => store.inFlight === 1, 'the batch write to reach the store');
+    expect(await happensWithin(() => m.state.acked, 300)).toBe(false);
+    expect(seqLogOnDisk()).toBe(''); // nothing is logged as accepted for good before the readings are
+    write.open();
+    await until(() => m.state.acked, 'ack once the write resolved');
+    expect(atAck?.stored).toBe(1);
+    expect(atAck?.seqLog).toContain('"d":"dev-1","s":[1]');
+  });
+
+  it('does not acknowledge before the seq-log append is fsynced, even with the readings stored', async () => {
+    // The append held at its seam: the store port has answered, the seq log has not been written yet.
+    const append = gate();
+    let appendsCalled = 0;
+    const appendNow = seqs.append.bind(seqs);
+    seqs.append = async (batch) => {
+      appendsCalled++;
+      await append.opened;
+      return appendNow(batch);
+    };
+    let seqLogAtAck: string | undefined;
+    const m = message(1, { t: 1 }, () => (seqLogAtAck = seqLogOnDisk()));
+    pipeline.handle(m.incoming);
+    await until(() => store.stored.size === 1 || m.state.acked, 'the readings stored');
+    expect(m.state.acked).toBe(false);
+    await until(() => appendsCalled === 1 || m.state.acked, 'the seq-log append to start');
+    expect(await happensWithin(() => m.state.acked, 300)).toBe(false);
+    append.open();
+    await until(() => m.state.acked, 'ack once the line is written');
+    expect(seqLogAtAck).toContain('"d":"dev-1","s":[1]');
   });
 
   it('spools while the store is down, acknowledges from the spool, and replays in order once it is back', async () => {
@@ -178,7 +281,7 @@ describe('IngestPipeline', () => {
     pipeline.handle(forged.incoming);
     const good = message(2);
     pipeline.handle(good.incoming);
-    await new Promise((resolve) => setTimeout(resolve, 300)); // several retries
+    await until(() => logged('quarantine write failed; retrying, its messages stay unacknowledged') >= 3, 'several failed quarantine writes');
     expect(forged.state.acked).toBe(false);
     expect(good.state.acked).toBe(false); // its batch flushes the quarantine too, behind the failing flush
     await rm(join(dir.path, 'q'));
@@ -192,7 +295,7 @@ describe('IngestPipeline', () => {
     const m = message(1);
     pipeline.handle(m.incoming);
     await until(() => store.stored.size === 1, 'stored');
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await until(() => logged('batch could not be persisted; retrying, its messages stay unacknowledged') >= 3, 'several failed seq-log writes');
     expect(m.state.acked).toBe(false);
     await rm(join(dir.path, 'seq.log'), { recursive: true });
     await until(() => m.state.acked, 'ack once the log is writable');

@@ -1,7 +1,9 @@
 /** ingest's building blocks: seq memory (replay/dedup/completeness), its persistence, spool, quarantine, verification. */
 import { appendFile, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../core/logger.ts';
 import { Registry, type DeviceCredentials } from '../../core/registry.ts';
 import { signTelemetry } from '../../core/signature.ts';
 import { topics } from '../../core/topics.ts';
@@ -329,7 +331,14 @@ describe('Quarantine', () => {
 
   it('keeps retrying a write that fails, resolves once it succeeds, and never rejects meanwhile', async () => {
     const path = join(dir.path, 'q');
-    const q = await Quarantine.open(path, { maxEntries: 10, retryMinMs: 5, retryMaxMs: 10 });
+    let failures = 0;
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        failures += chunk.toString().split('"msg":"quarantine write failed').length - 1;
+        callback();
+      },
+    });
+    const q = await Quarantine.open(path, { maxEntries: 10, retryMinMs: 5, retryMaxMs: 10, logger: createLogger({ level: 'error', destination }) });
     await rm(path, { recursive: true });
     await writeFile(path, 'a file where the folder should be');
     q.add(entry(1));
@@ -338,7 +347,9 @@ describe('Quarantine', () => {
       () => (outcome = 'resolved'),
       () => (outcome = 'rejected'),
     );
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    const deadline = Date.now() + 10_000;
+    while (failures < 5 && outcome === 'pending' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(failures).toBeGreaterThanOrEqual(5); // five failed attempts, and still waiting
     expect(outcome).toBe('pending');
     await rm(path);
     await flushed;
