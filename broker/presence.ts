@@ -124,7 +124,8 @@ export function trackDeviceStatus(aedes: Aedes, presence: Presence, options: Dev
     const at = now();
     // aedes sets _disconnected only when the client sent a DISCONNECT packet.
     const reason = presence.disconnected(principal.deviceId, client, at, (client as unknown as { _disconnected?: boolean })._disconnected === true);
-    if (reason !== undefined) void publishStatus(principal.deviceId, 'offline', reason, at);
+    // While aedes closes, every device was announced offline (shutdown) already, and its emitter is closed.
+    if (reason !== undefined && !(aedes as unknown as { closed: boolean }).closed) void publishStatus(principal.deviceId, 'offline', reason, at);
   });
 
   return {
