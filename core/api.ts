@@ -8,8 +8,8 @@
  *   GET /healthz
  */
 import { z } from 'zod';
-import { queryParamError } from './query.ts';
-import { DeviceIdSchema, DeviceMetaSchema, DeviceStateSchema, MetaValueSchema } from './schemas.ts';
+import { queryParamError, queryParamsOf } from './query.ts';
+import { DeviceIdSchema, DeviceMetaSchema, DeviceStateSchema, MetaValueSchema, strictRecord } from './schemas.ts';
 
 export const DevicesQuerySchema = z.strictObject({
   status: z.enum(['online', 'offline', 'revoked']).optional(),
@@ -30,7 +30,7 @@ export const DeviceSummarySchema = z.strictObject({
   /** Newest reading or status change seen (ms), if any. */
   lastSeen: z.number().int().nullable(),
   /** Newest value per metric, with its timestamp. */
-  latest: z.record(z.string(), z.strictObject({ ts: z.number().int(), value: z.number() })),
+  latest: strictRecord(z.string(), z.strictObject({ ts: z.number().int(), value: z.number() })),
   /** Readings received vs missing (sequence gaps), from ingest; null until ingest reported it. */
   completeness: z.strictObject({ received: z.number().int(), missing: z.number().int(), ratio: z.number() }).nullable(),
 });
@@ -52,11 +52,9 @@ export const HealthResponseSchema = z.strictObject({
   clients: z.number().int(),
 });
 
-/** Parses /api/devices parameters; throws QUERY_INVALID naming the parameter. */
+/** Parses /api/devices parameters (read as core/query.ts's queryParamsOf reads them); throws QUERY_INVALID naming the parameter. */
 export function parseDevicesQuery(params: URLSearchParams, ignore: readonly string[] = []): DevicesQuery {
-  const raw: Record<string, string> = {};
-  for (const [key, value] of params) if (value !== '' && !ignore.includes(key)) raw[key] = value;
-  const parsed = DevicesQuerySchema.safeParse(raw);
+  const parsed = DevicesQuerySchema.safeParse(queryParamsOf(params, ignore));
   if (!parsed.success) throw queryParamError(parsed.error);
   return parsed.data;
 }

@@ -113,10 +113,12 @@ function membersOf(value: object, depth: number): number {
  * counted, not listed: the text has at least as many as the message, since `message` only ever holds
  * what was parsed (the schemas add nothing: no defaults), equal only if none is missing.
  */
-function everyMemberKept(text: string, message: unknown): boolean {
+export function everyMemberKept(text: string, message: unknown): boolean {
   const kept = countMessageMembers(message);
-  // Every colon of a valid message is a member (its strings are slugs, base64 and field names, none
-  // with a colon), so counting colons decides almost always, at the cost of one indexOf per member.
+  // Every member has a colon, and a telemetry message's strings (slugs, base64, field names) have none,
+  // so counting colons decides almost always, at the cost of one indexOf per member. It is sound for any
+  // message: colons are never fewer than members, which are never fewer than those kept, so equal
+  // counts mean none was lost; strings with colons (a site name, an ISO date) only take the exact count.
   let colons = 0;
   for (let at = text.indexOf(':'); at !== -1; at = text.indexOf(':', at + 1)) colons++;
   return colons === kept || countJsonMembers(text) === kept;
@@ -158,6 +160,24 @@ export function decodeTelemetry(payload: Uint8Array): Decoded<TelemetryMessage> 
     if (code !== 'PAYLOAD_INVALID' && !everyMemberKept(text.value, json.value)) return { ok: false, code: 'PAYLOAD_INVALID', message: MEMBER_NOT_KEPT };
     return { ok: false, code, message: describe(parsed.error) };
   }
+  if (!everyMemberKept(text.value, parsed.data)) return { ok: false, code: 'PAYLOAD_INVALID', message: MEMBER_NOT_KEPT };
+  return { ok: true, value: parsed.data };
+}
+
+/**
+ * Bytes → a message of `schema`, decoded as decodeTelemetry decodes telemetry: size and strict UTF-8
+ * first, then JSON, the schema, and every member written in the text kept in the message (none given
+ * twice, none that zod drops, such as `__proto__` in a record). PAYLOAD_TOO_LARGE or PAYLOAD_INVALID
+ * otherwise. For the other messages a component reads from MQTT (the display's verified readings,
+ * status and completeness); the schema must add nothing (no defaults) for the member count to hold.
+ */
+export function decodeMessage<T>(payload: Uint8Array, schema: z.ZodType<T>, maxBytes: number): Decoded<T> {
+  const text = decodeText(payload, maxBytes);
+  if (!text.ok) return text;
+  const json = parseJson(text.value);
+  if (!json.ok) return json;
+  const parsed = schema.safeParse(json.value);
+  if (!parsed.success) return { ok: false, code: 'PAYLOAD_INVALID', message: describe(parsed.error) };
   if (!everyMemberKept(text.value, parsed.data)) return { ok: false, code: 'PAYLOAD_INVALID', message: MEMBER_NOT_KEPT };
   return { ok: true, value: parsed.data };
 }

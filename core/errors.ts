@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   FORBIDDEN: { disposition: 'reject', http: 403, text: 'The credential is valid but not allowed to do this.' },
   NOT_FOUND: { disposition: 'reject', http: 404, text: 'No such resource.' },
   LIMIT_EXCEEDED: { disposition: 'reject', http: 429, text: 'A configured limit (rate, size, count) was exceeded.' },
+  SERVER_BUSY: { disposition: 'retry', http: 503, text: 'A capacity shared by every client (the display\'s concurrent history loads) is in use; retry after the Retry-After delay.' },
   CONFIG_INVALID: { disposition: 'reject', http: 500, text: 'A configuration value (environment variable or flag) is invalid.' },
   REGISTRY_CORRUPT: { disposition: 'reject', http: 500, text: 'The device registry file cannot be parsed; it is left untouched.' },
   REGISTRY_CONFLICT: { disposition: 'reject', http: 409, text: 'The registry change conflicts with its current contents (e.g. the id exists).' },

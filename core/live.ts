@@ -22,18 +22,29 @@
  */
 import { z } from 'zod';
 import { SensorpipeError } from './errors.ts';
-import { DeviceIdSchema, DeviceStateSchema, MetricNameSchema, SeqSchema } from './schemas.ts';
+import { DeviceIdSchema, DeviceStateSchema, MetricNameSchema, MetricValueSchema, SeqSchema, strictRecord } from './schemas.ts';
 import { AGGREGATE_FUNCTIONS, parseHistoryRequest, type AggregateFunction, type HistoryRequestFields } from './query.ts';
 
 export const LIVE_PROTOCOL_VERSION = 1 as const;
 
 export const LIVE_LIMITS = {
   maxInboundFrameBytes: 16 * 1024,
+  /**
+   * Frames one inbound message may come in (continuation frames; browsers send one). Each fragment the
+   * server holds costs it a buffer object of its own: at ws's default of 16,384, one-byte fragments of
+   * a message that never ends held about 1.9 MB per client for the 16 KiB a message may carry.
+   */
+  maxInboundFragments: 64,
   maxSubscriptionsPerClient: 32,
   maxDevicesPerSubscription: 1000,
   /** History is a store query per device: at most this many devices per subscription may ask for it. */
   maxHistoryDevices: 20,
   maxMetricsPerSubscription: 32,
+  /**
+   * Device ids named by all of a client's subscriptions together ("*" names none): what the server keeps
+   * per client stays a few hundred KiB, where 32 subscriptions of 1,000 names each would be megabytes.
+   */
+  maxDevicesPerClient: 5000,
 } as const;
 
 const SubscriptionIdSchema = z.string().min(1).max(32).regex(/^[A-Za-z0-9_.-]+$/, 'subscription id: letters, digits, _ . -');
@@ -97,8 +108,8 @@ export type LiveClientFrame = z.infer<typeof LiveClientFrameSchema>;
 
 // ---- server → client ----------------------------------------------------------------------------------
 
-/** One live reading: device, seq, ts (ms), values by metric. */
-export const LiveReadingSchema = z.tuple([DeviceIdSchema, SeqSchema, z.number().int(), z.record(z.string(), z.number())]);
+/** One live reading: device, seq, ts (ms), values by metric (a `__proto__` key is refused, not dropped). */
+export const LiveReadingSchema = z.tuple([DeviceIdSchema, SeqSchema, z.number().int(), strictRecord(MetricNameSchema, MetricValueSchema)]);
 export type LiveReading = z.infer<typeof LiveReadingSchema>;
 
 export const LiveWelcomeSchema = z.strictObject({
@@ -106,7 +117,7 @@ export const LiveWelcomeSchema = z.strictObject({
   v: z.literal(LIVE_PROTOCOL_VERSION),
   serverTime: z.number().int(),
   tickMs: z.number().int(),
-  limits: z.strictObject({ maxSubscriptions: z.number().int(), maxDevicesPerSubscription: z.number().int(), maxHistoryDevices: z.number().int() }),
+  limits: z.strictObject({ maxSubscriptions: z.number().int(), maxDevicesPerSubscription: z.number().int(), maxDevicesPerClient: z.number().int(), maxHistoryDevices: z.number().int() }),
 });
 
 export const LiveSubscribedSchema = z.strictObject({ type: z.literal('subscribed'), id: SubscriptionIdSchema, devices: z.union([z.literal('*'), z.number().int()]) });

@@ -141,11 +141,31 @@ export function parseHistoryRequest(fields: HistoryRequestFields, now: number, p
 }
 
 /**
- * History parameters of `/api/devices/{device}/readings`, through parseHistoryRequest. `ignore` names
- * parameters the caller handles itself (the display's `format`, `token`); empty ones count as absent.
+ * A URL's query parameters as an object for a strict schema, every one of them an own member whatever
+ * its name: the object has no prototype, so `?__proto__=x` is a parameter like any other, which the
+ * schema refuses as unknown, rather than a write to a prototype setter that makes it vanish. A parameter
+ * given twice is QUERY_INVALID: the API would read one copy and a proxy, a cache or a log another (as a
+ * JSON key given twice is PAYLOAD_INVALID, core/decode.ts). `ignore` names parameters the caller reads
+ * itself (the display's `format`, `token`), checked for repeats too; empty ones count as absent.
+ */
+export function queryParamsOf(params: URLSearchParams, ignore: readonly string[] = []): Record<string, string> {
+  const raw = Object.create(null) as Record<string, string>;
+  const seen = new Set<string>();
+  for (const [key, value] of params) {
+    if (seen.has(key)) throw new SensorpipeError('QUERY_INVALID', `${key.slice(0, 64)}: given more than once`, { param: key.slice(0, 64) });
+    seen.add(key);
+    if (value !== '' && !ignore.includes(key)) raw[key] = value;
+  }
+  return raw;
+}
+
+/**
+ * History parameters of `/api/devices/{device}/readings`, through queryParamsOf and parseHistoryRequest.
+ * `ignore` names parameters the caller handles itself (the display's `format`, `token`).
  */
 export function parseHistoryParams(device: string, params: URLSearchParams, now = Date.now(), ignore: readonly string[] = []): HistoryParams {
-  const raw: Record<string, string> = { device };
-  for (const [key, value] of params) if (value !== '' && !ignore.includes(key)) raw[key] = value;
+  const raw = queryParamsOf(params, ignore);
+  if ('device' in raw) throw new SensorpipeError('QUERY_INVALID', 'device: named by the path, not a query parameter (unknown parameter device)', { param: 'device' });
+  raw.device = device;
   return { ...parseHistoryRequest(raw, now), device };
 }

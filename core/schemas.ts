@@ -37,6 +37,23 @@ export const TimestampSchema = z.number().int().min(LIMITS.minTimestampMs).max(L
 export const SeqSchema = z.number().int().min(0).max(LIMITS.maxSeq);
 
 /**
+ * A record (names → values) that refuses a `__proto__` key, which z.record skips without a word (it
+ * cannot copy it onto a plain object), instead of returning a different object than was sent. For
+ * schemas whose input does not go through core/decode.ts's member count (which catches such a key, and
+ * a key given twice, against the JSON text): what clients read from /live and the API.
+ */
+export function strictRecord<K extends z.core.$ZodRecordKey, V extends z.ZodType>(key: K, value: V) {
+  return z
+    .unknown()
+    .check((ctx) => {
+      if (typeof ctx.value === 'object' && ctx.value !== null && Object.hasOwn(ctx.value, '__proto__')) {
+        ctx.issues.push({ code: 'custom', message: 'a key named __proto__ is not allowed', input: ctx.value });
+      }
+    })
+    .pipe(z.record(key, value));
+}
+
+/**
  * Metric name → value. zod's record skips a `__proto__` key without a word (it cannot copy it onto a
  * plain object); decodeTelemetry refuses any payload member the parsed message does not hold, so such a
  * key makes the message PAYLOAD_INVALID instead of vanishing from what is signed.

@@ -2,8 +2,8 @@
  * What one client may hold of the display's port, as the broker limits its MQTT listeners: how long it
  * may take to send a request (Node's defaults let a request trickled a byte at a time hold its socket
  * for over a minute), how long a connection may sit with nothing moving either way, and how many
- * connections one address may keep open, HTTP and /live together. The count is taken at the TCP
- * connection, before anything is read: a connection over the cap is closed at once.
+ * connections may be open, in total and from one address, HTTP and /live together. The counts are taken
+ * at the TCP connection, before anything is read: a connection over a cap is closed at once.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -19,6 +19,8 @@ export interface ConnectionLimits {
   idleTimeoutMs: number;
   /** Open connections from one address (SENSORPIPE_HTTP_MAX_CONNECTIONS_PER_ADDRESS). */
   maxConnectionsPerAddress: number;
+  /** Open connections in total (SENSORPIPE_HTTP_MAX_CONNECTIONS). */
+  maxConnections: number;
 }
 
 /** How long a kept-alive connection may wait for its next request (Node's default, said out loud). */
@@ -52,11 +54,19 @@ export function createLimitedServer(onRequest: (request: IncomingMessage, respon
   // are exempt (ws clears the timeout on upgrade); their heartbeat and slow-client rule apply instead.
   server.timeout = limits.idleTimeoutMs;
 
+  let total = 0;
   const perAddress = new Map<string, number>();
   server.on('connection', (socket: Socket) => {
     const address = socket.remoteAddress;
     if (address === undefined) {
       socket.destroy(); // already gone
+      return;
+    }
+    // The total first, as the broker does: many addresses together may not exhaust the process's
+    // file descriptors (or starve the /live clients already open) any more than one address may.
+    if (total >= limits.maxConnections) {
+      metrics.connectionsRefused.inc({ reason: 'total' });
+      socket.destroy();
       return;
     }
     const open = perAddress.get(address) ?? 0;
@@ -66,7 +76,9 @@ export function createLimitedServer(onRequest: (request: IncomingMessage, respon
       return;
     }
     perAddress.set(address, open + 1);
+    total++;
     socket.once('close', () => {
+      total--;
       const left = (perAddress.get(address) ?? 1) - 1;
       if (left > 0) perAddress.set(address, left);
       else perAddress.delete(address);

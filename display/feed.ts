@@ -1,10 +1,13 @@
 /**
  * The display's MQTT connection (service account svc:display, read-only): verified readings from
  * ingest, device status from the broker and devices, completeness from ingest. Every payload is parsed
- * with its core/ schema; a malformed one is counted and dropped, never passed on.
+ * with its core/ schema and decoded as ingest decodes telemetry (core/decode.ts: strict UTF-8, and every
+ * member kept); a malformed one is counted and dropped, never passed on. Status comes from the devices
+ * themselves: it is outside input like any other.
  */
 import mqtt, { type MqttClient } from 'mqtt';
 import type { ZodType } from 'zod';
+import { decodeMessage } from '../core/decode.ts';
 import type { Logger } from '../core/logger.ts';
 import { CompletenessMessageSchema, StatusMessageSchema, VerifiedReadingsSchema, type CompletenessMessage, type StatusMessage, type VerifiedReadings } from '../core/schemas.ts';
 import { parseTopic, topics, type TopicKind } from '../core/topics.ts';
@@ -77,15 +80,10 @@ export class PipelineFeed {
     }
     metrics.feedMessages.inc({ kind: parsed.kind });
     if (payload.length === 0) return; // a cleared retained message
-    let message: { device: string } | undefined;
-    if (payload.length <= MAX_FEED_PAYLOAD_BYTES) {
-      try {
-        const result = schema.safeParse(JSON.parse(payload.toString('utf8')));
-        if (result.success) message = result.data as { device: string };
-      } catch {
-        // not JSON: counted below
-      }
-    }
+    // As ingest decodes telemetry: a member the message would not hold (a key given twice, a __proto__
+    // that zod would drop from a record of values) makes it invalid, never silently a different message.
+    const decoded = decodeMessage(payload, schema, MAX_FEED_PAYLOAD_BYTES);
+    const message = decoded.ok ? (decoded.value as { device: string }) : undefined;
     if (message === undefined || message.device !== parsed.deviceId) {
       metrics.feedInvalid.inc({ kind: parsed.kind });
       return;

@@ -6,6 +6,9 @@
  * written by core/ops-http.ts as in every process, which also answers /healthz and /metrics. A request
  * gets its own child logger when something is logged.
  *
+ * An API readings request (JSON or CSV) reads the store within a slot of the fleet-wide bound on
+ * history loads (history-gate.ts), shared with /live: over it, 503 SERVER_BUSY with Retry-After.
+ *
  * A request is read first (target, route, parameters, token), then answered. Whatever goes wrong while
  * reading it is the request's fault and is answered 4xx, never 500: a 5xx only ever means the display
  * or its store failed.
@@ -24,6 +27,7 @@ import { sameSecret } from '../core/secret.ts';
 import { parseHistoryParams, type HistoryParams } from '../core/query.ts';
 import type { QueryResult, TimeSeriesStore } from '../store/index.ts';
 import type { FleetState } from './fleet.ts';
+import { HISTORY_RETRY_AFTER_S, type HistoryGate } from './history-gate.ts';
 import type { LiveHub } from './hub.ts';
 import type { DisplayMetrics } from './metrics.ts';
 
@@ -31,6 +35,8 @@ export interface HttpOptions {
   store: TimeSeriesStore;
   fleet: FleetState;
   hub: LiveHub;
+  /** The fleet-wide bound on history loads, shared with /live. */
+  history: HistoryGate;
   wss: WebSocketServer;
   metrics: DisplayMetrics;
   logger: Logger;
@@ -134,7 +140,8 @@ function readApiRequest(url: URL): ApiRequest {
 
 // The one JSON and error shape of every process (core/ops-http.ts), with the display's headers.
 const sendJson = (response: ServerResponse, status: number, body: unknown): void => sendOpsJson(response, status, body, SECURITY_HEADERS);
-const sendError = (response: ServerResponse, err: SensorpipeError): void => sendOpsError(response, err, SECURITY_HEADERS);
+const BUSY_HEADERS = { ...SECURITY_HEADERS, 'retry-after': String(HISTORY_RETRY_AFTER_S) };
+const sendError = (response: ServerResponse, err: SensorpipeError): void => sendOpsError(response, err, err.code === 'SERVER_BUSY' ? BUSY_HEADERS : SECURITY_HEADERS);
 
 /** The token from `Authorization: Bearer`, a `bearer.` WebSocket subprotocol, or `?token=` (last resort). */
 function tokenOf(request: IncomingMessage, url: URL): string | undefined {
@@ -157,13 +164,20 @@ function routeOf(pathname: string | undefined): string {
 // ---- the server's request and upgrade handlers ---------------------------------------------------------------
 
 export function createHandlers(options: HttpOptions) {
-  const { store, fleet, hub, wss, metrics, logger } = options;
+  const { store, fleet, hub, history, wss, metrics, logger } = options;
+
+  /**
+   * The store's health, one probe at a time: /healthz needs no token, and concurrent probes share the
+   * one in flight instead of each asking the store (a flood of /healthz is not a flood of store queries).
+   */
+  let storeProbe: ReturnType<TimeSeriesStore['health']> | undefined;
+  const storeHealthNow = () => (storeProbe ??= store.health().finally(() => (storeProbe = undefined)));
 
   /** /metrics and /healthz, answered as every process answers them. */
   const ops: OpsEndpoints = {
     metrics: metrics.registry,
     health: async () => {
-      const storeHealth = await store.health();
+      const storeHealth = await storeHealthNow();
       const broker = options.brokerConnected();
       return { ok: broker && storeHealth.ok, broker, store: storeHealth.ok, ...(storeHealth.detail === undefined ? {} : { storeDetail: storeHealth.detail }), clients: hub.clientCount };
     },
@@ -198,7 +212,12 @@ export function createHandlers(options: HttpOptions) {
       sendJson(response, 200, fleet.get(device));
       return;
     }
-    const result = await store.query(api.params);
+    // A slot of the fleet-wide history bound while the store is read; a request that goes away while
+    // it waits gives its place up. The answer is written after the slot is freed: a slow reader of a
+    // CSV export holds its socket (bounded by the idle timeout), not a slot other viewers need.
+    const gone = new AbortController();
+    response.once('close', () => gone.abort());
+    const result = await history.run('http', () => store.query(api.params), gone.signal);
     if (api.format === 'json') sendJson(response, 200, result);
     else await sendCsv(response, result);
   };

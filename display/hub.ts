@@ -18,6 +18,7 @@ import type { Logger } from '../core/logger.ts';
 import type { StatusMessage, VerifiedReadings } from '../core/schemas.ts';
 import type { TimeSeriesStore } from '../store/index.ts';
 import { FanOut } from './fan-out.ts';
+import type { HistoryGate } from './history-gate.ts';
 import { RecentReadings } from './history.ts';
 import { LiveClient } from './live-client.ts';
 import { LiveProtocol } from './live-protocol.ts';
@@ -32,10 +33,14 @@ export interface HubOptions {
   /** ingest's max-future: readings up to this far ahead are part of history. */
   aheadMs: number;
   store: TimeSeriesStore;
+  /** The fleet-wide bound on history loads, shared with the HTTP API. */
+  history: HistoryGate;
   metrics: DisplayMetrics;
   logger: Logger;
   /** Current status of a device, sent when a subscription names it. */
   statusOf(device: string): Pick<StatusMessage, 'state' | 'since'> | undefined;
+  /** Whether a device is registered: only a registered device's history is loaded (as on the API). */
+  isRegistered(device: string): boolean;
 }
 
 export class LiveHub {
@@ -97,7 +102,12 @@ export class LiveHub {
       this.liveness.forget(client);
       log.debug({ code }, 'live client closed');
     });
-    ws.on('error', (err) => log.debug({ err: err.message }, 'live client error'));
+    ws.on('error', (err: Error & { code?: string }) => {
+      // ws closes the connection itself on a frame that breaks the protocol or a limit (too big: 1009,
+      // too many fragments: 1008, not UTF-8: 1007, …): a hostile input, counted as the server's drop.
+      if (err.code?.startsWith('WS_ERR_') === true) this.options.metrics.liveDisconnects.inc({ reason: 'protocol' });
+      log.debug({ err: err.message, code: err.code }, 'live client error');
+    });
     this.protocol.welcome(client);
   }
 

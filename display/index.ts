@@ -19,6 +19,7 @@ import { instrumentStore, type TimeSeriesStore } from '../store/index.ts';
 import { checkConnectionLimits, createLimitedServer, type ConnectionLimits } from './connections.ts';
 import { PipelineFeed } from './feed.ts';
 import { FleetState } from './fleet.ts';
+import { HistoryGate } from './history-gate.ts';
 import { createHandlers, loadStaticFiles } from './http.ts';
 import { LiveHub } from './hub.ts';
 import { createDisplayMetrics, type DisplayMetrics } from './metrics.ts';
@@ -55,6 +56,7 @@ export async function startDisplay({ config, registryPath, store: unmeasured, lo
     requestTimeoutMs: config.httpRequestTimeoutMs,
     idleTimeoutMs: config.httpIdleTimeoutMs,
     maxConnectionsPerAddress: config.httpMaxConnectionsPerAddress,
+    maxConnections: config.httpMaxConnections,
   };
   checkConnectionLimits(limits); // before anything is started that would need stopping
   const metrics = createDisplayMetrics();
@@ -72,6 +74,7 @@ export async function startDisplay({ config, registryPath, store: unmeasured, lo
     log.warn({ err: (err as Error).message }, 'latest values not loaded from the store');
   }
 
+  const history = new HistoryGate({ maxConcurrent: config.historyMaxConcurrent, metrics });
   const hub = new LiveHub({
     tickMs: config.liveTickMs,
     slowBytes: config.liveSlowBytes,
@@ -79,8 +82,10 @@ export async function startDisplay({ config, registryPath, store: unmeasured, lo
     heartbeatMs: config.liveHeartbeatMs,
     aheadMs: config.maxFutureMs,
     store,
+    history,
     metrics,
     logger: log,
+    isRegistered: (device) => fleet.has(device),
     statusOf: (device) => {
       const summary = fleet.get(device);
       return summary?.since == null ? undefined : { state: summary.state, since: summary.since };
@@ -108,6 +113,7 @@ export async function startDisplay({ config, registryPath, store: unmeasured, lo
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: LIVE_LIMITS.maxInboundFrameBytes,
+    maxFragments: LIVE_LIMITS.maxInboundFragments,
     perMessageDeflate: false,
     // Select ours when offered; never a `bearer.` one, which would echo the token.
     handleProtocols: (offered) => (offered.has(LIVE_SUBPROTOCOL) ? LIVE_SUBPROTOCOL : false),
@@ -116,6 +122,7 @@ export async function startDisplay({ config, registryPath, store: unmeasured, lo
     store,
     fleet,
     hub,
+    history,
     wss,
     metrics,
     logger: log,
@@ -137,6 +144,7 @@ export async function startDisplay({ config, registryPath, store: unmeasured, lo
     // A taken port must not leave the MQTT client reconnecting and the registry watched.
     registryWatch.close();
     hub.close();
+    history.close();
     await feed.close();
     throw err;
   }
@@ -153,6 +161,7 @@ export async function startDisplay({ config, registryPath, store: unmeasured, lo
     close: async () => {
       registryWatch.close();
       hub.close();
+      history.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

@@ -8,10 +8,18 @@
 import type { WebSocket } from 'ws';
 import type { LiveReading, LiveServerFrame } from '../core/live.ts';
 import type { Logger } from '../core/logger.ts';
+import type { SeenReadings } from './history.ts';
 import type { DisplayMetrics } from './metrics.ts';
 
 /** History requests a client may have running or queued; the server reads no further frame from it meanwhile. */
 export const MAX_HISTORY_QUEUE = 4;
+
+/**
+ * Reading identities a client keeps after its histories, all devices together (8 bytes each, so 8 MB):
+ * past it, the windows that end first close early. Closing a window early loses nothing in the usual
+ * case; only a live reading that lags the store by seconds could then be sent twice.
+ */
+export const MAX_SEEN_PER_CLIENT = 1_000_000;
 
 /** A frame as it came off the socket, kept while the server does not act on the client's frames. */
 export interface InboundFrame {
@@ -49,7 +57,7 @@ export class LiveClient {
   /** Devices whose live readings are held back while their history loads. */
   readonly holds = new Map<string, LiveReading[]>();
   /** After a history: identities already sent per device, checked on live readings until `until`. */
-  readonly sent = new Map<string, { seen: Set<string>; until: number }>();
+  readonly sent = new Map<string, { seen: SeenReadings; until: number }>();
   /** Newest value per `${device}\0${metric}` for a slow client or a `latest` subscription. */
   readonly merged = new Map<string, LiveReading>();
   /** Readings to send first in the next frame (those released after a history). */
@@ -136,6 +144,23 @@ export class LiveClient {
       done();
     });
     return true;
+  }
+
+  /**
+   * After a history of `device`: what the client has of it, checked on its live readings until `until`,
+   * within MAX_SEEN_PER_CLIENT for all devices together. Call changed() afterwards.
+   */
+  rememberSent(device: string, seen: SeenReadings, until: number): void {
+    this.sent.set(device, { seen, until });
+    let total = 0;
+    for (const entry of this.sent.values()) total += entry.seen.size;
+    if (total <= MAX_SEEN_PER_CLIENT) return;
+    for (const [other, entry] of [...this.sent].sort(([, a], [, b]) => a.until - b.until)) {
+      if (total <= MAX_SEEN_PER_CLIENT) break;
+      if (other === device) continue;
+      total -= entry.seen.size;
+      this.sent.delete(other);
+    }
   }
 
   /** Resolves once releaseDrainWaiters is called: when the client drained, or is gone. */

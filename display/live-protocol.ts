@@ -13,6 +13,7 @@
  * loaded only once the client is under the mark, so a client holds at most `slowBytes` plus one frame
  * unsent, whatever it asks for; one that stays over the mark is dropped as `slow` (fan-out.ts).
  */
+import { everyMemberKept } from '../core/decode.ts';
 import { SensorpipeError, isSensorpipeError, type ErrorCode } from '../core/errors.ts';
 import {
   LIVE_CLOSE,
@@ -25,6 +26,7 @@ import {
 } from '../core/live.ts';
 import type { StatusMessage } from '../core/schemas.ts';
 import type { TimeSeriesStore } from '../store/index.ts';
+import type { HistoryGate } from './history-gate.ts';
 import { RECENT_MS, loadHistory, readingsAfterHistory, type RecentReadings } from './history.ts';
 import { MAX_HISTORY_QUEUE, type InboundFrame, type LiveClient, type Subscription } from './live-client.ts';
 import type { Liveness } from './liveness.ts';
@@ -40,12 +42,16 @@ export interface LiveProtocolOptions {
   /** ingest's max-future: readings up to this far ahead are part of history. */
   aheadMs: number;
   store: TimeSeriesStore;
+  /** The fleet-wide bound on history loads, shared with the HTTP API. */
+  history: HistoryGate;
   metrics: DisplayMetrics;
   /** Verified readings of the last seconds, for the join of history and live. */
   recent: RecentReadings;
   liveness: Liveness;
   /** Current status of a device, sent when a subscription names it. */
   statusOf(device: string): Pick<StatusMessage, 'state' | 'since'> | undefined;
+  /** Whether a device is registered: only a registered device's history is loaded (as on the API). */
+  isRegistered(device: string): boolean;
 }
 
 export class LiveProtocol {
@@ -57,7 +63,12 @@ export class LiveProtocol {
       v: LIVE_PROTOCOL_VERSION,
       serverTime: Date.now(),
       tickMs: this.options.tickMs,
-      limits: { maxSubscriptions: LIVE_LIMITS.maxSubscriptionsPerClient, maxDevicesPerSubscription: LIVE_LIMITS.maxDevicesPerSubscription, maxHistoryDevices: LIVE_LIMITS.maxHistoryDevices },
+      limits: {
+        maxSubscriptions: LIVE_LIMITS.maxSubscriptionsPerClient,
+        maxDevicesPerSubscription: LIVE_LIMITS.maxDevicesPerSubscription,
+        maxDevicesPerClient: LIVE_LIMITS.maxDevicesPerClient,
+        maxHistoryDevices: LIVE_LIMITS.maxHistoryDevices,
+      },
     });
   }
 
@@ -108,9 +119,10 @@ export class LiveProtocol {
     let id: string | undefined;
     try {
       if (isBinary) throw new SensorpipeError('PAYLOAD_INVALID', 'frames are JSON text');
+      const text = data.toString('utf8');
       let json: unknown;
       try {
-        json = JSON.parse(data.toString('utf8'));
+        json = JSON.parse(text);
       } catch {
         throw new SensorpipeError('PAYLOAD_INVALID', 'a frame is one JSON object');
       }
@@ -120,6 +132,9 @@ export class LiveProtocol {
         const issue = parsed.error.issues[0];
         throw new SensorpipeError('PAYLOAD_INVALID', `${issue?.path.join('.') || 'frame'}: ${issue?.message ?? 'invalid'}`);
       }
+      // A key given twice (JSON.parse keeps the last silently) is refused as in an MQTT payload
+      // (core/decode.ts): the frame means one thing to every reader. __proto__ the strict schema refuses.
+      if (!everyMemberKept(text, parsed.data)) throw new SensorpipeError('PAYLOAD_INVALID', 'frame: a key is given more than once');
       const frame = parsed.data;
       if (frame.type === 'subscribe') return this.subscribe(client, frame);
       else if (client.subscriptions.delete(frame.id)) {
@@ -144,6 +159,12 @@ export class LiveProtocol {
     const now = Date.now();
     const history = parseSubscriptionHistory(frame, now);
     const devices = frame.devices === '*' ? '*' : new Set(frame.devices);
+    if (devices !== '*') {
+      // Every name a client subscribes to is kept for it: bounded per client, not only per subscription.
+      let named = devices.size;
+      for (const [id, other] of client.subscriptions) if (id !== frame.id && other.devices !== '*') named += other.devices.size;
+      if (named > LIVE_LIMITS.maxDevicesPerClient) throw new SensorpipeError('LIMIT_EXCEEDED', `at most ${LIVE_LIMITS.maxDevicesPerClient} devices named by one client's subscriptions together (use "*" for the whole fleet)`);
+    }
     const subscription: Subscription = { devices, metrics: frame.metrics === undefined ? undefined : new Set(frame.metrics), latest: frame.latest === true };
     if (history !== undefined) {
       if (client.historyQueue >= MAX_HISTORY_QUEUE) return false;
@@ -174,29 +195,39 @@ export class LiveProtocol {
       if (client.ws.readyState !== client.ws.OPEN) break; // gone (the fan-out dropped it if it stayed slow)
       const recent = this.options.recent.snapshot(device);
       try {
-        const loaded = await loadHistory(this.options.store, {
-          id: frame.id,
-          device,
-          metrics: frame.metrics,
-          from: history.from,
-          now,
-          aheadMs: this.options.aheadMs,
-          fn: history.fn,
-          maxPoints: history.maxPoints,
-        });
-        if (!client.subscriptions.has(frame.id)) break; // unsubscribed meanwhile
+        // As GET /api/devices/{id}/readings answers 404 before it asks the store: a list of made-up ids
+        // costs the store nothing. Live readings of the id (should it be registered later) still come.
+        if (!this.options.isRegistered(device)) throw new SensorpipeError('NOT_FOUND', `no device ${device}`);
+        // One slot of the fleet-wide bound per device; over it, this device's history is refused
+        // (SERVER_BUSY) and its live readings go on.
+        const loaded = await this.options.history.run('live', async () =>
+          client.ws.readyState !== client.ws.OPEN || !client.subscriptions.has(frame.id)
+            ? undefined // gone, or unsubscribed, while it waited for a slot
+            : loadHistory(this.options.store, {
+                id: frame.id,
+                device,
+                metrics: frame.metrics,
+                from: history.from,
+                now,
+                aheadMs: this.options.aheadMs,
+                fn: history.fn,
+                maxPoints: history.maxPoints,
+              }),
+        );
+        if (loaded === undefined || !client.subscriptions.has(frame.id)) break; // gone, or unsubscribed meanwhile
         client.send(loaded.frame);
         if (holds.includes(device)) {
           const held = client.holds.get(device) ?? [];
           client.holds.delete(device);
           const release = readingsAfterHistory(loaded, client.effective(device)?.metrics, recent, held);
           for (const r of release.readings) client.carry.push(r);
-          client.sent.set(device, { seen: release.seen, until: Date.now() + RECENT_MS });
+          client.rememberSent(device, release.seen, Date.now() + RECENT_MS);
         }
       } catch (err) {
         const code: ErrorCode = isSensorpipeError(err) ? err.code : 'INTERNAL';
         // A store that is down or failing is the operator's concern; a refused range is the client's.
-        const retry = !isSensorpipeError(err) || err.disposition === 'retry';
+        // A busy display is counted (sensorpipe_display_history_refused_total), not logged per load.
+        const retry = !isSensorpipeError(err) || (err.disposition === 'retry' && err.code !== 'SERVER_BUSY');
         client.log[retry ? 'warn' : 'debug']({ device, code, err: (err as Error).message }, 'history not loaded');
         client.send({ type: 'error', code, message: `history of ${device}: ${(err as Error).message}`, id: frame.id });
         if (holds.includes(device)) {

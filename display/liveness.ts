@@ -17,7 +17,7 @@ export interface LivenessOptions {
 }
 
 /** Why the server dropped a client (the `reason` label of sensorpipe_display_live_disconnects_total). */
-export type DisconnectReason = 'slow' | 'heartbeat' | 'bad-frames';
+export type DisconnectReason = 'slow' | 'heartbeat' | 'bad-frames' | 'protocol';
 
 export class Liveness {
   readonly clients = new Set<LiveClient>();

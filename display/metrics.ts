@@ -21,6 +21,9 @@ export function createDisplayMetrics() {
     liveBadFrames: new Counter({ name: 'sensorpipe_display_live_bad_frames_total', help: 'Frames from clients refused, by code.', labelNames: ['code'] as const, registers }),
     feedMessages: new Counter({ name: 'sensorpipe_display_feed_messages_total', help: 'MQTT messages received from the pipeline, by kind.', labelNames: ['kind'] as const, registers }),
     feedInvalid: new Counter({ name: 'sensorpipe_display_feed_invalid_total', help: 'MQTT messages dropped as malformed, by kind.', labelNames: ['kind'] as const, registers }),
+    historyLoads: new Gauge({ name: 'sensorpipe_display_history_loads', help: 'History loads reading the store now (API readings requests and /live subscriptions\' histories together; at most SENSORPIPE_HISTORY_MAX_CONCURRENT).', registers }),
+    historyWaiting: new Gauge({ name: 'sensorpipe_display_history_waiting', help: 'History loads waiting for a free slot.', registers }),
+    historyRefused: new Counter({ name: 'sensorpipe_display_history_refused_total', help: 'History loads refused with SERVER_BUSY, by how they were asked for (http, live) and why (queue_full, timeout).', labelNames: ['via', 'reason'] as const, registers }),
     httpRequests: new Counter({ name: 'sensorpipe_display_http_requests_total', help: 'HTTP requests, by route and status.', labelNames: ['route', 'status'] as const, registers }),
     httpSeconds: new Histogram({ name: 'sensorpipe_display_http_seconds', help: 'HTTP request latency, by route.', labelNames: ['route'] as const, buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers }),
   };

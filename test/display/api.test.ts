@@ -189,6 +189,7 @@ describe('with a viewer token', () => {
       store: pipeline.store,
       logger: createLogger({ level: 'silent' }),
     });
+    await guarded.feed.ready; // /healthz reports the broker link: 503 until it is up
   });
   afterAll(async () => guarded?.close());
 
