@@ -35,8 +35,9 @@ export const simCommand: Command = {
       bufferLimit: config.simBuffer,
       maxBatch: config.simBatch,
       recordAckedReadings: false,
-      // One line per reading, written as its PUBACK arrives: the record lives on disk, not in memory.
-      onAcknowledged: ackedLog && ((device, readings) => void ackedLog.write(readings.map((r) => `${device} ${r.seq} ${r.ts}\n`).join(''))),
+      // One line per reading, written as its PUBACK arrives: the record lives on disk, not in memory. With
+      // the values the device signed (JSON, no spaces), so that the store can be checked value by value.
+      onAcknowledged: ackedLog && ((device, readings) => void ackedLog.write(readings.map((r) => `${device} ${r.seq} ${r.ts} ${JSON.stringify(r.values)}\n`).join(''))),
       logger,
     });
 

@@ -179,7 +179,7 @@ export const simOptions = {
   simDuration: { env: 'SENSORPIPE_SIM_DURATION', flag: 'duration', schema: durationMs.optional(), doc: 'Stop after this long and print the summary (default: run until SIGINT).' },
   simBuffer: { env: 'SENSORPIPE_SIM_BUFFER', flag: 'buffer', schema: integer(1, 10_000_000), default: '10000', doc: 'Readings a device keeps while offline; older ones are dropped and counted.' },
   simBatch: { env: 'SENSORPIPE_SIM_BATCH', flag: 'batch', schema: integer(1, 1000), default: '100', doc: 'Readings per message when a device sends its buffer.' },
-  simAckedLog: { env: 'SENSORPIPE_SIM_ACKED_LOG', flag: 'acked-log', schema: optionalText, doc: 'Append every good reading the broker acknowledged to this file, one "device seq ts" line each (for reconciling with the store).' },
+  simAckedLog: { env: 'SENSORPIPE_SIM_ACKED_LOG', flag: 'acked-log', schema: optionalText, doc: 'Append every good reading the broker acknowledged to this file, one "device seq ts values" line each, values as JSON (for reconciling with the store).' },
   simCredentials: { env: 'SENSORPIPE_SIM_CREDENTIALS', flag: 'credentials', schema: optionalText, doc: 'Existing devices: a file of `sensorpipe devices add --json` lines. Unset: demo mode provisions sim-0000… into the registry.' },
 } satisfies Specs;
 

@@ -235,9 +235,13 @@ export class SimDevice {
   }
 
   private async takeReading(): Promise<void> {
+    // Stamped when taken, as firmware does, not when the seq reservation comes back: reservations of a
+    // whole fleet share one file write, and under load two readings of a device could otherwise wait for
+    // the same write and get the same millisecond — one (device, ts) for two readings, and the store
+    // keeps one of them. Seqs are handed out in call order, so ts and seq rise together.
+    const ts = Date.now();
     const seq = await this.options.seqs.take(this.id);
     if (this.stopped) return; // stop() came while the seq was being reserved: publish nothing after it
-    const ts = Date.now();
     this.send({ seq, ts, values: this.signals.next(ts) });
   }
 

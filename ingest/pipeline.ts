@@ -139,7 +139,9 @@ export class IngestPipeline {
         const points = this.current.points;
         for (const reading of verdict.readings) {
           const values = reading.values;
-          for (const metric of Object.keys(values)) points.push({ device: verdict.device, metric, ts: reading.ts, value: values[metric]!, meta: verdict.meta });
+          // The seq goes with every point of the reading: the store keeps it (store/SCHEMA.md), so that a
+          // reading stored twice, at two times, can be seen.
+          for (const metric of Object.keys(values)) points.push({ device: verdict.device, metric, ts: reading.ts, value: values[metric]!, seq: reading.seq, meta: verdict.meta });
         }
         this.current.acks.push(message);
         if (this.current.points.length >= this.options.batchMaxPoints) this.flushBatch();

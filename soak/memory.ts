@@ -70,12 +70,21 @@ function judgeLife(settled: RssSample[]): LifeMemory {
 /**
  * Judges one process: `samples` of the whole soak, `starts` when each of its lives began (ms since the
  * soak started), `warmupMs` to skip after each start. A life too short to judge is left out.
+ *
+ * `pauses` are stretches not judged at all — the overload phase: a burst raises a process's footprint
+ * for good (V8 keeps the heap it grew, queues filled and drained) without leaking. A life ends where a
+ * pause begins, and a new one, with its own warm-up, begins where it ends; that is not a restart.
  */
-export function judgeMemory(samples: RssSample[], options: { starts: number[]; warmupMs: number; judge?: boolean }): ProcessMemory {
+export function judgeMemory(samples: RssSample[], options: { starts: number[]; warmupMs: number; judge?: boolean; pauses?: { from: number; to: number }[] }): ProcessMemory {
   const base = { startMiB: samples[0]?.rssMiB ?? null, endMiB: samples.at(-1)?.rssMiB ?? null, restarts: Math.max(0, options.starts.length - 1) };
   if (options.judge === false) return { ...base, judged: null, livesJudged: 0, leak: false, note: 'not ours: reported, not judged' };
-  const lives = options.starts
-    .map((start, i) => samples.filter((s) => s.t >= start + options.warmupMs && s.t < (options.starts[i + 1] ?? Infinity)))
+  const pauses = options.pauses ?? [];
+  const beginnings = [...options.starts, ...pauses.map((p) => p.to)].sort((a, b) => a - b);
+  const lives = beginnings
+    .map((begin, i) => {
+      const end = Math.min(beginnings[i + 1] ?? Infinity, ...pauses.map((p) => p.from).filter((from) => from >= begin));
+      return samples.filter((s) => s.t >= begin + options.warmupMs && s.t < end);
+    })
     .filter((settled) => settled.length >= MIN_JUDGED_SAMPLES)
     .map(judgeLife);
   if (lives.length === 0) return { ...base, judged: null, livesJudged: 0, leak: false, note: 'no life long enough to judge after warm-up' };

@@ -2,18 +2,24 @@
  * The whole pipeline for a soak, in separate processes on free loopback ports, the way an operator
  * runs it (`sensorpipe broker | ingest | display | sim`), against a real influxd:
  *
- *   sim ──▶ devices' cut proxy ──▶ broker ◀── ingest's cut proxy ◀── ingest ──▶ influxd ◀── display ◀── viewers
- *                                     └──────────────────────────────────────────────────────▶ display
+ *   sim ──▶ devices' cut proxy ──▶ broker ◀── ingest's cut proxy ◀── ingest ──▶ influx fault proxy ──▶ influxd
+ *   load ─────────────────────────▶ │ └──────────────────────────────────────────────▶ display ─────────▶ influxd
+ *                                                                                       ◀── viewers
  *
- * The fleet is provisioned into the registry before anything starts (the simulator then finds its
- * devices and adds none). Every process logs to <dir>/logs/<name>.log.
+ * Ingest reaches influxd only through the fault proxy (influx-fault-proxy.ts); the display, and the
+ * soak's own reading of the store, go to influxd directly. `load` is the overload phase's generator: a
+ * second `sensorpipe sim` of registered, signing devices (load-0000 …) with its own acknowledgement
+ * log, started and stopped by the chaos plan. Both fleets are provisioned into the registry before
+ * anything starts (the simulators then find their devices and add none). Every process logs to
+ * <dir>/logs/<name>.log.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FAULTS, provisionFleet } from '../firmware-sim/index.ts';
 import { startInfluxd, type InfluxServer } from '../harness/influxd.ts';
 import { freePort } from '../harness/ports.ts';
+import { startInfluxFaultProxy, type InfluxFaultProxy } from './influx-fault-proxy.ts';
 import { ManagedProcess } from './processes.ts';
 import { startCutProxy, type CutProxy } from './proxy.ts';
 
@@ -23,6 +29,20 @@ export interface PipelineOptions {
   intervalMs: number;
   seed: number;
   minutes: number;
+  /** The overload generator: devices, and the interval of each (readings/s = devices × 1000 / intervalMs). */
+  load: { devices: number; intervalMs: number };
+}
+
+/**
+ * Devices and interval for `rate` readings a second. A device publishes each reading as one QoS 1
+ * message, and the broker lets a device publish 20 messages a second on average (its token bucket,
+ * SENSORPIPE_DEVICE_PUBLISH_RATE): at 10 a second each, with the simulator's ±10 % jitter, a load
+ * device stays well inside it, so the overload is many devices at a legal rate, not one device abusing
+ * its own.
+ */
+export function loadShape(rate: number): { devices: number; intervalMs: number } {
+  const devices = Math.max(1, Math.ceil(rate / 10));
+  return { devices, intervalMs: Math.max(50, Math.round((devices * 1000) / rate)) };
 }
 
 export interface SoakPipeline {
@@ -35,10 +55,17 @@ export interface SoakPipeline {
   ingest: ManagedProcess;
   display: ManagedProcess;
   sim: ManagedProcess;
+  /** The overload generator (not running until the overload strikes). */
+  load: ManagedProcess;
+  loadDeviceIds: string[];
   devicesProxy: CutProxy;
   ingestProxy: CutProxy;
+  /** Between ingest and influxd. */
+  influxLink: InfluxFaultProxy;
   ackedLogPath: string;
+  loadAckedLogPath: string;
   ingestMetricsUrl: string;
+  brokerMetricsUrl: string;
   liveUrl: string;
   /** The processes whose memory is judged. */
   processes: ManagedProcess[];
@@ -60,7 +87,14 @@ export async function startPipeline(options: PipelineOptions): Promise<SoakPipel
   const registryPath = join(options.dir, 'registry.json');
   const database = 'soak';
   const fleet = await provisionFleet({ devices: options.devices, registryPath, stateDir: join(dataDir, 'sim'), profile: 'mixed' });
+  // The load generator's devices, registered like any: its simulator gets their credentials as a file
+  // (`sensorpipe devices add --json` lines) and a data folder of its own (its seq book).
+  const loadDir = join(options.dir, 'load');
+  const loadFleet = await provisionFleet({ devices: options.load.devices, registryPath, stateDir: join(loadDir, 'state'), profile: 'mixed', idPrefix: 'load' });
+  const loadCredentials = join(loadDir, 'credentials.jsonl');
+  await writeFile(loadCredentials, loadFleet.map((c) => JSON.stringify(c)).join('\n'), { mode: 0o600 });
   const influx = await startInfluxd();
+  const influxLink = await startInfluxFaultProxy(influx.url);
 
   const [mqttPort, brokerMetricsPort, ingestMetricsPort, httpPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const secret = () => randomBytes(18).toString('base64url');
@@ -69,9 +103,12 @@ export async function startPipeline(options: PipelineOptions): Promise<SoakPipel
   const viewerToken = secret();
   const common = { SENSORPIPE_DATA_DIR: dataDir, SENSORPIPE_REGISTRY: registryPath, SENSORPIPE_LOG_LEVEL: 'info' };
   const store = { SENSORPIPE_INFLUX_URL: influx.url, SENSORPIPE_INFLUX_DATABASE: database };
+  // Ingest writes (and looks up) through the fault proxy, never to influxd directly.
+  const ingestStore = { ...store, SENSORPIPE_INFLUX_URL: influxLink.url };
   const devicesProxy = await startCutProxy(mqttPort);
   const ingestProxy = await startCutProxy(mqttPort);
   const ackedLogPath = join(options.dir, 'acked.log');
+  const loadAckedLogPath = join(options.dir, 'load-acked.log');
   const faults = soakFaults();
 
   const broker = new ManagedProcess({
@@ -94,7 +131,7 @@ export async function startPipeline(options: PipelineOptions): Promise<SoakPipel
     args: ['ingest'],
     env: {
       ...common,
-      ...store,
+      ...ingestStore,
       SENSORPIPE_MQTT_URL: `mqtt://127.0.0.1:${ingestProxy.port}`,
       SENSORPIPE_INGEST_PASSWORD: ingestPassword,
       SENSORPIPE_INGEST_METRICS_PORT: String(ingestMetricsPort),
@@ -136,6 +173,23 @@ export async function startPipeline(options: PipelineOptions): Promise<SoakPipel
     logPath: join(logs, 'sim.log'),
     ready: { log: /"msg":"fleet started"/ },
   });
+  // Straight to the broker: the devices' cut proxy would be one more process hop for every message.
+  const load = new ManagedProcess({
+    name: 'load',
+    args: [
+      'sim',
+      '--devices', String(options.load.devices),
+      '--interval', `${options.load.intervalMs}ms`,
+      '--profile', 'mixed',
+      '--seed', String(options.seed + 1),
+      '--credentials', loadCredentials,
+      '--broker', `mqtt://127.0.0.1:${mqttPort}`,
+      '--acked-log', loadAckedLogPath,
+    ],
+    env: { SENSORPIPE_DATA_DIR: join(loadDir, 'data'), SENSORPIPE_LOG_LEVEL: 'info' },
+    logPath: join(logs, 'load.log'),
+    ready: { log: /"msg":"fleet started"/ },
+  });
 
   return {
     influx,
@@ -147,18 +201,24 @@ export async function startPipeline(options: PipelineOptions): Promise<SoakPipel
     ingest,
     display,
     sim,
+    load,
+    loadDeviceIds: loadFleet.map((c) => c.deviceId),
     devicesProxy,
     ingestProxy,
+    influxLink,
     ackedLogPath,
+    loadAckedLogPath,
     ingestMetricsUrl: `http://127.0.0.1:${ingestMetricsPort}/metrics`,
+    brokerMetricsUrl: `http://127.0.0.1:${brokerMetricsPort}/metrics`,
     liveUrl: `ws://127.0.0.1:${httpPort}/live?token=${encodeURIComponent(viewerToken)}`,
-    processes: [broker, ingest, display, sim],
+    processes: [broker, ingest, display, sim, load],
     close: async () => {
-      for (const process of [sim, display, ingest, broker]) await process.kill('SIGKILL', 1000);
+      for (const process of [load, sim, display, ingest, broker]) await process.kill('SIGKILL', 1000);
       await devicesProxy.close();
       await ingestProxy.close();
+      await influxLink.close();
       await influx.close();
-      for (const process of [sim, display, ingest, broker]) await process.closeLog();
+      for (const process of [load, sim, display, ingest, broker]) await process.closeLog();
     },
   };
 }

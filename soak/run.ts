@@ -1,12 +1,15 @@
 /**
  * `npm run soak -- --minutes N`: the whole pipeline in separate processes against a real influxd, a
- * simulated fleet with every fault, live viewers, and a seeded chaos schedule (influxd restarted,
- * ingest killed -9, the broker restarted, connections cut, a viewer frozen). At the end the fleet is
- * stopped, ingest drained, and everything reconciled: nothing acknowledged lost or duplicated, every
- * bad message quarantined under its reason and no good one, the viewers shown only verified readings,
- * no process leaking memory or crashing. Prints one JSON verdict; exits 1 if anything failed.
+ * simulated fleet with every fault, live viewers, and a seeded chaos schedule (influxd restarted and
+ * killed -9, influxd answering 500 and 429, hanging, cut off from ingest by a partition, ingest killed
+ * -9, the broker restarted, connections cut, a viewer frozen, 30 s of overload; the broker killed -9
+ * with --broker-kill). At the end the fleets are stopped, ingest drained, and everything reconciled:
+ * nothing acknowledged lost, duplicated or stored with other values, every bad message quarantined
+ * under its reason and no good one, the viewers shown only verified readings, no process leaking
+ * memory or crashing. Prints one JSON verdict; exits 1 if anything failed.
  *
- *   npm run soak -- --minutes 2 [--seed 1] [--devices 40] [--interval 500] [--out FILE] [--keep]
+ *   npm run soak -- --minutes 2 [--seed 1] [--devices 40] [--interval 500] [--overload-rate 6000]
+ *                   [--broker-kill] [--out FILE] [--keep]
  *
  * Talks to: the processes it starts (cli/bin.js broker|ingest|display|sim), influxd, /live.
  * Its folder (logs, data, the acknowledgement log) is removed after a pass and kept after a failure.
@@ -18,10 +21,13 @@ import { parseArgs } from 'node:util';
 import type { LiveClientFrame } from '../core/live.ts';
 import { prng } from '../firmware-sim/signals.ts';
 import { readQuarantine } from '../ingest/quarantine.ts';
-import { planChaos, runChaos, type ChaosActions } from './chaos.ts';
+import { planChaos, runChaos, type ChaosActions, type ChaosEvent } from './chaos.ts';
+import type { InfluxFault, InfluxLinkCounts } from './influx-fault-proxy.ts';
 import { judgeMemory, rssMiB, type ProcessMemory, type RssSample } from './memory.ts';
-import { startPipeline, type SoakPipeline } from './pipeline.ts';
+import { OverloadPhase } from './overload.ts';
+import { loadShape, startPipeline, type SoakPipeline } from './pipeline.ts';
 import { checkViewers, parseAckedLog, reconcileQuarantine, reconcileReadings, stalledDevices, type SimReport } from './reconcile.ts';
+import { CounterTotals, scrape } from './scrape.ts';
 import { readStored } from './stored.ts';
 import { failuresOf, type Verdict } from './verdict.ts';
 import { Viewer } from './viewers.ts';
@@ -32,6 +38,10 @@ const { values: args } = parseArgs({
     seed: { type: 'string', default: '1' },
     devices: { type: 'string', default: '40' },
     interval: { type: 'string', default: '500' },
+    // Readings a second the overload generator adds for 30 s (see README: why this default).
+    'overload-rate': { type: 'string', default: '6000' },
+    // Opt-in: SIGKILL the broker too (until its durability across kill -9 has settled; see README).
+    'broker-kill': { type: 'boolean', default: false },
     out: { type: 'string' },
     dir: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -41,8 +51,10 @@ const minutes = Number(args.minutes);
 const seed = Number(args.seed);
 const devices = Number(args.devices);
 const intervalMs = Number(args.interval);
-if (!(minutes > 0) || !Number.isInteger(seed) || !(devices >= 12) || !(intervalMs >= 50)) {
-  process.stderr.write('usage: npm run soak -- --minutes N [--seed S] [--devices N (>= 12)] [--interval MS (>= 50)] [--out FILE] [--keep]\n');
+const overloadRate = Number(args['overload-rate']);
+const brokerKill = args['broker-kill'];
+if (!(minutes > 0) || !Number.isInteger(seed) || !(devices >= 12) || !(intervalMs >= 50) || !(overloadRate >= 10 && overloadRate <= 100_000)) {
+  process.stderr.write('usage: npm run soak -- --minutes N [--seed S] [--devices N (>= 12)] [--interval MS (>= 50)] [--overload-rate R (readings/s, 10..100000)] [--broker-kill] [--out FILE] [--keep]\n');
   process.exit(2);
 }
 
@@ -50,18 +62,6 @@ const SAMPLE_EVERY_MS = 5_000;
 const DRAIN_TIMEOUT_MS = 180_000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const note = (text: string) => process.stderr.write(`soak: ${text}\n`);
-
-/** Prometheus text → { name or name{labels}: value }. */
-async function scrape(url: string): Promise<Record<string, number> | undefined> {
-  const text = await fetch(url, { signal: AbortSignal.timeout(2000) }).then((r) => (r.ok ? r.text() : undefined), () => undefined);
-  if (text === undefined) return undefined;
-  const metrics: Record<string, number> = {};
-  for (const line of text.split('\n')) {
-    const match = /^(sensorpipe_[a-z_]+(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (match) metrics[match[1]!] = Number(match[2]);
-  }
-  return metrics;
-}
 
 /** Waits until ingest holds nothing unacknowledged, its spool is empty and nothing new arrives. */
 async function waitForDrain(url: string): Promise<boolean> {
@@ -109,8 +109,9 @@ function viewerSubscriptions(ids: string[]): [string, LiveClientFrame[]][] {
 async function main(): Promise<number> {
   const dir = args.dir ?? (await mkdtemp(join(tmpdir(), 'sensorpipe-soak-')));
   const durationMs = minutes * 60_000;
-  note(`${minutes} min, seed ${seed}, ${devices} devices every ${intervalMs} ms; folder ${dir}`);
-  const pipeline: SoakPipeline = await startPipeline({ dir, devices, intervalMs, seed, minutes });
+  const load = loadShape(overloadRate);
+  note(`${minutes} min, seed ${seed}, ${devices} devices every ${intervalMs} ms, overload ${load.devices} devices every ${load.intervalMs} ms${brokerKill ? ', broker-kill on' : ''}; folder ${dir}`);
+  const pipeline: SoakPipeline = await startPipeline({ dir, devices, intervalMs, seed, minutes, load });
   let verdict: Verdict | undefined;
   try {
     verdict = await soak(pipeline, dir, durationMs);
@@ -145,16 +146,55 @@ async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Pr
   }, SAMPLE_EVERY_MS);
   await sim.start();
   note('pipeline up, fleet started');
+  // Replays ingest acknowledged unverified (the store could not be asked), over all of ingest's lives.
+  const unverifiedMetric = 'sensorpipe_ingest_outside_redelivery_window_total{outcome="unverified"}';
+  const ingestTotals = new CounterTotals(pipeline.ingestMetricsUrl, [unverifiedMetric]);
+  const counterSampler = setInterval(() => void ingestTotals.sample(), 1000);
 
   const random = prng(seed ^ 0x51ce);
+  const overload = new OverloadPhase(pipeline, loadShape(overloadRate), soakStart);
+  const down = (e: ChaosEvent) => `down ${(e.durationMs / 1000).toFixed(1)} s`;
+  /** One fault of the link between ingest and influxd for the strike's duration, and what it did. */
+  const linkFault = (fault: InfluxFault) => async (e: ChaosEvent) => {
+    const before: InfluxLinkCounts = { ...pipeline.influxLink.counts };
+    pipeline.influxLink.set(fault);
+    await sleep(e.durationMs);
+    pipeline.influxLink.set(undefined);
+    const did = Object.entries(pipeline.influxLink.counts)
+      .map(([name, n]) => [name, n - before[name as keyof InfluxLinkCounts]] as const)
+      .filter(([, n]) => n > 0)
+      .map(([name, n]) => `${name} ${n}`);
+    return `${(e.durationMs / 1000).toFixed(1)} s${did.length > 0 ? `: ${did.join(', ')}` : ''}`;
+  };
   const actions: ChaosActions = {
     'influxd-restart': async (e) => {
       await pipeline.influx.stop();
       await sleep(e.durationMs);
       await pipeline.influx.start();
-      return `down ${(e.durationMs / 1000).toFixed(1)} s`;
+      return down(e);
+    },
+    'influxd-kill': async (e) => {
+      const pid = pipeline.influx.pid;
+      if (pid === undefined) throw new Error('influxd is not running');
+      process.kill(pid, 'SIGKILL');
+      await pipeline.influx.stop(); // reaps it (the harness waits for its exit)
+      await sleep(e.durationMs);
+      await pipeline.influx.start(); // on the same data: its WAL is replayed
+      return `SIGKILL; ${down(e)}`;
+    },
+    'influxd-500': linkFault('500'),
+    'influxd-429': linkFault('429'),
+    'influxd-hang': linkFault('hang'),
+    'influxd-partition': linkFault('partition'),
+    overload: (e) => overload.run(e),
+    'broker-kill': async (e) => {
+      const exit = await broker.kill('SIGKILL');
+      await sleep(e.durationMs);
+      await broker.start();
+      return `signal ${exit.signal}; ${down(e)}`;
     },
     'ingest-kill': async (e) => {
+      await ingestTotals.sample(); // what this life counted, before it is gone
       await ingest.kill('SIGKILL');
       await sleep(e.durationMs);
       await ingest.start();
@@ -173,7 +213,7 @@ async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Pr
     'ingest-link-cut': async () => `cut ${pipeline.ingestProxy.cut(1, random)} ingest connection(s)`,
     'viewer-freeze': (e) => viewers[e.viewer ?? 0]!.freeze(e.durationMs),
   };
-  const plan = planChaos(seed, { fromMs: 20_000, toMs: durationMs - 10_000, viewers: viewers.length });
+  const plan = planChaos(seed, { fromMs: 20_000, toMs: durationMs - 10_000, viewers: viewers.length, include: brokerKill ? ['broker-kill'] : [] });
   note(`chaos plan: ${plan.map((e) => `${e.kind}@${Math.round(e.at / 1000)}s`).join(', ')}`);
   const chaos = runChaos(plan, actions, soakStart, (r) => note(`${r.atS}s ${r.kind}${r.detail ? `: ${r.detail}` : ''}${r.error ? ` FAILED: ${r.error}` : ''}`));
 
@@ -181,6 +221,8 @@ async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Pr
   await chaos.stop();
   // Whatever a failed strike left down comes back before the end (the strike is still reported).
   for (const p of [broker, ingest]) if (!p.running) await p.start().catch((err: unknown) => note(`${p.name} would not start: ${(err as Error).message}`));
+  pipeline.influxLink.set(undefined);
+  if (pipeline.influx.pid === undefined) await pipeline.influx.start().catch((err: unknown) => note(`influxd would not start: ${(err as Error).message}`));
 
   // The end: the fleet stops (in-flight messages get their PUBACKs), then ingest drains.
   const stops: Verdict['stops'] = {};
@@ -195,15 +237,21 @@ async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Pr
   clearInterval(sampler);
   await Promise.all(viewers.map((v) => v.stop()));
   const ingestMetrics = (await scrape(pipeline.ingestMetricsUrl)) ?? {};
+  clearInterval(counterSampler);
+  await ingestTotals.sample();
   const soakEnd = Date.now();
 
-  // Reconcile.
-  const report: SimReport = simReport ?? { sent: 0, acked: 0, perDevice: [] };
+  // Reconcile: the fleet and the overload generator alike (one report, one acknowledgement record).
+  const fleetReport: SimReport = simReport ?? { sent: 0, acked: 0, perDevice: [] };
+  const loadReport: SimReport = overload.summary ?? { sent: 0, acked: 0, perDevice: [] };
+  const report: SimReport = { sent: fleetReport.sent + loadReport.sent, acked: fleetReport.acked + loadReport.acked, perDevice: [...fleetReport.perDevice, ...loadReport.perDevice] };
   const acked = parseAckedLog(await readFile(pipeline.ackedLogPath, 'utf8').catch(() => ''));
-  const stored = await readStored(pipeline.influx.url, pipeline.database, pipeline.deviceIds, soakStart - 31 * 86_400_000, soakEnd + 2 * 3_600_000, soakStart - 60_000);
+  parseAckedLog(await readFile(pipeline.loadAckedLogPath, 'utf8').catch(() => ''), acked);
+  const storedDevices = [...pipeline.deviceIds, ...(overload.report === null ? [] : pipeline.loadDeviceIds)];
+  const stored = await readStored(pipeline.influx.url, pipeline.database, storedDevices, soakStart - 31 * 86_400_000, soakEnd + 2 * 3_600_000, soakStart - 60_000);
   const { entries } = await readQuarantine(join(pipeline.dataDir, 'ingest', 'quarantine'));
   const readings = reconcileReadings(report, acked, stored, { from: soakStart - 1000, to: soakEnd, origin: soakStart });
-  const quarantine = reconcileQuarantine(report, acked, entries);
+  const quarantine = reconcileQuarantine(report, acked, entries, ingestTotals.total(unverifiedMetric));
   const viewerCheck = checkViewers(
     report,
     acked,
@@ -212,6 +260,7 @@ async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Pr
   );
 
   for (const p of [display, ingest, broker]) stops[p.name] = await p.stop('SIGTERM');
+  if (overload.stop !== undefined) stops.load = overload.stop;
   // Where did a lost reading get to? Shown live means ingest verified it; in ingest's seq log means it
   // was accepted and durable (store or spool) before it was acknowledged.
   const acceptedSeqs = await acceptedByIngest(join(pipeline.dataDir, 'ingest', 'seq.log'));
@@ -222,30 +271,36 @@ async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Pr
 
   const warmupMs = Math.min(60_000, durationMs / 4);
   const memoryVerdict: Record<string, ProcessMemory> = {};
+  // The overload phase is not judged: a burst leaves a bigger footprint without leaking (memory.ts).
+  const pauses = overload.window === undefined ? [] : [overload.window];
   for (const p of pipeline.processes) {
-    memoryVerdict[p.name] = judgeMemory(memory.get(p.name)!, { starts: p.starts.map((at) => at - soakStart), warmupMs });
+    memoryVerdict[p.name] = judgeMemory(memory.get(p.name)!, { starts: p.starts.map((at) => at - soakStart), warmupMs, pauses });
   }
   const crashes = pipeline.processes.flatMap((p) => p.crashes.map((c) => ({ process: p.name, atS: Math.round((c.at - soakStart) / 1000), code: c.code, signal: c.signal, logTail: c.logTail })));
   // Every device must still have been getting readings through in the last quarter of the run.
-  const stalled = stalledDevices(report, acked, soakStart + durationMs * 0.75);
+  // (The fleet's devices: the overload generator's run only during their phase.)
+  const stalled = stalledDevices(fleetReport, acked, soakStart + durationMs * 0.75);
   const failures = failuresOf({ readings, quarantine, viewers: viewerCheck, memory: memoryVerdict, chaos: chaos.records, crashes, stops, drained, simSummary: simReport !== undefined, stalled });
 
   const { perDevice, ...simTotals } = simReport ?? { perDevice: [] };
   return {
     verdict: failures.length === 0 ? 'pass' : 'fail',
     failures,
-    soak: { minutes, seed, devices, intervalMs, faults: pipeline.faults, startedAt: new Date(soakStart).toISOString(), durationS: Math.round((soakEnd - soakStart) / 1000), drainedAfterS, ...(failures.length > 0 || args.keep ? { dir } : {}) },
+    soak: { minutes, seed, devices, intervalMs, faults: pipeline.faults, brokerKill, startedAt: new Date(soakStart).toISOString(), durationS: Math.round((soakEnd - soakStart) / 1000), drainedAfterS, ...(failures.length > 0 || args.keep ? { dir } : {}) },
     sent: readings.sent,
     acknowledged: readings.acknowledged,
     stored: readings.stored,
     lost: readings.lost,
     duplicated: readings.duplicated,
+    mismatched: readings.mismatched,
     storedUnacknowledged: readings.storedUnacknowledged,
+    duplicatedBy: { ts: readings.duplicatedByTs, seq: readings.duplicatedBySeq },
     unexplainedStored: readings.unexplained,
     quarantined: quarantine.quarantinedByReason,
     expected: quarantine.expectedByReason,
     misclassified: quarantine.misclassified,
     quarantineMissing: quarantine.missing,
+    quarantineUnverifiedReplays: quarantine.unverifiedReplays,
     quarantineExcess: quarantine.excess,
     viewerViolations: viewerCheck.violations,
     viewers: { readingsChecked: viewerCheck.readingsChecked, historyPointsChecked: viewerCheck.historyPointsChecked, stats: viewers.map((v) => ({ ...v.stats, badFrames: v.stats.badFrames.slice(0, 5) })) },
@@ -253,7 +308,9 @@ async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Pr
     chaos: [...chaos.records].sort((a, b) => a.atS - b.atS),
     crashes,
     stops,
-    ingest: Object.fromEntries(Object.entries(ingestMetrics).filter(([k]) => /received|accepted|duplicates|rejected|store_errors|spool_full|quarantine_evicted/.test(k) && !k.includes('_bucket'))),
+    overload: overload.report,
+    influxLink: { ...pipeline.influxLink.counts },
+    ingest: Object.fromEntries(Object.entries(ingestMetrics).filter(([k]) => /received|accepted|duplicates|rejected|store_errors|spool_full|quarantine_evicted|outside_redelivery/.test(k) && !k.includes('_bucket'))),
     sim: { ...simTotals, connects: perDevice.reduce((n, d) => n + Number((d as { connects?: number }).connects ?? 0), 0) },
     examples: { ...readings.examples, lost: lostTrace, quarantine: quarantine.examples, viewers: viewerCheck.examples },
   };

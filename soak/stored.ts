@@ -1,14 +1,18 @@
 /**
  * What InfluxDB holds, read straight from influxd with InfluxQL (not through our store adapter, which
  * collapses copies): per device, every point in a bounded time range, with how many series hold a
- * point at that time. More than one copy of a (device, ts) is a duplicate — InfluxDB overwrites a
- * rewrite of the same series and time, so a second copy means a second tag set.
+ * point at that time and the seq each copy carries. More than one copy of a (device, ts) is a duplicate
+ * — InfluxDB overwrites a rewrite of the same series and time, so a second copy means a second tag set —
+ * and so is a seq held at two times (a reading written again elsewhere), which reconcile.ts counts.
  */
+import { SEQ_FIELD } from '../store/line-protocol.ts';
 
 export interface StoredReading {
   copies: number;
-  /** Field values by metric (of the last copy read). */
+  /** Field values by metric (of the last copy read); the seq field is not among them. */
   values: Record<string, number>;
+  /** The seq field of each copy that has one (store/SCHEMA.md). */
+  seqs: number[];
 }
 
 /** Per device: stored readings by ts. */
@@ -21,6 +25,7 @@ interface InfluxAnswer {
 
 /** Ten minutes of one device at a few readings a second stays far below any row limit. */
 const WINDOW_MS = 10 * 60_000;
+const READERS = 4;
 
 async function query(url: string, database: string, q: string): Promise<InfluxAnswer> {
   const params = new URLSearchParams({ q, db: database, epoch: 'ms' });
@@ -43,25 +48,33 @@ export async function readStored(url: string, database: string, devices: string[
   const windows: [number, number][] = [];
   if (recentFrom > from) windows.push([from, recentFrom]);
   for (let start = Math.max(from, recentFrom); start < to; start += WINDOW_MS) windows.push([start, Math.min(to, start + WINDOW_MS)]);
-  for (const device of devices) {
-    const byTs = new Map<number, StoredReading>();
-    result.set(device, byTs);
+  for (const device of devices) result.set(device, new Map());
+  // A few devices at a time: the overload generator adds hundreds of devices, one query per window each.
+  let next = 0;
+  const worker = async () => {
+    while (next < devices.length) await readDevice(devices[next++]!);
+  };
+  const readDevice = async (device: string) => {
+    const byTs = result.get(device)!;
     for (const [start, end] of windows) {
       const answer = await query(url, database, `SELECT * FROM "readings" WHERE "device" = '${device.replace(/'/g, "\\'")}' AND time >= ${start}ms AND time < ${end}ms GROUP BY *`);
       for (const series of answer.results[0]?.series ?? []) {
         const columns = series.columns;
         for (const row of series.values) {
           const ts = row[0] as number;
-          const entry = byTs.get(ts) ?? { copies: 0, values: {} };
+          const entry = byTs.get(ts) ?? { copies: 0, values: {}, seqs: [] };
           entry.copies++;
           for (let i = 1; i < columns.length; i++) {
             const value = row[i];
-            if (typeof value === 'number') entry.values[columns[i]!] = value;
+            if (typeof value !== 'number') continue;
+            if (columns[i] === SEQ_FIELD) entry.seqs.push(value);
+            else entry.values[columns[i]!] = value;
           }
           byTs.set(ts, entry);
         }
       }
     }
-  }
+  };
+  await Promise.all(Array.from({ length: READERS }, worker));
   return result;
 }

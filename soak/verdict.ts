@@ -9,18 +9,22 @@ import type { QuarantineReconciliation, ReadingsReconciliation, ViewerReconcilia
 import type { ViewerStats } from './viewers.ts';
 
 /** The reading counts, at the top so that they are read first. */
-type ReadingCounts = Pick<ReadingsReconciliation, 'sent' | 'acknowledged' | 'stored' | 'lost' | 'duplicated' | 'storedUnacknowledged'>;
+type ReadingCounts = Pick<ReadingsReconciliation, 'sent' | 'acknowledged' | 'stored' | 'lost' | 'duplicated' | 'mismatched' | 'storedUnacknowledged'>;
 
 export interface Verdict extends ReadingCounts {
   verdict: 'pass' | 'fail';
   failures: string[];
-  soak: { minutes: number; seed: number; devices: number; intervalMs: number; faults: string; startedAt: string; durationS: number; drainedAfterS: number | null; dir?: string };
+  soak: { minutes: number; seed: number; devices: number; intervalMs: number; faults: string; brokerKill: boolean; startedAt: string; durationS: number; drainedAfterS: number | null; dir?: string };
+  /** `duplicated`, by what gave it away: a (device, ts) in two tag sets, a (device, seq) at two times. */
+  duplicatedBy: { ts: number; seq: number };
   unexplainedStored: number;
   quarantined: Record<string, number>;
   expected: Record<string, { min: number; max: number }>;
   misclassified: number;
   quarantineMissing: number;
   quarantineExcess: number;
+  /** Acknowledged replays ingest could not check against the store (unverified, core/PROTOCOL.md §5): allowed, not quarantined. */
+  quarantineUnverifiedReplays: number;
   viewerViolations: number;
   viewers: { readingsChecked: number; historyPointsChecked: number; stats: ViewerStats[] };
   memory: Record<string, ProcessMemory>;
@@ -28,9 +32,38 @@ export interface Verdict extends ReadingCounts {
   crashes: { process: string; atS: number; code: number | null; signal: string | null; logTail: string }[];
   /** Exit of each process when the soak stopped it with SIGTERM (SIGINT for the simulator). */
   stops: Record<string, Exit>;
+  /** The overload phase: what the extra generator offered and what got through (see run.ts). */
+  overload: OverloadReport | null;
+  /** The influx fault proxy's counts over the whole run. */
+  influxLink: Record<string, number>;
   ingest: Record<string, number>;
   sim: Record<string, unknown>;
-  examples: { lost: string[]; duplicated: string[]; unexplained: string[]; quarantine: string[]; viewers: string[] };
+  examples: { lost: string[]; duplicated: string[]; mismatched: string[]; unexplained: string[]; quarantine: string[]; viewers: string[] };
+}
+
+export interface OverloadReport {
+  atS: number;
+  durationS: number;
+  devices: number;
+  intervalMs: number;
+  /** Readings a second the generator was set to offer. */
+  offeredPerS: number;
+  /** From the generator's summary: good readings published, acknowledged, still buffered at its stop. */
+  sent: number;
+  acked: number;
+  buffered: number;
+  /** The generator's acknowledged readings over the phase, per second. */
+  ackedPerS: number;
+  /** How long its SIGINT stop took: waiting for the PUBACKs of what it had in flight. */
+  stopS: number;
+  /** Ingest during the phase, from its /metrics sampled every second (across a restart, if chaos killed it). */
+  ingestReceivedPerS: number;
+  ingestAcceptedReadingsPerS: number;
+  /** Peaks, sampled every second. */
+  ingestUnacknowledgedMax: number;
+  ingestSpoolBytesMax: number;
+  /** Broker metrics about queues and backpressure, if it has any: the highest each reached in the phase. */
+  broker: Record<string, number>;
 }
 
 export interface VerdictParts {
@@ -54,7 +87,8 @@ export function failuresOf(parts: VerdictParts): string[] {
   if (readings.acknowledged === 0) failures.push('nothing was acknowledged: the soak measured nothing');
   if (parts.stalled.length > 0) failures.push(`no reading acknowledged near the end for ${parts.stalled.length} devices (${parts.stalled.slice(0, 5).join(', ')}): the pipeline stalled`);
   if (readings.lost > 0) failures.push(`${readings.lost} acknowledged readings are not in the store`);
-  if (readings.duplicated > 0) failures.push(`${readings.duplicated} duplicate copies of (device, ts) in the store`);
+  if (readings.duplicated > 0) failures.push(`${readings.duplicated} duplicates in the store (${readings.duplicatedByTs} extra copies of a (device, ts), ${readings.duplicatedBySeq} extra times a (device, seq) is stored at)`);
+  if (readings.mismatched > 0) failures.push(`${readings.mismatched} acknowledged readings are stored with other values or another seq than the device sent`);
   if (readings.unexplained > 0) failures.push(`${readings.unexplained} stored readings are not good readings the devices sent`);
   if (readings.ackLogMismatch > 0) failures.push(`the simulator's acknowledged counts and its log differ by ${readings.ackLogMismatch}`);
   if (quarantine.misclassified > 0) failures.push(`${quarantine.misclassified} quarantine entries are not the bad message their reason stands for`);

@@ -1,7 +1,7 @@
 /**
  * The embedded store: one DuckDB file under the data folder, the zero-set-up default.
  *
- * Table `readings(device, metric, ts BIGINT ms, value DOUBLE, site, model, profile)`, no primary key:
+ * Table `readings(device, metric, ts BIGINT ms, value DOUBLE, seq BIGINT)`, no primary key:
  * DuckDB's ART index makes `INSERT OR REPLACE` about 6x slower than a plain append (48k vs 300k
  * points/s measured here). Idempotency comes from a per-series high-water mark instead: a point newer
  * than everything stored for its (device, metric) cannot exist yet and is appended directly (the common
@@ -16,9 +16,9 @@ import { SensorpipeError, isSensorpipeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { DeviceMeta } from '../core/schemas.ts';
 import { checkBatch, sortRefused } from './points.ts';
-import type { DeviceLatestValue, LatestValue, QueryResult, RangeQuery, StorePoint as Point, TimeSeriesStore, WriteResult } from './port.ts';
+import type { DeviceLatestValue, LatestValue, QueryResult, RangeQuery, StoredSeq, StorePoint as Point, TimeSeriesStore, WriteResult } from './port.ts';
 import { planQuery, type PlannedQuery } from './query.ts';
-import { DEFAULT_LATEST_WINDOW_MS, SeriesBuilder } from './result.ts';
+import { DEFAULT_LATEST_WINDOW_MS, distinctSeqs, SeriesBuilder } from './result.ts';
 
 export interface EmbeddedStoreOptions {
   /** The DuckDB file; its folder is created if missing. */
@@ -27,7 +27,12 @@ export interface EmbeddedStoreOptions {
   now?: () => number;
 }
 
-const COLUMNS = '(device VARCHAR NOT NULL, metric VARCHAR NOT NULL, ts BIGINT NOT NULL, value DOUBLE NOT NULL)';
+/**
+ * `seq` is the reading's seq on each of its points' rows (NULL when written without one). It was added
+ * after the first files were written: opening an older file adds the column (ALTER TABLE, at the end, so
+ * both tables keep one column order).
+ */
+const COLUMNS = '(device VARCHAR NOT NULL, metric VARCHAR NOT NULL, ts BIGINT NOT NULL, value DOUBLE NOT NULL, seq BIGINT)';
 /**
  * Metadata lives in its own small table, not on every row: it changes rarely, and each appended column
  * costs a native call per row (7 columns → 4 took bench/store.ts from ~290k to ~440k points/s here).
@@ -78,6 +83,7 @@ export async function openEmbeddedStore(options: EmbeddedStoreOptions): Promise<
     query: (query) => (closed ? Promise.reject(closedError()) : store.query(query)),
     latest: (device, since) => (closed ? Promise.reject(closedError()) : store.latest(device, since)),
     latestAll: (since) => (closed ? Promise.reject(closedError()) : store.latestAll(since)),
+    seqs: (device, from, to) => (closed ? Promise.reject(closedError()) : store.seqs(device, from, to)),
     meta: (device) => (closed ? Promise.reject(closedError()) : store.meta(device)),
     count: (opts) => (closed ? Promise.reject(closedError()) : store.count(opts)),
     health: () => (closed ? Promise.resolve({ ok: false, detail: 'closed' }) : store.health()),
@@ -110,6 +116,7 @@ async function openFile(options: EmbeddedStoreOptions): Promise<EmbeddedStore> {
   const reader = await instance.connect();
   try {
     await writer.run(`CREATE TABLE IF NOT EXISTS readings ${COLUMNS}`);
+    await writer.run('ALTER TABLE readings ADD COLUMN IF NOT EXISTS seq BIGINT');
     await writer.run(`CREATE TEMP TABLE IF NOT EXISTS rewrite ${COLUMNS}`);
     await writer.run(META_TABLE);
     const store = new EmbeddedStore(instance, writer, reader, options);
@@ -227,6 +234,8 @@ class EmbeddedStore implements TimeSeriesStore {
         appender.appendVarchar(p.metric);
         appender.appendBigInt(BigInt(p.ts));
         appender.appendDouble(p.value);
+        if (p.seq === undefined) appender.appendNull();
+        else appender.appendBigInt(BigInt(p.seq));
         appender.endRow();
       }
       appender.flushSync();
@@ -263,7 +272,7 @@ class EmbeddedStore implements TimeSeriesStore {
          WHERE readings.ts BETWEEN $1 AND $2 AND readings.ts = r.ts AND readings.device = r.device AND readings.metric = r.metric`,
         [BigInt(minTs), BigInt(maxTs)],
       );
-      await this.writer.run('INSERT INTO readings SELECT * FROM temp.main.rewrite');
+      await this.writer.run('INSERT INTO readings (device, metric, ts, value, seq) SELECT device, metric, ts, value, seq FROM temp.main.rewrite');
       await this.writer.run('COMMIT');
     } catch (err) {
       await this.writer.run('ROLLBACK').catch(() => {});
@@ -353,6 +362,21 @@ class EmbeddedStore implements TimeSeriesStore {
       return result.getRows().map(([device, metric, ts, value]) => ({ device: String(device), metric: String(metric), ts: Number(ts), value: Number(value) }));
     } catch (err) {
       throw unavailable('latestAll failed', err);
+    }
+  }
+
+  async seqs(device: string, from: number, to: number): Promise<StoredSeq[]> {
+    const query = planQuery({ device, from, to, mode: 'raw' });
+    this.assertOpen();
+    try {
+      const result = await this.reader.runAndReadAll('SELECT DISTINCT ts, seq FROM readings WHERE device = $1 AND ts >= $2 AND ts < $3 AND seq IS NOT NULL', [
+        query.device,
+        BigInt(query.from),
+        BigInt(query.to),
+      ]);
+      return distinctSeqs(result.getRows().map(([ts, seq]) => ({ ts: Number(ts), seq: Number(seq) })));
+    } catch (err) {
+      throw unavailable('seqs failed', err);
     }
   }
 

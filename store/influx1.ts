@@ -21,10 +21,10 @@ import { SensorpipeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { DeviceMeta } from '../core/schemas.ts';
 import { checkBatch, sortRefused } from './points.ts';
-import type { DeviceLatestValue, LatestValue, QueryResult, RangeQuery, StorePoint, TimeSeriesStore, WriteResult } from './port.ts';
-import { decodeTagValue, MEASUREMENT, META_TAGS, postNarrowing, toLines, type Line, type PostOutcome } from './line-protocol.ts';
+import type { DeviceLatestValue, LatestValue, QueryResult, RangeQuery, StoredSeq, StorePoint, TimeSeriesStore, WriteResult } from './port.ts';
+import { decodeTagValue, MEASUREMENT, META_TAGS, postNarrowing, retryAfterMs, SEQ_FIELD, toLines, type Line, type PostOutcome } from './line-protocol.ts';
 import { planQuery } from './query.ts';
-import { DEFAULT_LATEST_WINDOW_MS, SeriesBuilder } from './result.ts';
+import { DEFAULT_LATEST_WINDOW_MS, distinctSeqs, SeriesBuilder } from './result.ts';
 
 const { escape } = influx;
 
@@ -62,8 +62,8 @@ interface InfluxAnswer {
 const TIME_MIN = LIMITS.minTimestampMs;
 const TIME_MAX = LIMITS.maxTimestampMs + 1;
 
-function unavailable(message: string, cause?: unknown): SensorpipeError {
-  return new SensorpipeError('STORE_UNAVAILABLE', `influxdb: ${message}`, undefined, cause === undefined ? undefined : { cause });
+function unavailable(message: string, cause?: unknown, details?: Record<string, unknown>): SensorpipeError {
+  return new SensorpipeError('STORE_UNAVAILABLE', `influxdb: ${message}`, details, cause === undefined ? undefined : { cause });
 }
 
 /** InfluxQL identifier ("…") and string literal ('…'). */
@@ -158,7 +158,9 @@ export class InfluxStore implements TimeSeriesStore {
       const second = await this.post(lines.slice(half));
       return first.ok ? second : first;
     }
-    throw unavailable(`write answered HTTP ${response.status}: ${message}`);
+    // A 429 or 503 may say when to come back (InfluxDB Cloud and 2.x do): ingest's replay waits that long.
+    const retryAfter = retryAfterMs(response.headers.get('retry-after'), this.now());
+    throw unavailable(`write answered HTTP ${response.status}: ${message}`, undefined, retryAfter === undefined ? undefined : { retryAfterMs: retryAfter });
   }
 
   // ---- queries --------------------------------------------------------------------------------------
@@ -201,7 +203,7 @@ export class InfluxStore implements TimeSeriesStore {
   private async fieldKeys(): Promise<string[]> {
     const answer = await this.influxql(`SHOW FIELD KEYS FROM ${ident(MEASUREMENT)}`);
     const values = answer.results?.[0]?.series?.[0]?.values ?? [];
-    return values.map((row) => String(row[0])).sort();
+    return values.map((row) => String(row[0])).filter((key) => key !== SEQ_FIELD).sort();
   }
 
   async query(input: RangeQuery): Promise<QueryResult> {
@@ -295,9 +297,25 @@ export class InfluxStore implements TimeSeriesStore {
     let where = this.timeRange(options.from ?? TIME_MIN, options.to ?? TIME_MAX);
     if (options.device !== undefined) where = `${this.deviceFilter(options.device)} AND ${where}`;
     const answer = await this.influxql(`SELECT count(*) FROM ${ident(MEASUREMENT)} WHERE ${where}`);
-    const row = answer.results?.[0]?.series?.[0]?.values?.[0] ?? [];
-    // count(*) gives one count per field: count_<metric>. Points are (device, metric, ts), so sum them.
-    return row.slice(1).reduce<number>((sum, n) => sum + (typeof n === 'number' ? n : 0), 0);
+    const series = answer.results?.[0]?.series?.[0];
+    const row = series?.values?.[0] ?? [];
+    // count(*) gives one count per field: count_<metric>. Points are (device, metric, ts), so sum them
+    // (the seq field is not a point).
+    let sum = 0;
+    for (let i = 1; i < row.length; i++) if (series?.columns[i] !== `count_${SEQ_FIELD}` && typeof row[i] === 'number') sum += row[i] as number;
+    return sum;
+  }
+
+  async seqs(device: string, from: number, to: number): Promise<StoredSeq[]> {
+    const query = planQuery({ device, from, to, mode: 'raw' });
+    this.assertOpen();
+    // GROUP BY *: a copy per tag set (a rewrite across a metadata change) comes back as its own series.
+    const answer = await this.influxql(`SELECT ${ident(SEQ_FIELD)} FROM ${ident(MEASUREMENT)} WHERE ${this.deviceFilter(query.device)} AND ${this.timeRange(query.from, query.to)} GROUP BY *`);
+    const rows: StoredSeq[] = [];
+    for (const series of answer.results?.[0]?.series ?? []) {
+      for (const [ts, seq] of series.values ?? []) if (typeof ts === 'number' && typeof seq === 'number') rows.push({ ts, seq });
+    }
+    return distinctSeqs(rows);
   }
 
   async health(): Promise<{ ok: boolean; detail?: string }> {

@@ -15,10 +15,10 @@ import { LIMITS } from '../core/limits.ts';
 import type { Logger } from '../core/logger.ts';
 import type { DeviceMeta } from '../core/schemas.ts';
 import { checkBatch, sortRefused } from './points.ts';
-import type { DeviceLatestValue, LatestValue, QueryResult, RangeQuery, StorePoint, TimeSeriesStore, WriteResult } from './port.ts';
-import { decodeTagValue, MEASUREMENT, META_TAGS, postNarrowing, toLines, type Line, type PostOutcome } from './line-protocol.ts';
+import type { DeviceLatestValue, LatestValue, QueryResult, RangeQuery, StoredSeq, StorePoint, TimeSeriesStore, WriteResult } from './port.ts';
+import { decodeTagValue, MEASUREMENT, META_TAGS, postNarrowing, retryAfterMs, SEQ_FIELD, toLines, type Line, type PostOutcome } from './line-protocol.ts';
 import { planQuery, type PlannedQuery } from './query.ts';
-import { DEFAULT_LATEST_WINDOW_MS, SeriesBuilder } from './result.ts';
+import { DEFAULT_LATEST_WINDOW_MS, distinctSeqs, SeriesBuilder } from './result.ts';
 
 export interface Influx2StoreOptions {
   url: string;
@@ -31,8 +31,8 @@ export interface Influx2StoreOptions {
   now?: () => number;
 }
 
-function unavailable(message: string, cause?: unknown): SensorpipeError {
-  return new SensorpipeError('STORE_UNAVAILABLE', `influxdb2: ${message}`, undefined, cause === undefined ? undefined : { cause });
+function unavailable(message: string, cause?: unknown, details?: Record<string, unknown>): SensorpipeError {
+  return new SensorpipeError('STORE_UNAVAILABLE', `influxdb2: ${message}`, details, cause === undefined ? undefined : { cause });
 }
 
 /** A Flux string literal. Flux strings also interpolate `${…}`, so `$` is escaped too. */
@@ -91,7 +91,9 @@ class Influx2Store implements TimeSeriesStore {
       if (err instanceof HttpError && (err.statusCode === 400 || err.statusCode === 422)) {
         return { ok: false, message: (err.json as { message?: string } | undefined)?.message ?? err.body ?? err.message };
       }
-      throw unavailable(`write failed: ${describe(err)}`, err);
+      // A 429 or 503 may say when to come back: ingest's replay waits that long.
+      const retryAfter = err instanceof HttpError ? retryAfterMs(headerText(err.headers?.['retry-after']), this.now()) : undefined;
+      throw unavailable(`write failed: ${describe(err)}`, err, retryAfter === undefined ? undefined : { retryAfterMs: retryAfter });
     } finally {
       await api.dispose();
     }
@@ -105,12 +107,16 @@ class Influx2Store implements TimeSeriesStore {
     }
   }
 
-  /** `from |> range |> filter` for our measurement and one device (every Flux range is bounded). */
-  private source(device: string | undefined, from: number, to: number): string {
+  /**
+   * `from |> range |> filter` for our measurement, one device (or all) and the metrics' fields, or only
+   * the seq field (every Flux range is bounded).
+   */
+  private source(device: string | undefined, from: number, to: number, fields: 'metrics' | 'seq' = 'metrics'): string {
     const deviceFilter = device === undefined ? '' : ` and r.device == ${fluxString(device)}`;
+    const fieldFilter = ` and r._field ${fields === 'seq' ? '==' : '!='} ${fluxString(SEQ_FIELD)}`;
     return `from(bucket: ${fluxString(this.options.bucket)})
   |> range(start: ${fluxTime(from)}, stop: ${fluxTime(to)})
-  |> filter(fn: (r) => r._measurement == ${fluxString(MEASUREMENT)}${deviceFilter})`;
+  |> filter(fn: (r) => r._measurement == ${fluxString(MEASUREMENT)}${deviceFilter}${fieldFilter})`;
   }
 
   private fieldFilter(metrics: string[] | undefined): string {
@@ -186,6 +192,14 @@ class Influx2Store implements TimeSeriesStore {
       .sort((a, b) => (a.device === b.device ? (a.metric < b.metric ? -1 : a.metric > b.metric ? 1 : 0) : a.device < b.device ? -1 : 1));
   }
 
+  async seqs(device: string, from: number, to: number): Promise<StoredSeq[]> {
+    const query = planQuery({ device, from, to, mode: 'raw' });
+    this.assertOpen();
+    // Not grouped: a copy per tag set (a rewrite across a metadata change) is a table of its own.
+    const rows = await this.rows(this.source(query.device, query.from, query.to, 'seq'));
+    return distinctSeqs(rows.map((row) => ({ ts: Date.parse(String(row._time)), seq: Number(row._value) })));
+  }
+
   async meta(device: string): Promise<DeviceMeta | undefined> {
     this.assertOpen();
     const rows = await this.rows(`${this.source(device, LIMITS.minTimestampMs, LIMITS.maxTimestampMs + 1)}
@@ -225,6 +239,10 @@ class Influx2Store implements TimeSeriesStore {
   async close(): Promise<void> {
     this.closed = true;
   }
+}
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
 }
 
 function describe(err: unknown): string {

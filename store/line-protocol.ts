@@ -9,6 +9,10 @@
  * backslash or a control character, or starting with our marker — are written as the marker `%:`
  * followed by the value percent-encoded (encodeURIComponent), and decoded on the way back. Every other
  * value (spaces, commas, quotes, non-ASCII…) is stored as is, so Grafana shows it as written.
+ *
+ * A reading's seq goes on its line as the integer field `reading-seq` (SEQ_FIELD). The name cannot be a
+ * metric's — metric names are lowercase letters, digits and underscores (core/limits.ts) — so it never
+ * collides with one, and, unlike a `_`-prefixed name, InfluxDB 2.x/3.x do not reserve it.
  */
 import influx from 'influx';
 import type { DeviceMeta } from '../core/schemas.ts';
@@ -18,6 +22,8 @@ const { escape } = influx;
 
 export const MEASUREMENT = 'readings';
 export const META_TAGS = ['model', 'profile', 'site'] as const satisfies readonly (keyof DeviceMeta)[];
+/** The integer field that holds a reading's seq (store/SCHEMA.md); not a metric. */
+export const SEQ_FIELD = 'reading-seq';
 
 const ENCODED_PREFIX = '%:';
 const NEEDS_ENCODING = /[\\\u0000-\u001f\u007f]/;
@@ -92,23 +98,28 @@ export function toLines(points: readonly StorePoint[], indexes: readonly number[
   let head = '';
   let ts = Number.NaN;
   let fields = '';
+  let seq: number | undefined;
   let members: number[] = [];
+  // The seq field goes last: the seq of the line's last point that has one (the last reading written wins).
+  const line = () => `${MEASUREMENT},${head} ${fields}${seq === undefined ? '' : `,${SEQ_FIELD}=${seq}i`} ${ts}`;
   for (const i of indexes) {
     const point = points[i]!;
     const tags = tagSet(point);
     if (point.ts === ts && tags === head) {
       // String(number) is the shortest text that parses back to the same double (integers stay floats).
       fields += `,${point.metric}=${String(point.value)}`;
+      if (point.seq !== undefined) seq = point.seq;
       members.push(i);
       continue;
     }
-    if (members.length > 0) lines.push({ text: `${MEASUREMENT},${head} ${fields} ${ts}`, indexes: members });
+    if (members.length > 0) lines.push({ text: line(), indexes: members });
     head = tags;
     ts = point.ts;
     fields = `${point.metric}=${String(point.value)}`;
+    seq = point.seq;
     members = [i];
   }
-  if (members.length > 0) lines.push({ text: `${MEASUREMENT},${head} ${fields} ${ts}`, indexes: members });
+  if (members.length > 0) lines.push({ text: line(), indexes: members });
   return lines;
 }
 
@@ -147,4 +158,18 @@ export async function postNarrowing(
   const half = Math.ceil(lines.length / 2);
   await postNarrowing(points, lines.slice(0, half), post, refused);
   await postNarrowing(points, lines.slice(half), post, refused);
+}
+
+/**
+ * Milliseconds to wait from a Retry-After header (RFC 9110 §10.2.3: delay-seconds or an HTTP date), or
+ * undefined when there is none or it does not parse. Shared by the InfluxDB adapters, which hand it to
+ * ingest as the error's `retryAfterMs`.
+ */
+export function retryAfterMs(header: string | null | undefined, now: number): number | undefined {
+  if (header === null || header === undefined) return undefined;
+  const text = header.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  // An HTTP date always ends in GMT; Date.parse alone takes almost anything ("-5" is a date to V8).
+  const at = text.endsWith('GMT') ? Date.parse(text) : Number.NaN;
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }

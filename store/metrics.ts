@@ -74,6 +74,7 @@ export function instrumentStore<S extends StorePart>(store: S, registry: Registr
   if (inner.query) wrapper.query = (query) => timed(query.mode === 'raw' ? 'query_raw' : 'query_aggregate', () => inner.query!(query));
   if (inner.latest) wrapper.latest = (device, since) => timed('latest', () => inner.latest!(device, since));
   if (inner.latestAll) wrapper.latestAll = (since) => timed('latest_all', () => inner.latestAll!(since));
+  if (inner.seqs) wrapper.seqs = (device, from, to) => timed('seqs', () => inner.seqs!(device, from, to));
   if (inner.meta) wrapper.meta = (device) => timed('meta', () => inner.meta!(device));
   if (inner.count) wrapper.count = (options) => timed('count', () => inner.count!(options));
   if (inner.health) wrapper.health = () => timed('health', () => inner.health!());

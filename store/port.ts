@@ -23,6 +23,13 @@ export interface StorePoint {
   /** A finite double; read back bit-exact. */
   value: number;
   /**
+   * The device's sequence number of the reading this point belongs to (core/PROTOCOL.md), stored with
+   * the reading (store/SCHEMA.md) so that a reading written twice at two times shows as a (device, seq)
+   * held twice. Optional: points written without one (older spool records, other writers) are stored
+   * without. Not part of the identity; when one time holds metrics of two readings, the last one's seq wins.
+   */
+  seq?: number;
+  /**
    * Registry metadata, stored as InfluxDB tags / the embedded store's device_meta. Any string of 1..64
    * characters round-trips (store/SCHEMA.md). Not part of the identity.
    */
@@ -97,6 +104,12 @@ export interface DeviceLatestValue extends LatestValue {
   device: string;
 }
 
+/** A reading's seq as stored at its time. */
+export interface StoredSeq {
+  ts: number;
+  seq: number;
+}
+
 /**
  * Every method rejects only with a SensorpipeError: STORE_UNAVAILABLE (retryable: the store is down,
  * timed out, or answered 401/403/404/413/429/5xx) or, for queries, QUERY_INVALID / QUERY_RANGE_INVALID /
@@ -123,6 +136,13 @@ export interface TimeSeriesStore {
    * sorted by device then metric: the fleet overview in one call instead of one per device.
    */
   latestAll(since?: number): Promise<DeviceLatestValue[]>;
+  /**
+   * The seqs stored with one device's readings in [from, to) (a raw range: at most 7 days), by ts then
+   * seq, one row per distinct (ts, seq). A time comes back twice only when it holds two readings' seqs:
+   * in InfluxDB a copy per tag set (store/SCHEMA.md), or, anywhere, metrics of two readings of one time.
+   * Readings stored without a seq are left out.
+   */
+  seqs(device: string, from: number, to: number): Promise<StoredSeq[]>;
   /** The metadata tags last written for a device (as stored), or undefined. */
   meta(device: string): Promise<DeviceMeta | undefined>;
   /** Number of stored points, optionally of one device, in [from, to). */

@@ -1,5 +1,5 @@
 /** Builds port results from adapter rows, so every adapter shapes its answers the same way. */
-import type { QueryResult, Series, SeriesPoint } from './port.ts';
+import type { QueryResult, Series, SeriesPoint, StoredSeq } from './port.ts';
 import type { PlannedQuery } from './query.ts';
 
 export class SeriesBuilder {
@@ -43,3 +43,9 @@ export class SeriesBuilder {
 }
 
 export const DEFAULT_LATEST_WINDOW_MS = 30 * 86_400_000;
+
+/** Stored seqs as the port returns them: by ts then seq, each (ts, seq) once. Sorts `rows` in place. */
+export function distinctSeqs(rows: StoredSeq[]): StoredSeq[] {
+  rows.sort((a, b) => a.ts - b.ts || a.seq - b.seq);
+  return rows.filter((row, i) => i === 0 || row.ts !== rows[i - 1]!.ts || row.seq !== rows[i - 1]!.seq);
+}

@@ -57,6 +57,7 @@ function gatedStore(inner: TimeSeriesStore) {
     },
     latest: (device, since) => inner.latest(device, since),
     latestAll: (since) => inner.latestAll(since),
+    seqs: (device, from, to) => inner.seqs(device, from, to),
     meta: (device) => inner.meta(device),
     count: (options) => inner.count(options),
     health: async () => {

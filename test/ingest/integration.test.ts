@@ -131,7 +131,7 @@ describe('ingest with a real broker and a real influxd', () => {
     expect(entries.map((e) => e.reason)).toEqual([...hostile.map(([, , reason]) => reason), 'READING_REPLAYED']);
     const storedA = await storedPoints(rig.database, a.id);
     expect(storedA.map((p) => p.ts)).toEqual(pa.acked.map((r) => r.ts));
-    expect(storedA[0]?.fields).toEqual({ temperature: 20, humidity: 40 });
+    expect(storedA[0]?.fields).toEqual({ temperature: 20, humidity: 40, 'reading-seq': 1 });
     expect((await storedPoints(rig.database, b.id)).map((p) => p.fields.temperature)).toEqual([-5.25, -5.25, -5.25, -5.25, -5.25]);
     expect(await rig.ingest.metrics.registry.getSingleMetricAsString('sensorpipe_ingest_duplicates_total')).toContain('sensorpipe_ingest_duplicates_total 1');
     const metrics = await rig.ingest.metrics.registry.getSingleMetricAsString('sensorpipe_ingest_rejected_total');

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { QuarantineEntry } from '../../ingest/quarantine.ts';
-import { CHAOS_KINDS, planChaos, targetOf } from '../../soak/chaos.ts';
+import { CHAOS_KINDS, OPT_IN_KINDS, planChaos, targetOf } from '../../soak/chaos.ts';
 import { judgeMemory, LEAK_MIN_MIB } from '../../soak/memory.ts';
 import { checkViewers, parseAckedLog, reconcileQuarantine, reconcileReadings, stalledDevices, type SimDeviceReport, type SimReport } from '../../soak/reconcile.ts';
 import type { StoredByDevice } from '../../soak/stored.ts';
@@ -22,11 +22,18 @@ function report(...devices: SimDeviceReport[]): SimReport {
   return { sent: devices.reduce((n, d) => n + d.sent, 0), acked: devices.reduce((n, d) => n + d.acked, 0), perDevice: devices };
 }
 
-function store(entries: Record<string, [ts: number, copies: number, values?: Record<string, number>][]>): StoredByDevice {
-  return new Map(Object.entries(entries).map(([id, rows]) => [id, new Map(rows.map(([ts, copies, values]) => [ts, { copies, values: values ?? { t: 1 } }]))]));
+/**
+ * Stored readings per device: [ts, copies, values (default { t: 1 }), seq of each copy (default: every
+ * copy the seq ts - T0, as the acknowledged readings below are made)].
+ */
+function store(entries: Record<string, [ts: number, copies: number, values?: Record<string, number>, seqs?: number[]][]>): StoredByDevice {
+  return new Map(
+    Object.entries(entries).map(([id, rows]) => [id, new Map(rows.map(([ts, copies, values, seqs]) => [ts, { copies, values: values ?? { t: 1 }, seqs: seqs ?? Array<number>(copies).fill(ts - T0) }]))]),
+  );
 }
 
-const ackedLog = (lines: string[]) => parseAckedLog(lines.join('\n'));
+/** `device seq ts` lines get the values { t: 1 } (what store() holds by default) unless they give their own. */
+const ackedLog = (lines: string[]) => parseAckedLog(lines.map((l) => (l.split(' ').length === 3 ? `${l} {"t":1}` : l)).join('\n'));
 
 function entry(device: string, reason: QuarantineEntry['reason'], payload: string): QuarantineEntry {
   return { at: T0, reason, device, topic: `sensors/${device}/telemetry`, message: '', payload, encoding: 'utf8', payloadBytes: payload.length, truncated: false };
@@ -44,10 +51,42 @@ describe('reconcileReadings', () => {
     ['more stored unacknowledged than sent unacknowledged', report(device('d1')), store({ d1: [[T0 + 1, 1], [T0 + 2, 1], [T0 + 3, 1], [T0 + 4, 1]] }), { unexplained: 1 }],
     ['a reading dated a month back (a clock fault stored)', report(device('d1', { sent: 4 })), store({ d1: [[T0 + 1, 1], [T0 + 2, 1], [T0 + 3, 1], [T0 - 30 * 86_400_000, 1]] }), { unexplained: 1 }],
     ['the acknowledged count disagrees with the log', report(device('d1', { acked: 4, sent: 4 })), store({ d1: [[T0 + 1, 1], [T0 + 2, 1], [T0 + 3, 1]] }), { ackLogMismatch: 1 }],
+    // InfluxDB overwrites a rewrite of the same series and time, so a reading written twice at one time
+    // leaves one copy; written again at another time (or, unacknowledged, a message in flight stored
+    // twice), only its seq gives it away.
+    ['a reading written again at another time: its seq held twice', report(device('d1', { sent: 4 })), store({ d1: [[T0 + 1, 1], [T0 + 2, 1], [T0 + 3, 1], [T0 + 9, 1, { t: 1 }, [2]]] }), { duplicated: 1, duplicatedBySeq: 1, duplicatedByTs: 0, unexplained: 0 }],
+    ['a seq held at three times', report(device('d1', { sent: 5 })), store({ d1: [[T0 + 1, 1], [T0 + 2, 1], [T0 + 3, 1], [T0 + 8, 1, { t: 1 }, [3]], [T0 + 9, 1, { t: 1 }, [3]]] }), { duplicatedBySeq: 2 }],
+    ['two tag sets at one time, one seq', report(device('d1')), store({ d1: [[T0 + 1, 1], [T0 + 2, 2], [T0 + 3, 1]] }), { duplicated: 1, duplicatedByTs: 1, duplicatedBySeq: 0 }],
+    ['every value and seq as sent', report(device('d1')), store({ d1: [[T0 + 1, 1], [T0 + 2, 1], [T0 + 3, 1]] }), { mismatched: 0 }],
+    ['a value that differs', report(device('d1')), store({ d1: [[T0 + 1, 1], [T0 + 2, 1, { t: 1.0000001 }], [T0 + 3, 1]] }), { mismatched: 1, lost: 0 }],
+    ['a metric missing', report(device('d1')), store({ d1: [[T0 + 1, 1], [T0 + 2, 1, {}], [T0 + 3, 1]] }), { mismatched: 1 }],
+    ['a metric the device did not send', report(device('d1')), store({ d1: [[T0 + 1, 1], [T0 + 2, 1, { t: 1, u: 2 }], [T0 + 3, 1]] }), { mismatched: 1 }],
+    ['another seq at its time', report(device('d1')), store({ d1: [[T0 + 1, 1], [T0 + 2, 1, { t: 1 }, [7]], [T0 + 3, 1]] }), { mismatched: 1 }],
+    ['stored without a seq', report(device('d1')), store({ d1: [[T0 + 1, 1], [T0 + 2, 1, { t: 1 }, []], [T0 + 3, 1]] }), { mismatched: 1 }],
   ];
   for (const [name, sim, stored, expected] of cases) {
     it(name, () => expect(reconcileReadings(sim, acked, stored, window)).toMatchObject(expected));
   }
+
+  it('compares every metric of every acknowledged reading and says what differs', () => {
+    const log = ackedLog([`d1 1 ${T0 + 1} {"temperature":21.5,"humidity":40}`, `d1 2 ${T0 + 2} {"temperature":-0.25,"humidity":41}`, `d1 3 ${T0 + 3}`]);
+    const stored = store({ d1: [[T0 + 1, 1, { temperature: 21.5, humidity: 40 }], [T0 + 2, 1, { temperature: -0.25, humidity: 14 }], [T0 + 3, 1]] });
+    const result = reconcileReadings(report(device('d1')), log, stored, window);
+    expect(result.mismatched).toBe(1);
+    expect(result.examples.mismatched).toEqual(['d1 seq 2 t=0.0s: humidity sent 41, stored 14']);
+  });
+
+  it('two acknowledged readings stamped with one time: the store keeps one, the other is a mismatch that says why', () => {
+    const log = ackedLog([`d1 1 ${T0 + 1} {"t":1}`, `d1 2 ${T0 + 1} {"t":2}`, `d1 3 ${T0 + 3}`]);
+    const result = reconcileReadings(report(device('d1')), log, store({ d1: [[T0 + 1, 1, { t: 2 }, [2]], [T0 + 3, 1]] }), window);
+    expect(result).toMatchObject({ lost: 0, mismatched: 1 });
+    expect(result.examples.mismatched).toEqual(['d1 seq 1 t=0.0s: t sent 1, stored 2; stored with seq 2 (seqs 1, 2 were all acknowledged at this time: the device stamped them alike)']);
+  });
+
+  it('a log line without values (an older simulator, a torn line) cannot pass: it counts as a mismatch', () => {
+    const log = parseAckedLog(`d1 1 ${T0 + 1}\nd1 2 ${T0 + 2} {"t":`);
+    expect(reconcileReadings(report(device('d1', { sent: 2, acked: 2 })), log, store({ d1: [[T0 + 1, 1], [T0 + 2, 1]] }), window).mismatched).toBe(2);
+  });
 });
 
 describe('reconcileQuarantine', () => {
@@ -72,6 +111,15 @@ describe('reconcileQuarantine', () => {
   for (const [name, entries, expected] of cases) {
     it(name, () => expect(reconcileQuarantine(sim, acked, entries)).toMatchObject(expected));
   }
+  it('allows acknowledged replays missing from the quarantine up to what ingest counted as unverified, no more', () => {
+    // d2's two acknowledged replays, one quarantined: the other acknowledged unverified (the store could not be asked).
+    const oneReplay = fine.filter((e, i) => !(e.reason === 'READING_REPLAYED' && i === 2));
+    expect(reconcileQuarantine(sim, acked, oneReplay)).toMatchObject({ missing: 1, unverifiedReplays: 0 });
+    expect(reconcileQuarantine(sim, acked, oneReplay, 1)).toMatchObject({ missing: 0, unverifiedReplays: 1 });
+    // Unverified counts never excuse another reason's missing entry.
+    expect(reconcileQuarantine(sim, acked, fine.slice(1), 5)).toMatchObject({ missing: 1, unverifiedReplays: 0 });
+  });
+
   it('sums expected and quarantined by reason', () => {
     const result = reconcileQuarantine(sim, acked, fine);
     expect(result.expectedByReason).toEqual({ READING_BAD_SIGNATURE: { min: 1, max: 2 }, READING_REPLAYED: { min: 2, max: 2 }, PAYLOAD_INVALID: { min: 1, max: 1 } });
@@ -124,6 +172,17 @@ describe('judgeMemory', () => {
     const samples = [...series(0, 400_000, (i) => 100 + i * 2), ...series(405_000, 430_000, () => 100)];
     expect(judgeMemory(samples, { starts: [0, 402_000], warmupMs: 60_000 })).toMatchObject({ leak: true, livesJudged: 1, judged: { fromS: 60 } });
   });
+  it('leaves a pause (the overload phase) out: a burst that stays is not growth, a climb after it still is', () => {
+    // 100 MiB, 200 MiB during and after a burst at 200-230 s, flat: no leak.
+    const burst = [...series(0, 195_000, () => 100), ...series(200_000, 600_000, () => 200)];
+    const pauses = [{ from: 200_000, to: 230_000 }];
+    expect(judgeMemory(burst, once).leak).toBe(true);
+    expect(judgeMemory(burst, { ...once, pauses })).toMatchObject({ leak: false, restarts: 0, livesJudged: 2 });
+    // The same burst, then a steady climb: still a leak.
+    const climbing = [...series(0, 195_000, () => 100), ...series(200_000, 600_000, (i) => 200 + i * 4)];
+    expect(judgeMemory(climbing, { ...once, pauses }).leak).toBe(true);
+  });
+
   it('judges nothing when no life is long enough', () => {
     expect(judgeMemory(series(0, 60_000, (i) => 100 + i * 10), once)).toMatchObject({ leak: false, judged: null, livesJudged: 0 });
   });
@@ -131,11 +190,29 @@ describe('judgeMemory', () => {
 
 describe('planChaos', () => {
   const window = { fromMs: 20_000, toMs: 110_000, viewers: 4 };
-  it('is the same for the same seed and has every kind, within the window', () => {
+  it('is the same for the same seed and has every kind but the opt-in ones, within the window', () => {
     const plan = planChaos(7, window);
     expect(planChaos(7, window)).toEqual(plan);
-    expect(new Set(plan.map((e) => e.kind))).toEqual(new Set(CHAOS_KINDS));
+    expect(new Set(plan.map((e) => e.kind))).toEqual(new Set(CHAOS_KINDS.filter((k) => !OPT_IN_KINDS.includes(k))));
+    expect(plan.map((e) => e.kind)).not.toContain('broker-kill');
     for (const e of plan) expect(e.at).toBeGreaterThanOrEqual(window.fromMs);
+  });
+
+  it('plans broker-kill only when asked (npm run soak -- --broker-kill), and then every kind', () => {
+    for (const seed of [1, 2, 3]) {
+      const plan = planChaos(seed, { ...window, include: ['broker-kill'] });
+      expect(new Set(plan.map((e) => e.kind))).toEqual(new Set(CHAOS_KINDS));
+      const kill = plan.find((e) => e.kind === 'broker-kill')!;
+      expect(kill.durationMs).toBeGreaterThan(0);
+      expect(targetOf('broker-kill')).toBe(targetOf('broker-restart'));
+    }
+  });
+
+  it('has one overload phase of 30 s, however long the soak', () => {
+    for (const toMs of [110_000, 900_000]) {
+      const overloads = planChaos(5, { ...window, toMs }).filter((e) => e.kind === 'overload');
+      expect(overloads).toEqual([expect.objectContaining({ durationMs: 30_000 })]);
+    }
   });
   it('never overlaps strikes on the same target', () => {
     for (const seed of [1, 2, 3, 4, 5]) {
@@ -164,6 +241,8 @@ describe('failuresOf', () => {
   it('passes a clean run and names each kind of failure', () => {
     expect(failuresOf(clean)).toEqual([]);
     expect(failuresOf({ ...clean, readings: { ...clean.readings, lost: 2 } })).toEqual(['2 acknowledged readings are not in the store']);
+    expect(failuresOf({ ...clean, readings: { ...clean.readings, mismatched: 3 } })).toEqual([expect.stringContaining('3 acknowledged readings are stored with other values')]);
+    expect(failuresOf({ ...clean, readings: { ...clean.readings, duplicated: 1, duplicatedBySeq: 1 } })).toEqual([expect.stringContaining('(device, seq)')]);
     expect(failuresOf({ ...clean, drained: false })).toEqual([expect.stringContaining('did not drain')]);
     expect(failuresOf({ ...clean, stalled: ['d1'] })).toEqual([expect.stringContaining('stalled')]);
     expect(failuresOf({ ...clean, stops: { ingest: { code: 1, signal: null } } })).toEqual([expect.stringContaining('ingest did not stop cleanly')]);

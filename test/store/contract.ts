@@ -109,6 +109,50 @@ export function describeStoreContract(name: string, openRig: () => Promise<Store
       expect(await store.meta(dev('moved'))).toEqual({ site: 'new site' });
     });
 
+    it("stores each reading's seq and reads it back; the seq is not a metric and not a point", async () => {
+      const meta: DeviceMeta = { site: 'north' };
+      const reading = (seq: number, ts: number, values: Record<string, number>): StorePoint[] =>
+        Object.entries(values).map(([metric, value]) => ({ device: dev('seq'), metric, ts, value, seq, meta }));
+      await store.write([...reading(41, T0 + 1000, { temperature: 21.5, humidity: 40 }), ...reading(42, T0 + 2000, { temperature: 21.6 }), ...reading(2 ** 53 - 1, T0 + 3000, { temperature: 1 })]);
+      // A point written without a seq (an older spool record) is stored as before, with none.
+      await store.write([{ device: dev('seq'), metric: 'temperature', ts: T0 + 4000, value: 7, meta }]);
+      expect(await store.seqs(dev('seq'), T0, T0 + HOUR)).toEqual([
+        { ts: T0 + 1000, seq: 41 },
+        { ts: T0 + 2000, seq: 42 },
+        { ts: T0 + 3000, seq: 2 ** 53 - 1 },
+      ]);
+      expect(await store.seqs(dev('seq'), T0 + 1001, T0 + 3000)).toEqual([{ ts: T0 + 2000, seq: 42 }]);
+      // A redelivery rewrites the reading in place: one time, one seq.
+      await store.write(reading(42, T0 + 2000, { temperature: 21.6 }));
+      // The same seq written again at another time (what a duplicate write would be) shows as two rows.
+      await store.write(reading(41, T0 + 5000, { temperature: 21.5, humidity: 40 }));
+      expect(await store.seqs(dev('seq'), T0, T0 + HOUR)).toEqual([
+        { ts: T0 + 1000, seq: 41 },
+        { ts: T0 + 2000, seq: 42 },
+        { ts: T0 + 3000, seq: 2 ** 53 - 1 },
+        { ts: T0 + 5000, seq: 41 },
+      ]);
+      // Values, metrics, counts and latest values know nothing of it.
+      expect(await store.count({ device: dev('seq') })).toBe(7);
+      const all = await raw(store, dev('seq'), undefined, T0, T0 + HOUR);
+      expect(all.series.map((s) => s.metric)).toEqual(['humidity', 'temperature']);
+      expect(pointsOf(all, 'temperature').map((p) => p.value)).toEqual([21.5, 21.6, 1, 7, 21.5]);
+      expect((await store.latest(dev('seq'), T0)).map((v) => v.metric)).toEqual(['humidity', 'temperature']);
+      expect((await store.latestAll(T0)).filter((v) => v.device === dev('seq')).map((v) => v.metric)).toEqual(['humidity', 'temperature']);
+      expect(await store.meta(dev('seq'))).toEqual(meta);
+      expect(await store.seqs(dev('nobody'), T0, T0 + HOUR)).toEqual([]);
+    });
+
+    it('refuses a point whose seq is not an integer from 0 to 2^53 - 1, alone', async () => {
+      const point = (seq: number, ts: number): StorePoint => ({ device: dev('badseq'), metric: 'temperature', ts: T0 + ts, value: 1, seq });
+      const result = await store.write([point(1, 0), point(-1, 1000), point(1.5, 2000), point(2 ** 53, 3000), point(Number.NaN, 4000), point(2, 5000)]);
+      expect(result.refused.map((r) => r.index)).toEqual([1, 2, 3, 4]);
+      expect(await store.seqs(dev('badseq'), T0, T0 + HOUR)).toEqual([
+        { ts: T0, seq: 1 },
+        { ts: T0 + 5000, seq: 2 },
+      ]);
+    });
+
     it('treats a range as [from, to): from included, to excluded', async () => {
       await store.write([0, 999, 1000, 1999, 2000].map((dt) => ({ device: dev('bounds'), metric: 'level', ts: T0 + dt, value: dt })));
       const answer = await raw(store, dev('bounds'), ['level'], T0 + 999, T0 + 2000);

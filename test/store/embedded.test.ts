@@ -1,5 +1,6 @@
 /** The store contract against the embedded DuckDB store, plus what only the embedded store does. */
 import { join } from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { describe, expect, it } from 'vitest';
 import { openEmbeddedStore } from '../../store/embedded.ts';
 import { embeddedStorePath, openStore } from '../../store/index.ts';
@@ -35,6 +36,37 @@ describe('embedded store', () => {
       const again = await openEmbeddedStore({ path: embeddedStorePath(dir.path) });
       expect(await again.count()).toBe(1);
       await again.close();
+    } finally {
+      await dir.remove();
+    }
+  });
+
+  it('opens a file written before readings had a seq column: its rows read back, new ones carry their seq', async () => {
+    const dir = await tempDir('sensorpipe-store-');
+    const path = join(dir.path, 'old.duckdb');
+    try {
+      // The table as the first releases created it (store/embedded.ts before the seq column).
+      const old = await DuckDBInstance.create(path);
+      const connection = await old.connect();
+      await connection.run('CREATE TABLE readings (device VARCHAR NOT NULL, metric VARCHAR NOT NULL, ts BIGINT NOT NULL, value DOUBLE NOT NULL)');
+      await connection.run(`INSERT INTO readings VALUES ('d1', 'temperature', ${T0}, 20.5)`);
+      connection.closeSync();
+      old.closeSync();
+
+      const store = await openEmbeddedStore({ path });
+      await store.write([{ device: 'd1', metric: 'temperature', ts: T0 + 1000, value: 21.5, seq: 2 }]);
+      // A rewrite of the old row (the slow path) gives it its seq.
+      await store.write([{ device: 'd1', metric: 'humidity', ts: T0, value: 40, seq: 1 }, { device: 'd1', metric: 'temperature', ts: T0, value: 20.5, seq: 1 }]);
+      const answer = await store.query({ device: 'd1', metrics: ['temperature'], from: T0, to: T0 + 2000, mode: 'raw' });
+      expect(answer.series[0]!.points).toEqual([
+        { ts: T0, value: 20.5 },
+        { ts: T0 + 1000, value: 21.5 },
+      ]);
+      expect(await store.seqs('d1', T0, T0 + 2000)).toEqual([
+        { ts: T0, seq: 1 },
+        { ts: T0 + 1000, seq: 2 },
+      ]);
+      await store.close();
     } finally {
       await dir.remove();
     }

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isSensorpipeError } from '../../core/errors.ts';
+import { isSensorpipeError, type SensorpipeError } from '../../core/errors.ts';
 import { openInfluxStore } from '../../store/influx1.ts';
 import { isRetryableStoreError, openStore, type StorePoint, type TimeSeriesStore } from '../../store/index.ts';
 import { influxQuery, startInfluxd, type InfluxServer } from '../../harness/influxd.ts';
@@ -52,8 +52,8 @@ describe('InfluxDB adapter against a real influxd', () => {
     const store = await openStore({ dataDir: '/nonexistent', influxUrl: url, influxDatabase: db });
     expect(store.kind).toBe('influxdb');
     await store.write([
-      { device: 'schema', metric: 'temperature', ts: T0, value: 21.5, meta: { site: 'Hall 7', model: 'TH-1', profile: 'env' } },
-      { device: 'schema', metric: 'humidity', ts: T0, value: 40, meta: { site: 'Hall 7', model: 'TH-1', profile: 'env' } },
+      { device: 'schema', metric: 'temperature', ts: T0, value: 21.5, seq: 41, meta: { site: 'Hall 7', model: 'TH-1', profile: 'env' } },
+      { device: 'schema', metric: 'humidity', ts: T0, value: 40, seq: 41, meta: { site: 'Hall 7', model: 'TH-1', profile: 'env' } },
     ]);
     // What a Grafana or `influx` CLI user runs (store/SCHEMA.md): one row per device and time.
     const answer = (await influxQuery(url, `SELECT * FROM readings WHERE device = 'schema' AND time >= ${T0}ms AND time < ${T0 + 1000}ms`, db)) as {
@@ -61,10 +61,11 @@ describe('InfluxDB adapter against a real influxd', () => {
     };
     const series = answer.results[0]!.series[0]!;
     const row = Object.fromEntries(series.columns.map((c, i) => [c, series.values[0]![i]]));
-    expect(row).toEqual({ time: T0, device: 'schema', site: 'Hall 7', model: 'TH-1', profile: 'env', temperature: 21.5, humidity: 40 });
+    expect(row).toEqual({ time: T0, device: 'schema', site: 'Hall 7', model: 'TH-1', profile: 'env', temperature: 21.5, humidity: 40, 'reading-seq': 41 });
     const fieldTypes = (await influxQuery(url, 'SHOW FIELD KEYS FROM readings', db)) as { results: { series: { values: string[][] }[] }[] };
     expect(fieldTypes.results[0]!.series[0]!.values).toEqual([
       ['humidity', 'float'],
+      ['reading-seq', 'integer'],
       ['temperature', 'float'],
     ]);
     await store.close();
@@ -121,10 +122,13 @@ describe('InfluxDB adapter against a real influxd', () => {
   it('answers 5xx and 429 as retryable, 401 as retryable (credentials are fixed without touching the data)', async () => {
     const { createServer } = await import('node:http');
     const statuses = [500, 503, 429, 401];
+    // A 429 and a 503 that say when to come back, in both forms of Retry-After.
+    const retryAfter: Record<number, string> = { 429: '3', 503: new Date(Date.now() + 60_000).toUTCString() };
     let next = 0;
     const fake = createServer((req, res) => {
       req.resume();
-      res.writeHead(statuses[next++ % statuses.length]!, { 'content-type': 'application/json' });
+      const status = statuses[next++ % statuses.length]!;
+      res.writeHead(status, { 'content-type': 'application/json', ...(retryAfter[status] === undefined ? {} : { 'retry-after': retryAfter[status] }) });
       res.end('{"error":"nope"}');
     });
     await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
@@ -136,6 +140,11 @@ describe('InfluxDB adapter against a real influxd', () => {
         const err = await store.write([{ device: 'd', metric: 'temperature', ts: T0, value: 1 }]).then(() => undefined, (e: unknown) => e);
         expect(isSensorpipeError(err, 'STORE_UNAVAILABLE'), String(status)).toBe(true);
         expect((err as Error).message).toContain(String(status));
+        // ingest's spool replay waits what the server asked for (ingest/pipeline.ts retryAfterMs).
+        const wait = (err as SensorpipeError).details?.retryAfterMs;
+        if (status === 429) expect(wait).toBe(3000);
+        else if (status === 503) expect(wait).toBeGreaterThan(55_000);
+        else expect(wait).toBeUndefined();
       }
     } finally {
       await store.close();

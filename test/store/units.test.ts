@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { isSensorpipeError } from '../../core/errors.ts';
 import { parseHistoryParams } from '../../core/query.ts';
-import { decodeTagValue, encodeTagValue, toLines } from '../../store/line-protocol.ts';
+import { decodeTagValue, encodeTagValue, retryAfterMs, toLines } from '../../store/line-protocol.ts';
 import { checkBatch } from '../../store/points.ts';
 import type { RangeQuery } from '../../store/port.ts';
 import { planQuery, windowCount } from '../../store/query.ts';
@@ -116,6 +116,37 @@ describe('line protocol', () => {
       { text: `${tags} pressure=1e+21 ${T0}`, indexes: [3] },
     ]);
   });
+
+  it("carries a reading's seq as the integer field reading-seq, once per line, the last one's when a line holds two readings", () => {
+    const lines = toLines(
+      [
+        { device: 'd1', metric: 'temperature', ts: T0, value: 21.5, seq: 7 },
+        { device: 'd1', metric: 'humidity', ts: T0, value: 40, seq: 7 },
+        { device: 'd1', metric: 'temperature', ts: T0 + 1000, value: 1, seq: 8 },
+        { device: 'd1', metric: 'humidity', ts: T0 + 1000, value: 2, seq: 9 },
+        { device: 'd1', metric: 'temperature', ts: T0 + 2000, value: 3 },
+      ],
+      [0, 1, 2, 3, 4],
+    );
+    expect(lines.map((l) => l.text)).toEqual([
+      `readings,device=d1 temperature=21.5,humidity=40,reading-seq=7i ${T0}`,
+      `readings,device=d1 temperature=1,humidity=2,reading-seq=9i ${T0 + 1000}`,
+      `readings,device=d1 temperature=3 ${T0 + 2000}`,
+    ]);
+  });
+});
+
+describe('retryAfterMs', () => {
+  const now = Date.UTC(2026, 0, 1, 12, 0, 0);
+  it.each([
+    ['delay-seconds', '3', 3000],
+    ['zero', '0', 0],
+    ['an HTTP date ahead', 'Thu, 01 Jan 2026 12:00:30 GMT', 30_000],
+    ['an HTTP date past', 'Thu, 01 Jan 2026 11:00:00 GMT', 0],
+    ['garbage', 'soon', undefined],
+    ['a negative number', '-5', undefined],
+    ['absent', null, undefined],
+  ] as const)('%s', (_, header, expected) => expect(retryAfterMs(header, now)).toBe(expected));
 });
 
 describe('checkBatch', () => {
