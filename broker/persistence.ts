@@ -11,6 +11,7 @@
  * Either way, the sessions' filters pass the session guard (broker/session-guard.ts) as they are stored,
  * restored, saved and read back.
  */
+import { rename } from 'node:fs/promises';
 import type { AedesOptions } from 'aedes';
 import type { Logger } from '../core/logger.ts';
 import type { Subscriber } from './acl.ts';
@@ -18,7 +19,7 @@ import { createIndexedMemoryPersistenceAsync, type IndexedMemoryPersistenceAsync
 import { createScaleOut } from './scale-out.ts';
 import type { SessionGuard } from './session-guard.ts';
 import { saveSessions, sessionFilePath, takeSessions, type SavedSessions } from './session-file.ts';
-import { logDirOf, records, replaySessionLog, SessionLog, type SessionLogStats } from './session-log.ts';
+import { logDirOf, records, replaySessionLog, SessionLog, SessionLogUnreadable, type ReplayResult, type SessionLogStats } from './session-log.ts';
 
 export interface BrokerPersistence {
   kind: 'memory' | 'redis';
@@ -69,7 +70,7 @@ export async function openPersistence(config: { redisUrl?: string | undefined; d
   // What the log holds (everything the last broker had, however it stopped), and what a graceful stop
   // without the log saved: ingest's session and its queue, so that telemetry devices send before ingest
   // is back is queued for it, not acknowledged and dropped.
-  const replayed = config.brokerWal ? await replaySessionLog(logDir) : undefined;
+  const replayed = config.brokerWal ? await replayOrSetAside(logDir, logger) : undefined;
   if (replayed !== undefined && replayed.saved !== undefined) {
     logger.child({ dir: logDir }).info({ generation: replayed.generation, records: replayed.records, tornBytes: replayed.tornBytes }, 'session log replayed');
   }
@@ -122,6 +123,22 @@ export async function openPersistence(config: { redisUrl?: string | undefined; d
     },
     close: async () => {},
   };
+}
+
+/**
+ * The log's state, or, for a log this broker cannot read (another format), none: the log is moved aside
+ * whole to log.unreadable-<time>, kept for an operator or a broker that reads it, and the error says so.
+ */
+async function replayOrSetAside(logDir: string, logger: Logger): Promise<ReplayResult> {
+  try {
+    return await replaySessionLog(logDir);
+  } catch (err) {
+    if (!(err instanceof SessionLogUnreadable)) throw err;
+    const aside = `${logDir}.unreadable-${Date.now()}`;
+    await rename(logDir, aside);
+    logger.child({ dir: logDir }).error({ err: err.message, movedTo: aside }, 'session log unreadable; moved aside, starting without it');
+    return await replaySessionLog(logDir);
+  }
 }
 
 /** Every change to the memory persistence, into the session log; each owner as the session guard knows it. */

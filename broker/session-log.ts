@@ -28,6 +28,12 @@ import type { SessionSubscription, StoredPublish } from './indexed-persistence.t
 import { ownerFromJson, ownerToJson, type SavedSessions } from './session-file.ts';
 
 const HEADER_BYTES = 8;
+/**
+ * The layout of the records, in each generation's BEGIN record. A broker refuses a log it cannot read
+ * rather than guess (persistence.ts moves it aside and says so): a newer broker that changes the layout
+ * must read the older one, or convert it.
+ */
+export const LOG_FORMAT = 1;
 const GENERATION_PATTERN = /^(\d{12})\.log$/;
 /** A new generation once the operations since the snapshot pass both of these. */
 const COMPACT_MIN_BYTES = 64 * 1024 * 1024;
@@ -226,12 +232,23 @@ function readGeneration(data: Buffer): ReadGeneration {
     const payload = Buffer.from(body.subarray(5 + metaBytes));
     offset += HEADER_BYTES + length;
     count++;
-    if (kind === Kind.Begin) begun = true;
-    else if (kind === Kind.End) complete = begun;
-    else if (begun) state.apply(kind, meta, payload);
+    try {
+      if (kind === Kind.Begin) {
+        const format = (JSON.parse(meta.toString('utf8')) as { format?: unknown }).format;
+        if (format !== LOG_FORMAT) throw new Error(`format ${String(format)}, this broker reads format ${LOG_FORMAT}`);
+        begun = true;
+      } else if (kind === Kind.End) complete = begun;
+      else if (begun) state.apply(kind, meta, payload);
+    } catch (err) {
+      // Intact on disk (its CRC holds) but not readable by this broker: not a torn tail, so not dropped.
+      throw new SessionLogUnreadable(`record ${count} (at byte ${offset - HEADER_BYTES - length}, kind ${kind}): ${(err as Error).message}`);
+    }
   }
   return { complete, state, intactBytes: offset, records: count };
 }
+
+/** A log whose records are intact but that this broker cannot read (another format, or a bug). */
+export class SessionLogUnreadable extends Error {}
 
 export interface ReplayResult {
   saved: SavedSessions | undefined;
@@ -250,8 +267,14 @@ export async function replaySessionLog(dir: string): Promise<ReplayResult> {
     .map((m) => Number(m[1]))
     .sort((a, b) => b - a);
   for (const generation of generations) {
-    const data = await readFile(generationPath(dir, generation));
-    const read = readGeneration(data);
+    const path = generationPath(dir, generation);
+    const data = await readFile(path);
+    let read: ReadGeneration;
+    try {
+      read = readGeneration(data);
+    } catch (err) {
+      throw new SessionLogUnreadable(`${path}: ${(err as Error).message}`);
+    }
     if (!read.complete) continue; // a crash while this generation's snapshot was written: the older one holds
     return { saved: read.state.toSaved(), generation, records: read.records, tornBytes: data.length - read.intactBytes };
   }
@@ -404,7 +427,7 @@ export class SessionLog {
     const generation = this.#generation + 1;
     const handle = await open(generationPath(this.#dir, generation), 'w', 0o600);
     try {
-      const begin = frame(Kind.Begin, { generation, at: Date.now() });
+      const begin = frame(Kind.Begin, { format: LOG_FORMAT, generation, at: Date.now() });
       const end = frame(Kind.End, {});
       const bytes = Buffer.concat([begin, ...snapshot, end, ...after]);
       await handle.write(bytes);

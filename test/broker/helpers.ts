@@ -1,6 +1,8 @@
 /** Shared set-up for the broker tests: a registry with devices, connect helpers, message collectors. */
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { crc32 } from 'node:zlib';
 import mqtt, { type IClientOptions, type MqttClient, type Packet } from 'mqtt';
 import { createLogger, type Logger } from '../../core/logger.ts';
 import { Registry, saveRegistry, type DeviceCredentials } from '../../core/registry.ts';
@@ -135,4 +137,15 @@ export function captureLogger(level: 'debug' | 'info' = 'debug'): CapturedLogs {
     },
   });
   return { logger: createLogger({ level, destination }), lines };
+}
+
+/** Rewrites the format in the BEGIN record of the log in `path` (same length, CRC recomputed). */
+export async function rewriteFormat(path: string, format: number): Promise<void> {
+  const [file] = (await readdir(path)).filter((f) => f.endsWith('.log'));
+  const data = await readFile(join(path, file!));
+  const at = data.indexOf(Buffer.from('"format":1'));
+  data.write(`"format":${format}`, at);
+  const length = data.readUInt32BE(0);
+  data.writeUInt32BE(crc32(data.subarray(8, 8 + length)), 4);
+  await writeFile(join(path, file!), data);
 }

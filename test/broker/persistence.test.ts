@@ -13,9 +13,10 @@ import type { IndexedMemoryPersistenceAsync, SessionsExport } from '../../broker
 import { mayHoldFilter, type Subscriber } from '../../broker/acl.ts';
 import { openPersistence, type BrokerPersistence } from '../../broker/persistence.ts';
 import { SessionGuard } from '../../broker/session-guard.ts';
+import { logDirOf } from '../../broker/session-log.ts';
 import { saveSessions, sessionFilePath, takeSessions, type SavedSessions } from '../../broker/session-file.ts';
 import { tempDir, type TempDir } from '../../harness/tmp.ts';
-import { captureLogger } from './helpers.ts';
+import { captureLogger, rewriteFormat } from './helpers.ts';
 
 const saved: SessionsExport = {
   retained: [{ topic: 'sensors/a/status', payload: Buffer.from('{"state":"offline"}'), qos: 1, retain: true }],
@@ -105,6 +106,21 @@ describe('openPersistence in memory', () => {
     await persistence.close();
     const again = await takeSessions(file);
     expect(again && comparable(again)).toEqual(comparable(saved));
+  });
+
+  it('moves a session log it cannot read aside, says so, and starts without it', async () => {
+    const first = await openPersistence({ dataDir: dir.path, brokerWal: true }, captureLogger().logger, options());
+    await memoryOf(first).importSessions(saved);
+    await first.saveSessions();
+    const logDir = logDirOf(dir.path);
+    await rewriteFormat(logDir, 9);
+    const logs = captureLogger();
+    const second = await openPersistence({ dataDir: dir.path, brokerWal: true }, logs.logger, options());
+    expect(memoryOf(second).exportSessions()).toEqual({ retained: [], sessions: [] });
+    const error = logs.lines.find((l) => l.msg === 'session log unreadable; moved aside, starting without it');
+    expect(error).toMatchObject({ level: 50, err: expect.stringMatching(/format 9/) });
+    expect(existsSync(error!.movedTo as string)).toBe(true);
+    await second.saveSessions();
   });
 
   it('logs a save that fails, and does not throw', async () => {

@@ -8,8 +8,9 @@ import { readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { SavedSessions } from '../../broker/session-file.ts';
-import { records, replaySessionLog, SessionLog } from '../../broker/session-log.ts';
+import { records, replaySessionLog, SessionLog, SessionLogUnreadable } from '../../broker/session-log.ts';
 import { tempDir, type TempDir } from '../../harness/tmp.ts';
+import { rewriteFormat } from './helpers.ts';
 
 let dir: TempDir;
 beforeEach(async () => {
@@ -116,6 +117,14 @@ describe('the session log', () => {
     const replayed = await replaySessionLog(dir.path);
     expect(replayed.generation).toBe(Number(older!.slice(0, 12)));
     expect(queuedPayloads(replayed.saved)).toEqual(['reading 0', 'reading 1', 'reading 2']);
+  });
+
+  it('refuses a log of another format, rather than replaying it as if it were empty', async () => {
+    const log = await logWith(2);
+    await log.close();
+    await rewriteFormat(dir.path, 7);
+    await expect(replaySessionLog(dir.path)).rejects.toThrow(SessionLogUnreadable);
+    await expect(replaySessionLog(dir.path)).rejects.toThrow(/format 7, this broker reads format 1/);
   });
 
   it('refuses appends once closed', async () => {
