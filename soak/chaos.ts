@@ -2,7 +2,7 @@
  * The chaos schedule: what strikes the pipeline, and when. Planned up front from a seed (the same seed
  * gives the same plan), then run against the live processes through the actions the soak supplies.
  *
- * Every kind strikes at least once (an opt-in kind only when asked for: OPT_IN_KINDS), at random
+ * Every kind strikes at least once, at random
  * moments inside the chaos window; strikes on the same target never overlap (the broker is not
  * restarted while it is still down; the influx link has one fault at a time), strikes on different
  * targets may (ingest killed while InfluxDB is down is exactly the kind of moment we want).
@@ -22,17 +22,10 @@ export const CHAOS_KINDS = [
   'influxd-hang',
   'influxd-partition',
   'overload',
-  // Last, so that turning it on adds strikes without changing the draws of the others.
+  // Last, so that it was added without changing the draws of the others (the same seed, the same plan as before).
   'broker-kill',
 ] as const;
 export type ChaosKind = (typeof CHAOS_KINDS)[number];
-
-/**
- * Kinds left out of the plan unless asked for. `broker-kill`: a broker that is not durable across kill -9
- * loses readings it acknowledged, and its session log is being built separately; until that has settled
- * it is `npm run soak -- --broker-kill`.
- */
-export const OPT_IN_KINDS: readonly ChaosKind[] = ['broker-kill'];
 
 export interface ChaosEvent {
   kind: ChaosKind;
@@ -81,13 +74,6 @@ export interface ChaosWindow {
   fromMs: number;
   toMs: number;
   viewers: number;
-  /** Opt-in kinds (OPT_IN_KINDS) to plan too. */
-  include?: readonly ChaosKind[];
-}
-
-/** The kinds a plan has: every kind but the opt-in ones not asked for. */
-export function plannedKinds(include: readonly ChaosKind[] = []): ChaosKind[] {
-  return CHAOS_KINDS.filter((kind) => !OPT_IN_KINDS.includes(kind) || include.includes(kind));
 }
 
 export function planChaos(seed: number, window: ChaosWindow): ChaosEvent[] {
@@ -95,7 +81,7 @@ export function planChaos(seed: number, window: ChaosWindow): ChaosEvent[] {
   const between = ([low, high]: [number, number]) => Math.round(low + random() * (high - low));
   const span = window.toMs - window.fromMs;
   const planned: ChaosEvent[] = [];
-  for (const kind of plannedKinds(window.include)) {
+  for (const kind of CHAOS_KINDS) {
     const spec = SPECS[kind];
     const count = Math.max(1, Math.round((span / 60_000) * spec.perMinute));
     for (let i = 0; i < count; i++) {

@@ -2,14 +2,13 @@
  * `npm run soak -- --minutes N`: the whole pipeline in separate processes against a real influxd, a
  * simulated fleet with every fault, live viewers, and a seeded chaos schedule (influxd restarted and
  * killed -9, influxd answering 500 and 429, hanging, cut off from ingest by a partition, ingest killed
- * -9, the broker restarted, connections cut, a viewer frozen, 30 s of overload; the broker killed -9
- * with --broker-kill). At the end the fleets are stopped, ingest drained, and everything reconciled:
+ * -9, the broker restarted and killed -9, connections cut, a viewer frozen, 30 s of overload). At the end the fleets are stopped, ingest drained, and everything reconciled:
  * nothing acknowledged lost, duplicated or stored with other values, every bad message quarantined
  * under its reason and no good one, the viewers shown only verified readings, no process leaking
  * memory or crashing. Prints one JSON verdict; exits 1 if anything failed.
  *
  *   npm run soak -- --minutes 2 [--seed 1] [--devices 40] [--interval 500] [--overload-rate 6000]
- *                   [--broker-kill] [--out FILE] [--keep]
+ *                   [--out FILE] [--keep]
  *
  * Talks to: the processes it starts (cli/bin.js broker|ingest|display|sim), influxd, /live.
  * Its folder (logs, data, the acknowledgement log) is removed after a pass and kept after a failure.
@@ -40,8 +39,6 @@ const { values: args } = parseArgs({
     interval: { type: 'string', default: '500' },
     // Readings a second the overload generator adds for 30 s (see README: why this default).
     'overload-rate': { type: 'string', default: '6000' },
-    // Opt-in: SIGKILL the broker too (until its durability across kill -9 has settled; see README).
-    'broker-kill': { type: 'boolean', default: false },
     out: { type: 'string' },
     dir: { type: 'string' },
     keep: { type: 'boolean', default: false },
@@ -52,9 +49,8 @@ const seed = Number(args.seed);
 const devices = Number(args.devices);
 const intervalMs = Number(args.interval);
 const overloadRate = Number(args['overload-rate']);
-const brokerKill = args['broker-kill'];
 if (!(minutes > 0) || !Number.isInteger(seed) || !(devices >= 12) || !(intervalMs >= 50) || !(overloadRate >= 10 && overloadRate <= 100_000)) {
-  process.stderr.write('usage: npm run soak -- --minutes N [--seed S] [--devices N (>= 12)] [--interval MS (>= 50)] [--overload-rate R (readings/s, 10..100000)] [--broker-kill] [--out FILE] [--keep]\n');
+  process.stderr.write('usage: npm run soak -- --minutes N [--seed S] [--devices N (>= 12)] [--interval MS (>= 50)] [--overload-rate R (readings/s, 10..100000)] [--out FILE] [--keep]\n');
   process.exit(2);
 }
 
@@ -110,7 +106,7 @@ async function main(): Promise<number> {
   const dir = args.dir ?? (await mkdtemp(join(tmpdir(), 'sensorpipe-soak-')));
   const durationMs = minutes * 60_000;
   const load = loadShape(overloadRate);
-  note(`${minutes} min, seed ${seed}, ${devices} devices every ${intervalMs} ms, overload ${load.devices} devices every ${load.intervalMs} ms${brokerKill ? ', broker-kill on' : ''}; folder ${dir}`);
+  note(`${minutes} min, seed ${seed}, ${devices} devices every ${intervalMs} ms, overload ${load.devices} devices every ${load.intervalMs} ms; folder ${dir}`);
   const pipeline: SoakPipeline = await startPipeline({ dir, devices, intervalMs, seed, minutes, load });
   let verdict: Verdict | undefined;
   try {
@@ -213,7 +209,7 @@ async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Pr
     'ingest-link-cut': async () => `cut ${pipeline.ingestProxy.cut(1, random)} ingest connection(s)`,
     'viewer-freeze': (e) => viewers[e.viewer ?? 0]!.freeze(e.durationMs),
   };
-  const plan = planChaos(seed, { fromMs: 20_000, toMs: durationMs - 10_000, viewers: viewers.length, include: brokerKill ? ['broker-kill'] : [] });
+  const plan = planChaos(seed, { fromMs: 20_000, toMs: durationMs - 10_000, viewers: viewers.length });
   note(`chaos plan: ${plan.map((e) => `${e.kind}@${Math.round(e.at / 1000)}s`).join(', ')}`);
   const chaos = runChaos(plan, actions, soakStart, (r) => note(`${r.atS}s ${r.kind}${r.detail ? `: ${r.detail}` : ''}${r.error ? ` FAILED: ${r.error}` : ''}`));
 
@@ -286,7 +282,7 @@ async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Pr
   return {
     verdict: failures.length === 0 ? 'pass' : 'fail',
     failures,
-    soak: { minutes, seed, devices, intervalMs, faults: pipeline.faults, brokerKill, startedAt: new Date(soakStart).toISOString(), durationS: Math.round((soakEnd - soakStart) / 1000), drainedAfterS, ...(failures.length > 0 || args.keep ? { dir } : {}) },
+    soak: { minutes, seed, devices, intervalMs, faults: pipeline.faults, startedAt: new Date(soakStart).toISOString(), durationS: Math.round((soakEnd - soakStart) / 1000), drainedAfterS, ...(failures.length > 0 || args.keep ? { dir } : {}) },
     sent: readings.sent,
     acknowledged: readings.acknowledged,
     stored: readings.stored,

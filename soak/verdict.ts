@@ -14,7 +14,7 @@ type ReadingCounts = Pick<ReadingsReconciliation, 'sent' | 'acknowledged' | 'sto
 export interface Verdict extends ReadingCounts {
   verdict: 'pass' | 'fail';
   failures: string[];
-  soak: { minutes: number; seed: number; devices: number; intervalMs: number; faults: string; brokerKill: boolean; startedAt: string; durationS: number; drainedAfterS: number | null; dir?: string };
+  soak: { minutes: number; seed: number; devices: number; intervalMs: number; faults: string; startedAt: string; durationS: number; drainedAfterS: number | null; dir?: string };
   /** `duplicated`, by what gave it away: a (device, ts) in two tag sets, a (device, seq) at two times. */
   duplicatedBy: { ts: number; seq: number };
   unexplainedStored: number;
