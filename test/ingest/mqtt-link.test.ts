@@ -1,35 +1,45 @@
 /**
- * ingest's MQTT link against a real aedes broker: PUBACKs leave only when ingest acknowledges, in the
- * order the messages arrived [MQTT-4.6.0-2], and unacknowledged messages are redelivered after a
- * reconnect because the session is persistent [MQTT-3.1.2-4].
+ * ingest's MQTT link against our broker (`sensorpipe broker`: logins, ACL, its session log): PUBACKs
+ * leave only when ingest acknowledges, in the order the messages arrived [MQTT-4.6.0-2], and
+ * unacknowledged messages are redelivered after a reconnect because the session is persistent
+ * [MQTT-3.1.2-4]. What ingest acknowledges is seen on the broker's side (aedes' 'ack' event).
  */
-import { createServer, type AddressInfo } from 'node:net';
-import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../core/logger.ts';
+import { topics } from '../../core/topics.ts';
 import { IngestLink, type IncomingMessage } from '../../ingest/mqtt-link.ts';
+import { startTestBroker, type TestBroker } from '../../harness/broker.ts';
+import { deviceOptions, makeFleet, type Fleet } from '../broker/helpers.ts';
 
-let broker: Aedes;
-let server: ReturnType<typeof createServer>;
+let fleet: Fleet;
+let broker: TestBroker;
 let url: string;
 const acked: string[] = [];
+const TOPIC = topics.telemetry('dev-a');
+
+beforeAll(async () => {
+  fleet = await makeFleet(['dev-a']);
+});
+afterAll(async () => {
+  await fleet?.dir.remove();
+});
 
 beforeEach(async () => {
   acked.length = 0;
-  broker = await Aedes.createBroker();
-  broker.on('ack', (packet) => {
+  // dev-a publishes thousands at once in one test: above the default per-device rate.
+  broker = await startTestBroker({ registryPath: fleet.registryPath, publishRate: 1e6, publishBurst: 1e6 });
+  broker.broker.aedes.on('ack', (packet) => {
     if (packet && 'payload' in packet && packet.payload) acked.push(String(packet.payload));
   });
-  server = createServer(broker.handle);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  url = broker.url;
 });
 
 afterEach(async () => {
-  await new Promise<void>((resolve) => broker.close(() => resolve()));
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await broker.close();
 });
+
+const connectPublisher = () => mqtt.connectAsync(url, deviceOptions(fleet, 'dev-a'));
 
 async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -42,9 +52,10 @@ async function until(condition: () => boolean, what: string, timeoutMs = 10_000)
 function startLink(received: IncomingMessage[], maxUnacked = 100): IngestLink {
   const link = new IngestLink({
     url,
-    username: 'svc:ingest',
+    username: broker.services.ingest.username,
+    password: broker.services.ingest.password,
     clientId: 'ingest-under-test',
-    subscriptions: ['t/#'],
+    subscriptions: [topics.allTelemetry],
     protocolVersion: 4,
     maxUnacked,
     logger: createLogger({ level: 'silent' }),
@@ -59,8 +70,8 @@ describe('IngestLink', () => {
     const received: IncomingMessage[] = [];
     const link = startLink(received);
     await link.ready;
-    const publisher = await mqtt.connectAsync(url);
-    for (const n of [1, 2, 3, 4, 5]) await publisher.publishAsync('t/a', String(n), { qos: 1 });
+    const publisher = await connectPublisher();
+    for (const n of [1, 2, 3, 4, 5]) await publisher.publishAsync(TOPIC, String(n), { qos: 1 });
     await until(() => received.length === 5, 'five messages');
     expect(received.map((m) => m.payload.toString())).toEqual(['1', '2', '3', '4', '5']);
     expect(link.unacknowledged).toBe(5);
@@ -86,8 +97,8 @@ describe('IngestLink', () => {
     const received: IncomingMessage[] = [];
     const link = startLink(received);
     await link.ready;
-    const publisher = await mqtt.connectAsync(url);
-    for (const n of [1, 2, 3]) await publisher.publishAsync('t/a', String(n), { qos: 1 });
+    const publisher = await connectPublisher();
+    for (const n of [1, 2, 3]) await publisher.publishAsync(TOPIC, String(n), { qos: 1 });
     await until(() => received.length === 3, 'three messages');
     received[0]!.ack();
     await until(() => acked.length === 1, 'first puback');
@@ -111,8 +122,8 @@ describe('IngestLink', () => {
     const received: IncomingMessage[] = [];
     const link = startLink(received, 3);
     await link.ready;
-    const publisher = await mqtt.connectAsync(url);
-    for (let n = 1; n <= 6; n++) publisher.publish('t/a', String(n), { qos: 1 });
+    const publisher = await connectPublisher();
+    for (let n = 1; n <= 6; n++) publisher.publish(TOPIC, String(n), { qos: 1 });
     await until(() => received.length >= 3, 'three messages');
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(received.length).toBe(3);
@@ -131,8 +142,8 @@ describe('IngestLink', () => {
     const received: IncomingMessage[] = [];
     const link = startLink(received, count + 1);
     await link.ready;
-    const publisher = await mqtt.connectAsync(url);
-    for (let n = 1; n <= count; n++) publisher.publish('t/a', String(n), { qos: 1 });
+    const publisher = await connectPublisher();
+    for (let n = 1; n <= count; n++) publisher.publish(TOPIC, String(n), { qos: 1 });
     await until(() => received.length === count, 'every message');
     for (const m of received.slice(1).reverse()) m.ack();
     await new Promise((resolve) => setTimeout(resolve, 200));
