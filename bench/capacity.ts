@@ -19,6 +19,7 @@
  *   npx tsx bench/capacity.ts [--store influx|embedded] [--start 5000] [--factor 1.25] [--bisections 1]
  *                             [--max-rungs 16] [--rung-seconds 20] [--seconds 60] [--multiples 1,1.5,2,3]
  *                             [--repeats 3] [--broker-wal on|off] [--devices 100] [--window 1000]
+ *                             [--capacity N]   (no search: the overload runs at multiples of N)
  *   npx tsx bench/capacity.ts --quick     (10 s rungs, 15 s multiples, 1 repeat: checks the script, not for quoting)
  *
  * The judged figures are the 60 s runs (`--seconds 60`, the default) and medians of 3 (`--repeats 3`).
@@ -106,8 +107,11 @@ function verdictOf(run: Json): RungVerdict {
 const log = (line: string) => process.stderr.write(`capacity: ${line}\n`);
 const loadavgBefore = loadavg().map((x) => round(x, 2));
 
+// `--capacity N`: the overload runs alone, at multiples of a capacity measured before (a search takes
+// ~20 min of the machine; the JSON says the capacity was given, not searched).
+const givenCapacity = argValue('capacity', '') === '' ? undefined : Number(argValue('capacity', ''));
 const searches: Json[] = [];
-for (let search = 0; search < repeats; search++) {
+for (let search = 0; givenCapacity === undefined && search < repeats; search++) {
   const result = await searchCapacity(async (rate) => {
     const run = await ingestRun(rate, rungSeconds);
     const verdict = verdictOf(run);
@@ -117,7 +121,7 @@ for (let search = 0; search < repeats; search++) {
   searches.push(result);
   log(`search ${search + 1}/${repeats}: capacity ${result.capacity ?? 'none'}${result.bounded ? '' : ' (no rung failed: at least this)'}`);
 }
-const capacities = searches.map((s) => s.capacity as number | null);
+const capacities = givenCapacity === undefined ? searches.map((s) => s.capacity as number | null) : [givenCapacity];
 const capacity = median(capacities.filter((c): c is number => c !== null));
 
 const atMultiples: Json[] = [];

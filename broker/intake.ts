@@ -17,6 +17,7 @@
  * not read either); what it had not had acknowledged it sends again when it is back.
  */
 import type { Aedes, Client, PublishPacket } from 'aedes';
+import { Fifo } from '../core/fifo.ts';
 
 type Done = (err?: Error | null) => void;
 /** aedes' publish as it is (its typings give only the form without a client). */
@@ -41,7 +42,7 @@ export class Intake {
   readonly #high: number;
   readonly #low: number;
   readonly #published = new WeakSet<object>();
-  #held: Held[] = [];
+  readonly #held = new Fifo<Held>();
   /** Taken in, not yet queued and fsynced. */
   #inFlight = 0;
   #holding = false;
@@ -120,19 +121,16 @@ export class Intake {
     if (!this.#holding || this.#committed > this.#low) return;
     this.#holding = false;
     let next: Held | undefined;
-    while (!this.#holding && (next = this.#held.shift()) !== undefined) {
-      // A device that went away meanwhile never had its PUBACK: it sends the message again.
-      if ((next.client as unknown as { closed: boolean }).closed) {
-        next.done(new Error('client gone while its publish was held'));
-        continue;
-      }
+    while (!this.#holding && (next = this.#held.peek()) !== undefined) {
       if (this.#committed >= this.#high) {
-        this.#held.unshift(next);
         this.#holding = true;
         this.pauses++;
         return;
       }
-      this.#publish(next.client, next.packet, next.done);
+      this.#held.shift();
+      // A device that went away meanwhile never had its PUBACK: it sends the message again.
+      if ((next.client as unknown as { closed: boolean }).closed) next.done(new Error('client gone while its publish was held'));
+      else this.#publish(next.client, next.packet, next.done);
     }
   }
 
