@@ -118,8 +118,8 @@ export const brokerOptions = {
   registryPollMs: { env: 'SENSORPIPE_REGISTRY_POLL', flag: 'registry-poll', schema: durationMs, default: '1s', doc: 'How often the broker checks the registry file for changes (revocations take effect then).' },
   brokerMetricsPort: { env: 'SENSORPIPE_BROKER_METRICS_PORT', flag: 'broker-metrics-port', schema: port, default: '9102', doc: 'Port of the broker\'s /metrics and /healthz (0: any free port).' },
   brokerWal: { env: 'SENSORPIPE_BROKER_WAL', flag: 'broker-wal', schema: z.enum(['on', 'off']).transform((v) => v === 'on'), default: 'on', doc: 'on: every QoS 1/2 message is written to the session log under <data-dir>/broker/log and fsynced before it is acknowledged, so a broker killed at any moment loses nothing it acknowledged. off: acknowledged messages live in memory until a graceful stop saves them.' },
-  queueHigh: { env: 'SENSORPIPE_BROKER_QUEUE_HIGH', flag: 'broker-queue-high', schema: integer(2, 10_000_000), default: '50000', doc: 'Backpressure: with this many messages queued for ingest (not yet acknowledged by it), publishes are held unacknowledged and their devices not read from...' },
-  queueLow: { env: 'SENSORPIPE_BROKER_QUEUE_LOW', flag: 'broker-queue-low', schema: integer(1, 10_000_000), default: '35000', doc: '...until the queue is down to this many (below SENSORPIPE_BROKER_QUEUE_HIGH).' },
+  queueHigh: { env: 'SENSORPIPE_BROKER_QUEUE_HIGH', flag: 'broker-queue-high', schema: integer(2, 10_000_000), default: '30000', doc: 'Backpressure: with this many messages queued for ingest (not yet acknowledged by it), publishes are held unacknowledged and their devices not read from...' },
+  queueLow: { env: 'SENSORPIPE_BROKER_QUEUE_LOW', flag: 'broker-queue-low', schema: integer(1, 10_000_000), default: '20000', doc: '...until the queue is down to this many (below SENSORPIPE_BROKER_QUEUE_HIGH).' },
   redisUrl: { env: 'SENSORPIPE_REDIS_URL', flag: 'redis-url', schema: optionalUrl(['redis', 'rediss']), doc: 'Redis for scale-out: several brokers share messages, sessions and retained messages. Unset: in memory.' },
 } satisfies Specs;
 
