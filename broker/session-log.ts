@@ -436,7 +436,7 @@ export class SessionLog {
       this.#snapshotBytes = bytes.length;
       this.#bytesSinceSnapshot = 0;
       this.stats.commits++;
-      this.stats.records += after.length;
+      this.stats.records += snapshot.length + 2 + after.length;
       this.stats.bytes += bytes.length;
       this.stats.generations++;
     } catch (err) {

@@ -1,6 +1,7 @@
 /** Runs the real `sensorpipe` command (cli/bin.js) as a child process. */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from './publisher.ts';
 
 export const CLI_PATH = fileURLToPath(new URL('../cli/bin.js', import.meta.url));
 
@@ -22,4 +23,31 @@ export function runCli(args: string[], options: { env?: Record<string, string>; 
       },
     );
   });
+}
+
+export interface CliProcess {
+  child: ChildProcess;
+  /** What it wrote to stderr so far (its JSON log). */
+  stderr(): string;
+  /** Sends `signal` and resolves once the process has exited. */
+  stop(signal: NodeJS.Signals): Promise<void>;
+}
+
+/** Starts `sensorpipe …args` as a child process and resolves once its log shows `ready` (it fails if it exits first). */
+export async function spawnCli(args: string[], env: Record<string, string>, ready: string, timeoutMs = 30_000): Promise<CliProcess> {
+  const child = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  await waitFor(() => stderr.includes(ready) || child.exitCode !== null, `sensorpipe ${args.join(' ')} to log ${ready}`, timeoutMs);
+  if (child.exitCode !== null) throw new Error(`sensorpipe ${args.join(' ')} exited: ${stderr.slice(-3000)}`);
+  return {
+    child,
+    stderr: () => stderr,
+    async stop(signal) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill(signal);
+      await exited;
+    },
+  };
 }

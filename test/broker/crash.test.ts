@@ -8,12 +8,11 @@
  * It bites: with SENSORPIPE_BROKER_WAL=off, or with the PUBACK let out before the message is kept
  * (broker/intake.ts `take` calling `done` first), acknowledged messages go missing and this fails.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { topics } from '../../core/topics.ts';
-import { CLI_PATH } from '../../harness/cli.ts';
+import { spawnCli, type CliProcess } from '../../harness/cli.ts';
 import { freePort } from '../../harness/ports.ts';
 import { waitFor } from '../../harness/publisher.ts';
 import { tempDir, type TempDir } from '../../harness/tmp.ts';
@@ -29,38 +28,26 @@ let fleet: Fleet;
 let data: TempDir;
 let port: number;
 let metricsPort: number;
-let child: ChildProcess | undefined;
+let child: CliProcess | undefined;
 
 async function startBrokerProcess(redisUrl: string | undefined): Promise<void> {
-  const started = spawn(process.execPath, [CLI_PATH, 'broker'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: {
-      ...process.env,
-      ...(redisUrl === undefined ? {} : { SENSORPIPE_REDIS_URL: redisUrl }),
-      SENSORPIPE_REGISTRY: fleet.registryPath,
-      SENSORPIPE_DATA_DIR: join(data.path, redisUrl === undefined ? 'broker' : 'broker-redis'),
-      SENSORPIPE_MQTT_HOST: '127.0.0.1',
-      SENSORPIPE_MQTT_PORT: String(port),
-      SENSORPIPE_MQTT_WS_PORT: '0',
-      SENSORPIPE_BROKER_METRICS_PORT: String(metricsPort),
-      SENSORPIPE_INGEST_PASSWORD: INGEST.password,
-      // The devices here publish as fast as the broker takes them.
-      SENSORPIPE_DEVICE_PUBLISH_RATE: '1000000',
-      SENSORPIPE_DEVICE_PUBLISH_BURST: '1000000',
-    },
-  });
-  child = started;
-  let stderr = '';
-  started.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  await waitFor(() => stderr.includes('broker listening') || started.exitCode !== null, 'the broker to listen', 30_000);
-  if (started.exitCode !== null) throw new Error(`the broker exited: ${stderr}`);
+  child = await spawnCli(['broker'], {
+    ...(redisUrl === undefined ? {} : { SENSORPIPE_REDIS_URL: redisUrl }),
+    SENSORPIPE_REGISTRY: fleet.registryPath,
+    SENSORPIPE_DATA_DIR: join(data.path, redisUrl === undefined ? 'broker' : 'broker-redis'),
+    SENSORPIPE_MQTT_HOST: '127.0.0.1',
+    SENSORPIPE_MQTT_PORT: String(port),
+    SENSORPIPE_MQTT_WS_PORT: '0',
+    SENSORPIPE_BROKER_METRICS_PORT: String(metricsPort),
+    SENSORPIPE_INGEST_PASSWORD: INGEST.password,
+    // The devices here publish as fast as the broker takes them.
+    SENSORPIPE_DEVICE_PUBLISH_RATE: '1000000',
+    SENSORPIPE_DEVICE_PUBLISH_BURST: '1000000',
+  }, 'broker listening');
 }
 
 async function killBroker(): Promise<void> {
-  const victim = child!;
-  const exited = new Promise((resolve) => victim.once('exit', resolve));
-  victim.kill('SIGKILL');
-  await exited;
+  await child!.stop('SIGKILL');
   child = undefined;
 }
 
@@ -107,7 +94,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  child?.kill('SIGKILL');
+  await child?.stop('SIGKILL');
   await redis?.stop();
   await fleet?.dir.remove();
   await data?.remove();

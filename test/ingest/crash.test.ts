@@ -1,6 +1,7 @@
 /**
  * kill -9 of a real ingest process while it is known to hold readings it has not made durable, then a
- * restart: every reading the devices had acknowledged by the broker is in the store exactly once.
+ * restart: every reading the devices had acknowledged by the broker is in the store exactly once, with
+ * its value. The broker is ours (registry logins, ACL, its session log), as users run it.
  *
  * "Known to hold": ingest reaches influxd through a loopback HTTP proxy that this test controls. Just
  * before the kill the proxy holds ingest's writes: one batch is then on the wire to the store (received
@@ -13,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry, saveRegistry } from '../../core/registry.ts';
-import { startBareAedes, type BareBroker } from '../../harness/aedes.ts';
+import { startTestBroker, type TestBroker } from '../../harness/broker.ts';
 import { CLI_PATH } from '../../harness/cli.ts';
 import { influxQuery, startInfluxd, type InfluxServer } from '../../harness/influxd.ts';
 import { DevicePublisher, provision, waitFor } from '../../harness/publisher.ts';
@@ -78,12 +79,11 @@ async function startStoreProxy(target: string): Promise<StoreProxy> {
 
 let influx: InfluxServer;
 let proxy: StoreProxy;
-let broker: BareBroker;
+let broker: TestBroker | undefined;
 let dir: TempDir;
 beforeAll(async () => {
   influx = await startInfluxd();
   proxy = await startStoreProxy(influx.url);
-  broker = await startBareAedes();
   dir = await tempDir();
 }, 60_000);
 afterAll(async () => {
@@ -109,12 +109,16 @@ async function startIngestProcess(env: Record<string, string>): Promise<ChildPro
   return child;
 }
 
-/** Timestamps of a device's stored readings, asked of influxd directly (not through the proxy). */
-async function storedTimestamps(database: string, device: string): Promise<number[]> {
+/** A device's stored readings as `ts=temperature`, asked of influxd directly (not through the proxy). */
+async function storedReadings(database: string, device: string): Promise<string[]> {
   const answer = (await influxQuery(influx.url, `SELECT temperature FROM readings WHERE device = '${device}' AND time > 0 AND time < now() + 1d`, database)) as {
     results: { series?: { values: [number, number][] }[] }[];
   };
-  return (answer.results[0]?.series?.[0]?.values ?? []).map(([ts]) => ts);
+  return (answer.results[0]?.series?.[0]?.values ?? []).map(([ts, value]) => `${ts}=${value}`);
+}
+
+async function storedTimestamps(database: string, device: string): Promise<number[]> {
+  return (await storedReadings(database, device)).map((reading) => Number(reading.split('=')[0]));
 }
 
 describe('ingest crash', () => {
@@ -123,18 +127,22 @@ describe('ingest crash', () => {
     const devices = provision(registry, 5);
     const registryPath = join(dir.path, 'registry.json');
     await saveRegistry(registryPath, registry);
+    // Each device publishes every ~5 ms here, above the default per-device rate.
+    const started = await startTestBroker({ registryPath, publishRate: 1_000, publishBurst: 1_000 });
+    broker = started;
     const database = `crash_${process.pid}`;
     const env = {
       SENSORPIPE_DATA_DIR: join(dir.path, 'data'),
       SENSORPIPE_REGISTRY: registryPath,
-      SENSORPIPE_MQTT_URL: broker.url,
+      SENSORPIPE_MQTT_URL: started.url,
+      SENSORPIPE_INGEST_PASSWORD: started.services.ingest.password,
       SENSORPIPE_INFLUX_URL: proxy.url,
       SENSORPIPE_INFLUX_DATABASE: database,
       SENSORPIPE_INGEST_METRICS_PORT: '0',
       SENSORPIPE_LOG_LEVEL: 'info',
     };
     let ingest = await startIngestProcess(env);
-    const publishers = await Promise.all(devices.map((d) => DevicePublisher.connect(broker.url, d)));
+    const publishers = await Promise.all(devices.map((d) => DevicePublisher.connect(started.url, d)));
     // Wait until ingest is subscribed and writing: the first reading of device 0 is in the store.
     await publishers[0]!.send({ temperature: 0 });
     await waitFor(async () => (await storedTimestamps(database, devices[0]!.id)).length === 1, 'ingest up', 30_000, 100);
@@ -176,12 +184,13 @@ describe('ingest crash', () => {
     await Promise.all(streams);
 
     for (const p of publishers) {
-      const expected = p.acked.map((r) => r.ts).sort((x, y) => x - y);
+      const expected = [...p.acked].sort((x, y) => x.ts - y.ts).map((r) => `${r.ts}=${r.values.temperature}`);
+      const newest = Math.max(...p.acked.map((r) => r.ts));
       // Ingest writes in the order it receives, and the broker sends what it kept before anything new:
       // once a device's newest reading is stored, so is everything it will ever store of that device.
-      await waitFor(async () => (await storedTimestamps(database, p.device.id)).includes(expected.at(-1)!), `${p.device.id}'s newest reading stored`, 60_000, 200);
-      const stored = await storedTimestamps(database, p.device.id);
-      expect(stored).toEqual(expected); // every acknowledged reading, once, and nothing else
+      await waitFor(async () => (await storedTimestamps(database, p.device.id)).includes(newest), `${p.device.id}'s newest reading stored`, 60_000, 200);
+      const stored = await storedReadings(database, p.device.id);
+      expect(stored).toEqual(expected); // every acknowledged reading, once, with its value, and nothing else
     }
     expect(acked()).toBeGreaterThan(100);
     ingest.kill('SIGTERM');

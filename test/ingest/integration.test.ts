@@ -10,7 +10,8 @@ import { Registry, saveRegistry } from '../../core/registry.ts';
 import { startIngest, type RunningIngest } from '../../ingest/index.ts';
 import { readQuarantine } from '../../ingest/quarantine.ts';
 import { openStore, type TimeSeriesStore } from '../../store/index.ts';
-import { startBareAedes, type BareBroker } from '../../harness/aedes.ts';
+import { startBareAedes } from '../../harness/aedes.ts';
+import { startTestBroker } from '../../harness/broker.ts';
 import { influxQuery, startInfluxd, type InfluxServer } from '../../harness/influxd.ts';
 import { DevicePublisher, provision, signedPayload, waitFor, type TestDevice } from '../../harness/publisher.ts';
 import { tempDir, type TempDir } from '../../harness/tmp.ts';
@@ -25,7 +26,7 @@ afterAll(async () => {
 
 interface Rig {
   dir: TempDir;
-  broker: BareBroker;
+  broker: { url: string; close(): Promise<void> };
   store: TimeSeriesStore;
   ingest: RunningIngest;
   devices: TestDevice[];
@@ -36,7 +37,8 @@ interface Rig {
 let rig: Rig;
 let dbCounter = 0;
 
-async function startRig(options: { devices?: number; env?: Record<string, string> } = {}): Promise<Rig> {
+/** `ourBroker`: `sensorpipe broker` (registry logins, ACL, rate limits, its session log) instead of a bare aedes. */
+async function startRig(options: { devices?: number; env?: Record<string, string>; ourBroker?: boolean } = {}): Promise<Rig> {
   const dir = await tempDir();
   const registry = new Registry();
   const devices = provision(registry, options.devices ?? 3);
@@ -44,12 +46,14 @@ async function startRig(options: { devices?: number; env?: Record<string, string
   registry.revoke('dev-revoked');
   const registryPath = join(dir.path, 'registry.json');
   await saveRegistry(registryPath, registry);
-  const broker = await startBareAedes();
+  const ours = options.ourBroker === true ? await startTestBroker({ registryPath }) : undefined;
+  const broker = ours ?? (await startBareAedes());
   const database = `ingest_${process.pid}_${++dbCounter}`;
   const { config } = parseConfig(configSpecs.ingest, {
     env: {
       SENSORPIPE_DATA_DIR: dir.path,
       SENSORPIPE_MQTT_URL: broker.url,
+      ...(ours === undefined ? {} : { SENSORPIPE_INGEST_PASSWORD: ours.services.ingest.password }),
       SENSORPIPE_INFLUX_URL: influx.url,
       SENSORPIPE_INFLUX_DATABASE: database,
       SENSORPIPE_INGEST_METRICS_PORT: '0',
@@ -177,17 +181,19 @@ describe('ingest with a real broker and a real influxd', () => {
     return publishers;
   }
 
+  /** Every acknowledged reading stored once, with every value it was sent with, and nothing else. */
   async function expectAllStoredOnce(publishers: DevicePublisher[]): Promise<void> {
     for (const p of publishers) {
-      const expected = p.acked.map((r) => r.ts);
+      const expected = p.acked.map((r) => ({ ts: r.ts, ...r.values }));
       await waitFor(async () => (await storedPoints(rig.database, p.device.id)).length >= expected.length, `${p.device.id} complete`, 90_000, 250);
-      expect((await storedPoints(rig.database, p.device.id)).map((x) => x.ts)).toEqual(expected);
+      const stored = (await storedPoints(rig.database, p.device.id)).map((x) => ({ ts: x.ts, ...Object.fromEntries(Object.keys(p.acked[0]!.values).map((k) => [k, x.fields[k]])) }));
+      expect(stored).toEqual(expected);
     }
   }
 
   it('loses nothing while InfluxDB is down for 30 s under 50 devices, and empties the spool', async (ctx) => {
     if (!influx.managed) ctx.skip('INFLUX_URL is set: an external server cannot be stopped from here');
-    rig = await startRig({ devices: 50 });
+    rig = await startRig({ devices: 50, ourBroker: true });
     const publishers = await outage(30_000);
     await expectAllStoredOnce(publishers);
     await waitFor(async () => (await rig.ingest.metrics.registry.getSingleMetric('sensorpipe_ingest_spool_bytes')!.get()).values[0]?.value === 0, 'spool empty', 30_000, 200);
@@ -197,7 +203,7 @@ describe('ingest with a real broker and a real influxd', () => {
 
   it('with a spool too small for the outage: raises the alarm, pauses acknowledgements, loses nothing', async (ctx) => {
     if (!influx.managed) ctx.skip('INFLUX_URL is set: an external server cannot be stopped from here');
-    rig = await startRig({ devices: 50, env: { SENSORPIPE_SPOOL_MAX: '64KiB', SENSORPIPE_BATCH_MAX_POINTS: '200' } });
+    rig = await startRig({ devices: 50, ourBroker: true, env: { SENSORPIPE_SPOOL_MAX: '64KiB', SENSORPIPE_BATCH_MAX_POINTS: '200' } });
     let alarm = false;
     const watch = setInterval(() => {
       void rig.ingest.metrics.registry.getSingleMetric('sensorpipe_ingest_spool_full')!.get().then((m) => {

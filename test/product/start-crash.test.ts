@@ -9,13 +9,12 @@
  * It bites: with SENSORPIPE_BROKER_WAL=off, acknowledged readings queued in the broker's memory die with
  * the process and this fails.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Registry, saveRegistry } from '../../core/registry.ts';
 import { topics } from '../../core/topics.ts';
-import { CLI_PATH } from '../../harness/cli.ts';
+import { spawnCli, type CliProcess } from '../../harness/cli.ts';
 import { freePort } from '../../harness/ports.ts';
 import { provision, signedPayload, waitFor, type TestDevice } from '../../harness/publisher.ts';
 import { tempDir, type TempDir } from '../../harness/tmp.ts';
@@ -28,39 +27,27 @@ let data: TempDir;
 let devices: TestDevice[];
 let mqttPort: number;
 let httpPort: number;
-let child: ChildProcess | undefined;
+let child: CliProcess | undefined;
 
 async function start(): Promise<void> {
-  const started = spawn(process.execPath, [CLI_PATH, 'start'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: {
-      ...process.env,
-      SENSORPIPE_DATA_DIR: data.path,
-      SENSORPIPE_MQTT_HOST: '127.0.0.1',
-      SENSORPIPE_HTTP_HOST: '127.0.0.1',
-      SENSORPIPE_MQTT_PORT: String(mqttPort),
-      SENSORPIPE_HTTP_PORT: String(httpPort),
-      SENSORPIPE_MQTT_WS_PORT: '0',
-      SENSORPIPE_BROKER_METRICS_PORT: '0',
-      SENSORPIPE_INGEST_METRICS_PORT: '0',
-      SENSORPIPE_SIM_DEVICES: '5',
-      SENSORPIPE_DEVICE_PUBLISH_RATE: '1000000',
-      SENSORPIPE_DEVICE_PUBLISH_BURST: '1000000',
-      SENSORPIPE_LOG_LEVEL: 'info',
-    },
-  });
-  child = started;
-  let stderr = '';
-  started.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  await waitFor(() => stderr.includes('"sensorpipe is running"') || started.exitCode !== null, 'sensorpipe start to run', 30_000);
-  if (started.exitCode !== null) throw new Error(`sensorpipe start exited: ${stderr.slice(-3000)}`);
+  child = await spawnCli(['start'], {
+    SENSORPIPE_DATA_DIR: data.path,
+    SENSORPIPE_MQTT_HOST: '127.0.0.1',
+    SENSORPIPE_HTTP_HOST: '127.0.0.1',
+    SENSORPIPE_MQTT_PORT: String(mqttPort),
+    SENSORPIPE_HTTP_PORT: String(httpPort),
+    SENSORPIPE_MQTT_WS_PORT: '0',
+    SENSORPIPE_BROKER_METRICS_PORT: '0',
+    SENSORPIPE_INGEST_METRICS_PORT: '0',
+    SENSORPIPE_SIM_DEVICES: '5',
+    SENSORPIPE_DEVICE_PUBLISH_RATE: '1000000',
+    SENSORPIPE_DEVICE_PUBLISH_BURST: '1000000',
+    SENSORPIPE_LOG_LEVEL: 'info',
+  }, '"sensorpipe is running"');
 }
 
 async function kill(signal: NodeJS.Signals): Promise<void> {
-  const victim = child!;
-  const exited = new Promise((resolve) => victim.once('exit', resolve));
-  victim.kill(signal);
-  await exited;
+  await child!.stop(signal);
   child = undefined;
 }
 
@@ -123,7 +110,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  child?.kill('SIGKILL');
+  await child?.stop('SIGKILL');
   await data?.remove();
 });
 
