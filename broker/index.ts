@@ -108,6 +108,7 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
   const intake = new Intake({
     high: config.queueHigh,
     low: config.queueLow,
+    synced: () => persistence.synced(),
     queuedForIngest() {
       let queued = 0;
       for (const clientId of ingestClients) queued += persistence.queuedFor(clientId);

@@ -62,15 +62,19 @@ export interface SessionsExport {
 
 /**
  * Told of every change to what the persistence holds, after it is made in memory (broker/session-log.ts
- * writes them down). The promises settle once the change is durable; aedes waits for them before it
- * goes on (and broker/intake.ts holds the PUBACK until aedes is done).
+ * writes them down). Subscription changes settle once durable, and aedes waits for them (the SUBACK
+ * and CONNACK follow). Messages (queued, retained) are only written down here, never waited for inside
+ * aedes' publish: aedes drops a delivery whose counter is below one it already delivered to that client
+ * (lib/client.js, dedupe), so a message held back here while a later one (QoS 0, or with nothing to
+ * queue) went out would be lost to that subscriber. broker/intake.ts waits for the fsync after aedes'
+ * publish instead, before the PUBACK.
  */
 export interface PersistenceJournal {
   subscribed(clientId: string, subs: SessionSubscription[]): Promise<void>;
   unsubscribed(clientId: string, topics: string[]): Promise<void>;
   cleaned(clientId: string): Promise<void>;
-  retained(packet: StoredPublish): Promise<void>;
-  enqueued(clientIds: string[], packet: StoredPublish & { brokerId: string; brokerCounter: number }): Promise<void>;
+  retained(packet: StoredPublish): void;
+  enqueued(clientIds: string[], packet: StoredPublish & { brokerId: string; brokerCounter: number }): void;
   /** A delivered packet was acknowledged; losing this record costs a redelivery, not data, so it is not waited for. */
   cleared(clientId: string, packet: { brokerId: string; brokerCounter: number }): void;
 }
@@ -132,7 +136,7 @@ class IndexedMemoryPersistence extends MemoryPersistence {
     await super.storeRetained(packet);
     if (packet.payload.length === 0) this.#retained.delete(packet.topic);
     else this.#retained.set(packet.topic, { topic: packet.topic, payload: packet.payload, qos: packet.qos, retain: true });
-    await this.journal?.retained(packet);
+    this.journal?.retained(packet);
   }
 
   /**
@@ -190,7 +194,7 @@ class IndexedMemoryPersistence extends MemoryPersistence {
       stored = new Packet(packet);
       this.#queue(sub.clientId).packets.set(keyOf(stored), stored);
     }
-    await this.journal?.enqueued(
+    this.journal?.enqueued(
       subs.map((sub) => sub.clientId),
       stored as unknown as StoredPublish & OutgoingPacket,
     );

@@ -4,9 +4,11 @@
  *
  * Kept: aedes 1.2 writes a QoS 1 PUBACK first and only then publishes (lib/handlers/publish.js), so a
  * crash in between lost a message the device had been told was safe. Here the message is published —
- * queued for every persistent session it matches, and that queue written to the session log
- * (broker/session-log.ts) and fsynced — from inside `authorizePublish`, which aedes waits for before it
- * writes the PUBACK. aedes' own publish that follows is then skipped for that packet.
+ * queued for every persistent session it matches and written down in the session log
+ * (broker/session-log.ts) — from inside `authorizePublish`, which aedes waits for before it writes the
+ * PUBACK, and the PUBACK also waits for that record's fsync. aedes' own publish that follows is then
+ * skipped for that packet. (The fsync is waited for here, not inside aedes' publish: see
+ * broker/indexed-persistence.ts, PersistenceJournal.)
  *
  * Backpressure: past `high` messages queued for ingest (not yet acknowledged by it, plus those being
  * published), a PUBLISH is held — no PUBACK, and aedes reads nothing more from that connection until
@@ -26,6 +28,8 @@ type AedesPublish = (packet: PublishPacket, client: Client | null, done: Done) =
 export interface IntakeOptions {
   /** Messages queued for ingest's sessions and not yet acknowledged by it. */
   queuedForIngest(): number;
+  /** Settles once what the persistence has written down so far is durable (the session log's fsync). */
+  synced(): Promise<void>;
   /** The marks; low below high (broker/index.ts checks the config). */
   high: number;
   low: number;
@@ -40,6 +44,7 @@ interface Held {
 export class Intake {
   #aedesPublish: AedesPublish | undefined;
   readonly #queuedForIngest: () => number;
+  readonly #synced: () => Promise<void>;
   readonly #high: number;
   readonly #low: number;
   readonly #published = new WeakSet<object>();
@@ -54,6 +59,7 @@ export class Intake {
 
   constructor(options: IntakeOptions) {
     this.#queuedForIngest = options.queuedForIngest;
+    this.#synced = options.synced;
     this.#high = options.high;
     this.#low = options.low;
   }
@@ -134,21 +140,31 @@ export class Intake {
     }
   }
 
+  #settled(done: Done, err: Error | null): void {
+    this.#inFlight--;
+    done(err);
+    this.drained();
+  }
+
   #publish(client: Client, packet: PublishPacket, done: Done): void {
     this.#inFlight++;
     this.#published.add(packet);
     this.#aedesPublish!(packet, client, (err) => {
-      this.#inFlight--;
       // Measured here, just after the message was queued: the queue itself, each message counted once.
       const queue = this.#queuedForIngest();
       if (queue > this.peak) this.peak = queue;
       if (err) {
+        this.#inFlight--;
         this.#published.delete(packet);
         done(err);
-      } else {
-        done(null);
+        this.drained();
+        return;
       }
-      this.drained();
+      // Queued and delivered in memory; the PUBACK waits for the fsync of what was written down for it.
+      this.#synced().then(
+        () => this.#settled(done, null),
+        (syncErr: unknown) => this.#settled(done, syncErr as Error),
+      );
     });
   }
 }

@@ -33,6 +33,8 @@ export interface BrokerPersistence {
   restored: string[];
   /** The session log's counts, when there is one. */
   logStats: SessionLogStats | undefined;
+  /** Settles once everything written down so far is durable (at once without a session log). */
+  synced(): Promise<void>;
   /** Once aedes has closed: makes what a memory persistence holds durable for the next start (nothing with Redis). */
   saveSessions(): Promise<void>;
   /** Last: lets go of Redis (nothing in memory). */
@@ -58,6 +60,8 @@ export async function openPersistence(config: { redisUrl?: string | undefined; d
       onCleared: () => {},
       restored: [],
       logStats: undefined,
+      // Redis confirms each write before aedes goes on (inside its publish).
+      synced: () => Promise.resolve(),
       saveSessions: async () => {},
       close: () => scaleOut.close(),
     };
@@ -107,6 +111,7 @@ export async function openPersistence(config: { redisUrl?: string | undefined; d
     onCleared: (listener) => clearedListeners.push(listener),
     restored,
     logStats: sessionLog?.stats,
+    synced: () => sessionLog?.synced() ?? Promise.resolve(),
     async saveSessions() {
       if (sessionLog !== undefined) {
         await sessionLog.close().then(
@@ -147,8 +152,8 @@ function journalOf(log: SessionLog, sessions: SessionGuard): PersistenceJournal 
     subscribed: (clientId, subs) => log.append(records.subscribe(clientId, subs, sessions.ownerOf(clientId)), true),
     unsubscribed: (clientId, topics) => log.append(records.unsubscribe(clientId, topics), true),
     cleaned: (clientId) => log.append(records.clean(clientId), true),
-    retained: (packet) => log.append(records.retain(packet), true),
-    enqueued: (clientIds, packet) => log.append(records.enqueue(clientIds, packet), true),
+    retained: (packet) => log.append(records.retain(packet), false),
+    enqueued: (clientIds, packet) => log.append(records.enqueue(clientIds, packet), false),
     cleared: (clientId, packet) => log.append(records.clear(clientId, packet), false),
   };
 }

@@ -341,6 +341,8 @@ export class SessionLog {
   #handle: FileHandle | undefined;
   #generation: number;
   #pending = new Batch();
+  /** The batch being written and fsynced, if any. */
+  #writing: Batch | undefined;
   #flushing: Promise<void> | undefined;
   #bytesSinceSnapshot = 0;
   #snapshotBytes = 0;
@@ -380,6 +382,12 @@ export class SessionLog {
     return durable ? batch.durable : undefined;
   }
 
+  /** Settles once every record appended so far is fsynced (rejects if its write failed). */
+  synced(): Promise<void> {
+    if (this.#pending.records.length > 0) return this.#pending.durable;
+    return this.#writing?.durable ?? Promise.resolve();
+  }
+
   /** Writes and fsyncs what is queued, then closes the file. */
   async close(): Promise<void> {
     this.#closed = true;
@@ -393,6 +401,7 @@ export class SessionLog {
       while (this.#pending.records.length > 0) {
         const batch = this.#pending;
         this.#pending = new Batch();
+        this.#writing = batch;
         try {
           if (this.#broken || this.#bytesSinceSnapshot > Math.max(this.#compactMinBytes, COMPACT_SNAPSHOT_FACTOR * this.#snapshotBytes)) {
             // The snapshot is taken from memory now, so it holds what the batch holds: the batch goes after it.
@@ -404,6 +413,8 @@ export class SessionLog {
         } catch (err) {
           this.#broken = true;
           batch.reject(err as Error);
+        } finally {
+          this.#writing = undefined;
         }
       }
     } finally {
