@@ -110,9 +110,10 @@ describe('sensorpipe quarantine replay', () => {
     await waitFor(() => reloads() > before, 'ingest to reload its registry', 10_000, 20);
     const accepted = await counter('acceptedReadings');
 
-    const admin = ['--mqtt-url', product.broker.url, '--admin-password', product.broker.services.admin.password];
+    // `=`: a random password may start with "-", which parseArgs would not take as the option's value.
+    const admin = ['--mqtt-url', product.broker.url, `--admin-password=${product.broker.services.admin.password}`];
     const result = await quarantine(['replay', ...admin]);
-    expect(result.code).toBe(0);
+    expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toBe('replayed 2 messages (0 skipped: truncated or not telemetry)\n');
     await waitFor(async () => (await product.stored(late.id)).length === 2, "late-sensor's readings stored", 15_000);
     expect(await product.stored(late.id)).toEqual([

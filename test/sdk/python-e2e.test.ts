@@ -73,7 +73,7 @@ async function expectBadSignatureQuarantined(device: string, credentials: Device
   const storedBefore = await product.stored(device);
   // Another key of the same length and scheme: the broker lets the device in (its password is right).
   const wrong = Buffer.from(Buffer.from(keyOf(credentials), 'base64').map((b) => b ^ 0xff)).toString('base64');
-  const run = await runExample(['--device', device, '--password', credentials.mqttPassword, '--key', wrong, '--alg', credentials.signing.alg, '--count', '1', '--state-dir', stateDir]);
+  const run = await runExample(['--device', device, `--password=${credentials.mqttPassword}`, '--key', wrong, '--alg', credentials.signing.alg, '--count', '1', '--state-dir', stateDir]);
   expect(run.stderr).not.toMatch(/Traceback/);
   expect(run.code).toBe(0); // the broker acknowledged it: the verdict is ingest's
   const [forged] = run.batches.flat();
@@ -89,7 +89,7 @@ describe('sdk/python end to end (paho-mqtt → broker → ingest → store)', ()
   it('hmac-sha256: readings taken offline go out as one batch later; all are stored with their values; a forged one is quarantined', async () => {
     const [dev] = product.devices as [Product['devices'][number]];
     const stateDir = join(product.dir.path, 'py-hmac');
-    const common = ['--device', dev.id, '--password', dev.credentials.mqttPassword, '--key', keyOf(dev.credentials), '--state-dir', stateDir];
+    const common = ['--device', dev.id, `--password=${dev.credentials.mqttPassword}`, '--key', keyOf(dev.credentials), '--state-dir', stateDir];
 
     // An outage: three readings into the outbox file, nothing sent; the process ends (a reboot).
     const offline = await runExample([...common, '--offline', '--count', '3']);
@@ -116,7 +116,7 @@ describe('sdk/python end to end (paho-mqtt → broker → ingest → store)', ()
     await waitFor(() => product.ingestLog.some((l) => l.msg === 'registry reloaded'), 'ingest to reload its registry', 10_000, 50);
     const stateDir = join(product.dir.path, 'py-ed');
     // The broker picks the new device up at its next registry poll; paho retries the login until then.
-    const run = await runExample(['--device', 'py-ed', '--password', credentials.mqttPassword, '--key', keyOf(credentials), '--alg', 'ed25519', '--count', '3', '--state-dir', stateDir]);
+    const run = await runExample(['--device', 'py-ed', `--password=${credentials.mqttPassword}`, '--key', keyOf(credentials), '--alg', 'ed25519', '--count', '3', '--state-dir', stateDir]);
     expect(run.stderr).not.toMatch(/Traceback/);
     expect(run.code).toBe(0);
     const acked = run.batches.flat();
