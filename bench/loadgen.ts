@@ -18,6 +18,7 @@
  * strictly increasing per device), so (device, seq) alone tells when a reading was due (`dueAt`).
  */
 import { connect as netConnect, type Socket } from 'node:net';
+import { remainingLength } from '../harness/mqtt-bytes.ts';
 import { topics } from '../core/topics.ts';
 import { signedPayload, type TestDevice } from '../harness/publisher.ts';
 
@@ -28,16 +29,6 @@ export function readingValues(i: number): Record<string, number> {
   return { temperature: 20 + (i % 100) / 10, humidity: 40, pressure: 1013.25 };
 }
 
-function remainingLength(n: number): number[] {
-  const bytes: number[] = [];
-  do {
-    let byte = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) byte |= 0x80;
-    bytes.push(byte);
-  } while (n > 0);
-  return bytes;
-}
 
 /** An MQTT 3.1.1 CONNECT with username and password, clean session (what a simulated device sends). */
 export function connectPacket(clientId: string, username: string, password: string, keepaliveSeconds = 600): Buffer {

@@ -3,6 +3,7 @@
  * a wrong first packet, a huge announced length, MQTT 5, a CONNECT trickled a byte at a time.
  */
 import { connect as netConnect, type Socket } from 'node:net';
+import { remainingLength } from '../../harness/mqtt-bytes.ts';
 
 function utf8Field(text: string): Buffer {
   const bytes = Buffer.from(text, 'utf8');
@@ -11,16 +12,7 @@ function utf8Field(text: string): Buffer {
   return Buffer.concat([length, bytes]);
 }
 
-export function remainingLength(n: number): Buffer {
-  const bytes: number[] = [];
-  do {
-    let byte = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) byte |= 0x80;
-    bytes.push(byte);
-  } while (n > 0);
-  return Buffer.from(bytes);
-}
+export { remainingLength };
 
 export function connectPacket(options: { clientId: string; username?: string; password?: string; keepalive?: number; version?: 4 | 5; clean?: boolean }): Buffer {
   const version = options.version ?? 4;
