@@ -7,7 +7,8 @@
  *   npx tsx bench/ingest.ts [--store influx|embedded] [--rate 10000] [--seconds 60] [--devices 100]
  *                           [--broker ours|bare] [--ingest ours|passthrough] [--warmup 5 (or seconds/4)]
  *                           [--broker-wal on|off] [--window 1000] [--tick 5] [--latency-devices 10]
- *                           [--catch-up-max 300] [--ingest-node-args ARGS]
+ *                           [--catch-up-max 300] [--ingest-node-args ARGS] [--per-message 1]
+ *                           [--product-root DIR]
  *
  * The load generator (bench/loadgen.ts) builds, signs and encodes every reading before the timed phase
  * and writes them on an open-loop schedule over raw sockets; its CPU during the run is reported
@@ -22,6 +23,13 @@
  * lower bound, said in `lostMethod`, should the broker ever acknowledge out of order).
  * `storedPerSecond` = stored / the scheduled seconds (what the pipeline absorbed of the offered
  * window); `storedPerSecondUntilCaughtUp` also counts the time it needed afterwards.
+ *
+ * `--product-root DIR` runs the broker and ingest of another checkout (bench/ab.ts uses it to measure an
+ * older revision with this bench); everything else (load, counting, latency) is this one's.
+ *
+ * `--per-message K` puts K readings in each message (a device catching up after being offline): the
+ * rate stays in readings/s, messages go out at rate / K, and `--window` counts messages (default
+ * ⌈1000 / K⌉, so that about as many readings are in flight as with one reading a message).
  *
  * Latency. `publishToLiveMs` is from the time a reading was *due* (its place in the schedule) to its
  * arrival on the live feed (pipeline/readings/{device}), so it includes any wait in the generator or on
@@ -54,7 +62,7 @@ import { provision } from '../harness/publisher.ts';
 import { freePort } from '../harness/ports.ts';
 import { tempDir } from '../harness/tmp.ts';
 import { argValue, brokerWalEnv, machine, printJson, processUsage, summarize } from './lib.ts';
-import { METRICS_PER_READING, RawDevices, planLoad, readingIndex } from './loadgen.ts';
+import { METRICS_PER_READING, RawDevices, dueMsOf, planLoad } from './loadgen.ts';
 
 const storeKind = argValue('store', 'influx') as 'influx' | 'embedded';
 const rate = Number(argValue('rate', '10000'));
@@ -62,7 +70,8 @@ const seconds = Number(argValue('seconds', '60'));
 const deviceCount = Number(argValue('devices', '100'));
 // Default: 5 s, or a quarter of a shorter run (so that a short run still has latency samples).
 const warmupSeconds = Number(argValue('warmup', String(Math.min(5, seconds / 4))));
-const window = Number(argValue('window', '1000'));
+const perMessage = Math.max(1, Math.round(Number(argValue('per-message', '1'))));
+const window = Number(argValue('window', String(Math.ceil(1000 / perMessage))));
 const tickMs = Number(argValue('tick', '5'));
 const latencyDevices = Math.min(deviceCount, Number(argValue('latency-devices', String(Math.max(1, Math.round(deviceCount / 10))))));
 const catchUpMaxSeconds = Number(argValue('catch-up-max', '300'));
@@ -70,6 +79,7 @@ const brokerKind = argValue('broker', 'ours') as 'ours' | 'bare';
 const ingestKind = argValue('ingest', 'ours') as 'ours' | 'passthrough';
 const walSetting = argValue('broker-wal', '') as '' | 'on' | 'off';
 const root = new URL('..', import.meta.url).pathname;
+const productCli = join(argValue('product-root', root), 'cli', 'bin.js');
 const STALL_SECONDS = 15;
 
 const children: ChildProcess[] = [];
@@ -135,7 +145,7 @@ const brokerMetricsPort = await freePort();
 const ingestPassword = 'bench-ingest-secret';
 const broker =
   brokerKind === 'ours'
-    ? spawnNode(['cli/bin.js', 'broker'], {
+    ? spawnNode([productCli, 'broker'], {
         SENSORPIPE_DATA_DIR: join(dir.path, 'broker-data'),
         SENSORPIPE_REGISTRY: registryPath,
         SENSORPIPE_MQTT_HOST: '127.0.0.1',
@@ -144,7 +154,7 @@ const broker =
         SENSORPIPE_BROKER_METRICS_PORT: String(brokerMetricsPort),
         SENSORPIPE_INGEST_PASSWORD: ingestPassword,
         SENSORPIPE_ADMIN_PASSWORD: 'bench-admin-secret',
-        SENSORPIPE_DEVICE_PUBLISH_RATE: String(Math.ceil((rate / deviceCount) * 2)),
+        SENSORPIPE_DEVICE_PUBLISH_RATE: String(Math.ceil((rate / perMessage / deviceCount) * 2)),
         SENSORPIPE_DEVICE_PUBLISH_BURST: String(Math.max(1000, window)),
         SENSORPIPE_LOG_LEVEL: 'warn',
         ...wal.env,
@@ -155,7 +165,7 @@ const url = `mqtt://127.0.0.1:${mqttPort}`;
 const metricsPort = await freePort();
 const ingestEnv = { SENSORPIPE_INGEST_PASSWORD: ingestPassword, SENSORPIPE_DATA_DIR: dir.path, SENSORPIPE_REGISTRY: registryPath, SENSORPIPE_MQTT_URL: url, SENSORPIPE_INGEST_METRICS_PORT: String(metricsPort), SENSORPIPE_LOG_LEVEL: 'warn', ...storeEnv };
 const ingestNodeArgs = argValue('ingest-node-args', '').split(' ').filter((arg) => arg !== '');
-const ingest = spawnNode([...ingestNodeArgs, ...(ingestKind === 'ours' ? ['cli/bin.js', 'ingest'] : ['--import', 'tsx', 'bench/passthrough-ingest.ts'])], ingestEnv);
+const ingest = spawnNode([...ingestNodeArgs, ...(ingestKind === 'ours' ? [productCli, 'ingest'] : ['--import', 'tsx', 'bench/passthrough-ingest.ts'])], ingestEnv);
 
 async function metricsText(port: number): Promise<string | undefined> {
   try {
@@ -176,8 +186,8 @@ async function acceptedReadings(): Promise<number | undefined> {
 }
 
 // Build, sign and encode every reading now, before anything is timed.
-if (rate / deviceCount > 1000) process.stderr.write(`ingest bench: ${rate / deviceCount} readings/s per device: over 1 per ms, their timestamps run ahead of their due times (--devices ${Math.ceil(rate / 1000)} or more avoids it)\n`);
-const plan = planLoad(devices, rate, seconds);
+if (perMessage === 1 && rate / deviceCount > 1000) process.stderr.write(`ingest bench: ${rate / deviceCount} readings/s per device: over 1 per ms, their timestamps run ahead of their due times (--devices ${Math.ceil(rate / 1000)} or more avoids it)\n`);
+const plan = planLoad(devices, rate, seconds, { perMessage });
 
 // The live feed, sampled on the first `latencyDevices` devices: from each reading's due time to its arrival.
 const liveLatency: number[] = [];
@@ -197,7 +207,7 @@ live.on('message', (_topic, payload) => {
   if (j === undefined || !Array.isArray(message.readings)) return;
   for (const r of message.readings) {
     if (typeof r.seq !== 'number') continue;
-    const dueMs = (readingIndex(j, r.seq, deviceCount) * 1000) / rate;
+    const dueMs = dueMsOf(plan, j, r.seq);
     (dueMs < warmupSeconds * 1000 ? warmupLatency : liveLatency).push(Math.round(now - (runStartedAt + dueMs)));
   }
 });
@@ -265,9 +275,9 @@ for (let j = 0; j < deviceCount; j++) {
   const acked = stats.ackedPerDevice[j]!;
   if (acked === 0) continue;
   const upTo = stats.outOfOrderAcks === 0 ? acked : stats.sentPerDevice[j]!;
-  // The next reading's ts is larger than this one's: count up to it.
+  // The next message's readings have larger timestamps than this one's last: count up to it.
   const points = await store.count({ device: devices[j]!.id, to: plan.devices[j]!.ts[upTo - 1]! + 1 });
-  lost += Math.max(0, acked - Math.floor(points / METRICS_PER_READING));
+  lost += Math.max(0, acked * perMessage - Math.floor(points / METRICS_PER_READING));
 }
 await store.close();
 await stopChild(broker);
@@ -286,9 +296,11 @@ printJson({
   broker: brokerKind,
   brokerWal: { requested: walSetting || 'default', option: wal.option, env: wal.env },
   ingest: ingestKind,
+  productRoot: argValue('product-root', '') || null,
   offeredRate: rate,
   seconds,
   devices: deviceCount,
+  readingsPerMessage: perMessage,
   window,
   tickMs,
   loadGenerator: { prebuilt: true, buildSeconds: round(plan.buildSeconds), maxLagMs: stats.maxLagMs, cpuCoresDuringSend: round((usageAfterSend.bench.cpuSeconds - usageBefore.bench.cpuSeconds) / stats.sendSeconds) },

@@ -18,6 +18,7 @@
  *
  *   npx tsx bench/live.ts [--clients 1000] [--rate 5000] [--devices 500] [--per-client 5] [--seconds 30]
  *                         [--slow-seconds 40] [--viewer-processes 2] [--tick 20ms] [--profile-dir DIR]
+ *                         [--product-root DIR]   (the broker, ingest and display of another checkout: bench/ab.ts)
  *
  * `--profile-dir` writes a CPU profile of the broker, ingest and display into DIR (open it in Chrome's
  * DevTools); the JSON always has each process's CPU, RSS and garbage-collection pauses per phase.
@@ -48,6 +49,7 @@ const slowSeconds = Number(argValue('slow-seconds', '40'));
 const viewerProcesses = Number(argValue('viewer-processes', '2'));
 const tick = argValue('tick', '20ms');
 const profileDir = argValue('profile-dir', '');
+const productCli = join(argValue('product-root', new URL('..', import.meta.url).pathname), 'cli', 'bin.js');
 const SLOW_CLIENTS = 10;
 const WARMUP_SECONDS = 5;
 
@@ -330,7 +332,7 @@ async function main(): Promise<void> {
   const common = { SENSORPIPE_REGISTRY: registryPath, SENSORPIPE_DATA_DIR: dir.path, SENSORPIPE_LOG_LEVEL: 'warn', SENSORPIPE_INFLUX_URL: influx.url, SENSORPIPE_INFLUX_DATABASE: 'bench', ...secrets };
   const url = `mqtt://127.0.0.1:${mqttPort}`;
   const profile = profileDir === '' ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`];
-  const broker = spawnNode(dir.path, 'broker', [...profile, 'cli/bin.js', 'broker'], {
+  const broker = spawnNode(dir.path, 'broker', [...profile, productCli, 'broker'], {
     ...common,
     SENSORPIPE_MQTT_HOST: '127.0.0.1',
     SENSORPIPE_MQTT_PORT: String(mqttPort),
@@ -338,9 +340,9 @@ async function main(): Promise<void> {
     SENSORPIPE_BROKER_METRICS_PORT: '0',
     SENSORPIPE_DEVICE_PUBLISH_RATE: String(Math.ceil((rate / deviceCount) * 2)),
   });
-  const ingest = spawnNode(dir.path, 'ingest', [...profile, 'cli/bin.js', 'ingest'], { ...common, SENSORPIPE_MQTT_URL: url, SENSORPIPE_INGEST_METRICS_PORT: String(ingestMetricsPort) });
+  const ingest = spawnNode(dir.path, 'ingest', [...profile, productCli, 'ingest'], { ...common, SENSORPIPE_MQTT_URL: url, SENSORPIPE_INGEST_METRICS_PORT: String(ingestMetricsPort) });
   await waitForHttp(`http://127.0.0.1:${ingestMetricsPort}/healthz`);
-  const display = spawnNode(dir.path, 'display', [...profile, 'cli/bin.js', 'display'], {
+  const display = spawnNode(dir.path, 'display', [...profile, productCli, 'display'], {
     ...common,
     SENSORPIPE_MQTT_URL: url,
     SENSORPIPE_HTTP_HOST: '127.0.0.1',

@@ -15,7 +15,11 @@
  * the broker holds back PUBACKs (backpressure), the backlog stays on the devices (`heldOnDevices`).
  *
  * Reading i goes to device i mod N as its seq ⌊i / N⌋ + 1, with ts = tsBase + ⌊i · 1000 / rate⌋ (made
- * strictly increasing per device), so (device, seq) alone tells when a reading was due (`dueAt`).
+ * strictly increasing per device), so (device, seq) alone tells when a reading was due (`dueMsOf`).
+ *
+ * With `perMessage` K > 1 (a device catching up, or batching), message i carries K readings of device
+ * i mod N (seqs kK+1 … kK+K for its k-th message, timestamps 1 ms apart), messages are due at rate / K
+ * per second, and every count in RunStats is still in readings.
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import { remainingLength } from '../harness/mqtt-bytes.ts';
@@ -54,16 +58,23 @@ export interface DeviceLoad {
   packets: Buffer;
   /** Byte offset of packet k (and, at [count], the end). */
   offsets: Uint32Array;
-  /** ts of reading k (seq k + 1). */
+  /** ts of the last reading of message k (seq (k + 1) · perMessage). */
   ts: Float64Array;
+  /** Messages. */
   count: number;
 }
 
 export interface LoadPlan {
+  /** Readings per second. */
   rate: number;
   seconds: number;
-  /** Readings offered: rate × seconds. */
+  /** Readings offered: messages × perMessage. */
   total: number;
+  perMessage: number;
+  /** Messages offered, and per second. */
+  messages: number;
+  messageRate: number;
+  deviceCount: number;
   tsBase: number;
   devices: DeviceLoad[];
   buildSeconds: number;
@@ -79,27 +90,39 @@ export function dueForDevice(due: number, j: number, deviceCount: number): numbe
   return due > j ? Math.ceil((due - j) / deviceCount) : 0;
 }
 
-/** Builds, signs and encodes every reading of a run (before it starts). */
-export function planLoad(devices: readonly TestDevice[], rate: number, seconds: number, tsBase = Date.now()): LoadPlan {
+/** When reading `seq` of device `j` was due, in ms from the start of the run. */
+export function dueMsOf(plan: Pick<LoadPlan, 'perMessage' | 'messageRate' | 'deviceCount'>, j: number, seq: number): number {
+  return (readingIndex(j, Math.floor((seq - 1) / plan.perMessage) + 1, plan.deviceCount) * 1000) / plan.messageRate;
+}
+
+/** Builds, signs and encodes every reading of a run (before it starts), `perMessage` readings to a message. */
+export function planLoad(devices: readonly TestDevice[], rate: number, seconds: number, options: { perMessage?: number; tsBase?: number } = {}): LoadPlan {
   const started = performance.now();
+  const tsBase = options.tsBase ?? Date.now();
+  const perMessage = options.perMessage ?? 1;
+  const messageRate = rate / perMessage;
   const n = devices.length;
-  const total = Math.round(rate * seconds);
+  const messages = Math.round((rate * seconds) / perMessage);
   const loads: DeviceLoad[] = [];
   for (let j = 0; j < n; j++) {
     const device = devices[j]!;
-    const count = dueForDevice(total, j, n);
+    const count = dueForDevice(messages, j, n);
     const topic = Buffer.from(topics.telemetry(device.id));
     const offsets = new Uint32Array(count + 1);
     const times = new Float64Array(count);
-    let packets = Buffer.allocUnsafeSlow(Math.max(1024, count * (topic.length + 256)));
+    let packets = Buffer.allocUnsafeSlow(Math.max(1024, count * (topic.length + 256 * perMessage)));
     let at = 0;
     let lastTs = 0;
     for (let k = 0; k < count; k++) {
       const i = k * n + j;
-      const ts = Math.max(tsBase + Math.floor((i * 1000) / rate), lastTs + 1);
-      lastTs = ts;
-      times[k] = ts;
-      const payload = signedPayload(device, [{ seq: k + 1, ts, values: readingValues(i) }]);
+      const readings = [];
+      for (let r = 0; r < perMessage; r++) {
+        const ts = Math.max(tsBase + Math.floor((i * 1000) / messageRate), lastTs + 1);
+        lastTs = ts;
+        readings.push({ seq: k * perMessage + r + 1, ts, values: readingValues(i * perMessage + r) });
+      }
+      times[k] = lastTs;
+      const payload = signedPayload(device, readings);
       const payloadBytes = Buffer.byteLength(payload);
       const rest = 2 + topic.length + 2 + payloadBytes;
       const header = remainingLength(rest);
@@ -120,13 +143,13 @@ export function planLoad(devices: readonly TestDevice[], rate: number, seconds: 
     offsets[count] = at;
     loads.push({ packets: packets.subarray(0, at), offsets, ts: times, count });
   }
-  return { rate, seconds, total, tsBase, devices: loads, buildSeconds: (performance.now() - started) / 1000 };
+  return { rate, seconds, total: messages * perMessage, perMessage, messages, messageRate, deviceCount: n, tsBase, devices: loads, buildSeconds: (performance.now() - started) / 1000 };
 }
 
 export interface RunOptions {
   /** How often due readings are written (ms). A reading waits up to this long past its due time. */
   tickMs: number;
-  /** Most readings a device leaves unacknowledged. */
+  /** Most messages a device leaves unacknowledged. */
   window: number;
   /** After the schedule ends: how long to wait for the PUBACKs of what was sent (ms). */
   drainMs: number;
@@ -146,9 +169,9 @@ export interface RunStats {
   outOfOrderAcks: number;
   /** Connections that closed during the run. */
   disconnects: number;
-  /** Per device: how many of its readings were acknowledged (its first ones, when they came in order). */
+  /** Per device: how many of its messages were acknowledged (its first ones, when they came in order). */
   ackedPerDevice: number[];
-  /** Per device: how many of its first readings were sent. */
+  /** Per device: how many of its first messages were sent. */
   sentPerDevice: number[];
   /** Wall-clock time reading 0 was due. */
   startedAt: number;
@@ -253,12 +276,12 @@ export class RawDevices {
       const tick = () => {
         const now = performance.now();
         const elapsed = now - started;
-        const due = Math.min(plan.total, Math.floor((elapsed / 1000) * plan.rate));
+        const due = Math.min(plan.messages, Math.floor((elapsed / 1000) * plan.messageRate));
         // How late the oldest reading still to be written is (a late tick, or a full window).
         let oldestDue = Infinity;
         for (let j = 0; j < n; j++) {
           const c = this.connections[j]!;
-          if (!c.closed && c.next < dueForDevice(due, j, n)) oldestDue = Math.min(oldestDue, (readingIndex(j, c.next + 1, n) * 1000) / plan.rate);
+          if (!c.closed && c.next < dueForDevice(due, j, n)) oldestDue = Math.min(oldestDue, (readingIndex(j, c.next + 1, n) * 1000) / plan.messageRate);
         }
         if (oldestDue !== Infinity) maxLagMs = Math.max(maxLagMs, elapsed - oldestDue);
         for (let j = 0; j < n; j++) {
@@ -298,12 +321,13 @@ export class RawDevices {
       check();
     });
     const acknowledged = this.connections.reduce((t, c) => t + c.acked, 0);
+    const k = plan.perMessage;
     return {
       offered: plan.total,
-      sent,
-      acknowledged,
-      heldOnDevices: plan.total - sent,
-      unacknowledgedAtEnd: sent - acknowledged,
+      sent: sent * k,
+      acknowledged: acknowledged * k,
+      heldOnDevices: plan.total - sent * k,
+      unacknowledgedAtEnd: (sent - acknowledged) * k,
       outOfOrderAcks: this.outOfOrderAcks,
       disconnects: this.disconnects,
       ackedPerDevice: this.connections.map((c) => c.acked),
@@ -312,11 +336,6 @@ export class RawDevices {
       sendSeconds,
       maxLagMs: Math.round(maxLagMs),
     };
-  }
-
-  /** Readings acknowledged so far, all devices. */
-  get acknowledged(): number {
-    return this.connections.reduce((t, c) => t + c.acked, 0);
   }
 
   /** MQTT DISCONNECT on every connection (no Will), then closes them. */

@@ -10,7 +10,7 @@ import type { TelemetryMessage } from '../../core/schemas.ts';
 import { verifyTelemetrySignature } from '../../core/signature.ts';
 import { provision } from '../../harness/publisher.ts';
 import { DEFAULT_CRITERIA, DEFAULT_LADDER, capacityOf, judgeRung, nextRate, searchCapacity, type LadderOptions, type Rung } from '../../bench/ladder.ts';
-import { dueForDevice, planLoad, readingIndex } from '../../bench/loadgen.ts';
+import { dueForDevice, dueMsOf, planLoad, readingIndex } from '../../bench/loadgen.ts';
 import { median, repeated } from '../../bench/stats.ts';
 
 describe('judgeRung', () => {
@@ -131,7 +131,7 @@ describe('the load generator\'s plan', () => {
 
   it('builds valid, signed MQTT PUBLISH packets with increasing timestamps, before the run', () => {
     const devices = provision(new Registry(), 3, 'bench');
-    const plan = planLoad(devices, 40, 1, 1_767_000_000_000);
+    const plan = planLoad(devices, 40, 1, { tsBase: 1_767_000_000_000 });
     expect(plan.total).toBe(40);
     expect(plan.devices.map((d) => d.count)).toEqual([14, 13, 13]);
     for (const [j, load] of plan.devices.entries()) {
@@ -156,5 +156,30 @@ describe('the load generator\'s plan', () => {
         expect(load.packets.subarray(load.offsets[k]!, load.offsets[k + 1]!)[0]).toBe(0x32);
       });
     }
+  });
+
+  it('puts perMessage readings in a message, with consecutive seqs and rising timestamps, and knows when each was due', () => {
+    const devices = provision(new Registry(), 3, 'bench');
+    const plan = planLoad(devices, 400, 1, { perMessage: 10, tsBase: 1_767_000_000_000 });
+    expect(plan).toMatchObject({ total: 400, messages: 40, messageRate: 40, perMessage: 10 });
+    expect(plan.devices.map((d) => d.count)).toEqual([14, 13, 13]);
+    const load = plan.devices[1]!;
+    const packets: { payload: Buffer }[] = [];
+    const p = parser();
+    p.on('packet', (packet) => packets.push(packet as never));
+    p.parse(load.packets);
+    expect(packets).toHaveLength(13);
+    let lastTs = 0;
+    packets.forEach((packet, k) => {
+      const message = JSON.parse(packet.payload.toString()) as TelemetryMessage;
+      expect(message.readings.map((r) => r.seq)).toEqual(Array.from({ length: 10 }, (_, r) => k * 10 + r + 1));
+      for (const r of message.readings) {
+        expect(r.ts).toBeGreaterThan(lastTs);
+        lastTs = r.ts;
+      }
+      expect(load.ts[k]).toBe(lastTs);
+      // Every reading of message k of device 1 was due with the message: (k · 3 + 1) / 40 s.
+      for (const r of message.readings) expect(dueMsOf(plan, 1, r.seq)).toBe((k * 3 + 1) * 25);
+    });
   });
 });

@@ -1,0 +1,116 @@
+/**
+ * Before/after in the same run: this checkout's product against an older revision's, driven by this
+ * checkout's bench scripts, runs interleaved (before, after, before, after, …) so that a drift of the
+ * machine hits both sides alike. Prints JSON: each figure's runs, medians and the after/before ratio.
+ *
+ *   npx tsx bench/ab.ts [--before ec1e355] [--repeats 3] [--quick]
+ *
+ * The default `--before` is the last commit before issue 15's changes (strict payload parsing, the
+ * display's limits, the broker's accept gate); issue 15 asks that none of them slows the happy path.
+ * Two paths are measured:
+ *   ingest: bench/ingest.ts at 10,000 readings/s on InfluxDB (broker → ingest → store);
+ *   live:   bench/live.ts (1,000 viewers at 5,000 readings/s), shorter phases than its own judged run.
+ * In both, the broker's durable queue is off on the "after" side (SENSORPIPE_BROKER_WAL=off): the older
+ * broker has none, and its cost (issue 14) is measured on its own by bench/broker.ts.
+ * The older revision is exported with `git archive` into a temporary folder and runs on this checkout's
+ * node_modules (package.json is the same at both; checked).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { argValue, machine, printJson } from './lib.ts';
+import { repeated } from './stats.ts';
+
+const quick = process.argv.includes('--quick');
+const before = argValue('before', 'ec1e355');
+const repeats = Math.max(1, Number(argValue('repeats', quick ? '1' : '3')));
+const root = new URL('..', import.meta.url).pathname;
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- other scripts' JSON
+
+const scripts = {
+  ingest: ['bench/ingest.ts', '--store', 'influx', '--rate', '10000', '--seconds', quick ? '8' : '30'],
+  live: ['bench/live.ts', ...(quick ? ['--clients', '100', '--seconds', '5', '--slow-seconds', '5'] : ['--seconds', '15', '--slow-seconds', '10'])],
+};
+
+/** What each side is judged on: name → where it is in the script's JSON. */
+const figures: Record<keyof typeof scripts, Record<string, (run: Json) => unknown>> = {
+  ingest: {
+    storedPerSecond: (r) => r.storedPerSecond,
+    publishToLiveP99Ms: (r) => r.publishToLiveMs?.p99,
+    brokerCpuMicrosPerReading: (r) => r.cpuMicrosPerReading?.broker,
+    ingestCpuMicrosPerReading: (r) => r.cpuMicrosPerReading?.ingest,
+  },
+  live: {
+    viewerP99Ms: (r) => r.normal?.latencyMs?.p99,
+    deliveriesPerSecond: (r) => r.normal?.deliveriesPerSecond,
+    displayCpuCores: (r) => r.processesPerPhase?.normal?.display?.cores,
+    brokerCpuCores: (r) => r.processesPerPhase?.normal?.broker?.cores,
+    ingestCpuCores: (r) => r.processesPerPhase?.normal?.ingest?.cores,
+  },
+};
+
+function run(args: string[]): Promise<Json> {
+  return new Promise((resolve) => {
+    // The durable queue off for every broker (the older one has none and ignores the variable).
+    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: root, env: { ...process.env, SENSORPIPE_BROKER_WAL: 'off' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (err = (err + chunk.toString()).slice(-4000)));
+    child.on('exit', (code) => {
+      try {
+        resolve(JSON.parse(out.slice(out.indexOf('{'))) as Json);
+      } catch {
+        resolve({ failed: true, exitCode: code, stderr: err });
+      }
+    });
+  });
+}
+
+const revision = execFileSync('git', ['rev-parse', before], { cwd: root, encoding: 'utf8' }).trim();
+const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+const oldPackage = execFileSync('git', ['show', `${revision}:package.json`], { cwd: root, encoding: 'utf8' });
+if (oldPackage !== (await readFile(join(root, 'package.json'), 'utf8'))) throw new Error(`package.json differs at ${before}: its dependencies would not be the ones it was written for`);
+const beforeRoot = await mkdtemp(join(tmpdir(), 'sensorpipe-ab-'));
+try {
+  execFileSync('sh', ['-c', `git archive ${revision} | tar -x -C ${beforeRoot}`], { cwd: root });
+  await symlink(join(root, 'node_modules'), join(beforeRoot, 'node_modules'));
+
+  const runs: Record<string, { before: Json[]; after: Json[] }> = {};
+  for (const name of Object.keys(scripts) as (keyof typeof scripts)[]) {
+    runs[name] = { before: [], after: [] };
+    for (let k = 0; k < repeats; k++) {
+      for (const side of ['before', 'after'] as const) {
+        process.stderr.write(`ab: ${name} ${side} ${k + 1}/${repeats}\n`);
+        runs[name]![side].push(await run(side === 'before' ? [...scripts[name], '--product-root', beforeRoot] : scripts[name]));
+      }
+    }
+  }
+
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+  const results: Json = {};
+  for (const [name, picks] of Object.entries(figures)) {
+    results[name] = {};
+    for (const [figure, pick] of Object.entries(picks)) {
+      const b = repeated(runs[name]!.before.map((r) => (r.failed === true ? null : num(pick(r)))));
+      const a = repeated(runs[name]!.after.map((r) => (r.failed === true ? null : num(pick(r)))));
+      const ratio = a.median === null || b.median === null || b.median === 0 ? null : Math.round((a.median / b.median) * 1000) / 1000;
+      results[name][figure] = { before: b, after: a, afterOverBefore: ratio };
+    }
+  }
+  printJson({
+    bench: 'ab',
+    machine: machine(),
+    before: { revision, asGiven: before },
+    after: { revision: head, uncommittedChanges: execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' }).trim() !== '' },
+    repeats,
+    quick,
+    scripts,
+    results,
+    failedRuns: Object.fromEntries(Object.entries(runs).map(([name, x]) => [name, { before: x.before.filter((r) => r.failed === true), after: x.after.filter((r) => r.failed === true) }])),
+  });
+} finally {
+  await rm(beforeRoot, { recursive: true, force: true });
+}
