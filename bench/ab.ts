@@ -4,6 +4,7 @@
  * machine hits both sides alike. Prints JSON: each figure's runs, medians and the after/before ratio.
  *
  *   npx tsx bench/ab.ts [--before ec1e355] [--repeats 3] [--quick]
+ *                       [--scripts ingest,live] [--rates 10000] [--seconds 30] [--durable-queue off|on]
  *
  * The default `--before` is the last commit before issue 15's changes (strict payload parsing, the
  * display's limits, the broker's accept gate); issue 15 asks that none of them slows the happy path.
@@ -11,7 +12,9 @@
  *   ingest: bench/ingest.ts at 10,000 readings/s on InfluxDB (broker → ingest → store);
  *   live:   bench/live.ts (1,000 viewers at 5,000 readings/s), shorter phases than its own judged run.
  * In both, the broker's durable queue is off on the "after" side (SENSORPIPE_BROKER_WAL=off): the older
- * broker has none, and its cost (issue 14) is measured on its own by bench/broker.ts.
+ * broker has none, and its cost (issue 14) is measured on its own by bench/broker.ts. `--durable-queue
+ * on` keeps it on (the product as users run it, e.g. for issue 17's before/after). `--rates` runs the
+ * ingest bench at each rate (`ingest@RATE` in the JSON); `--seconds` is its length.
  * The older revision is exported with `git archive` into a temporary folder and runs on this checkout's
  * node_modules (package.json is the same at both; checked).
  */
@@ -29,13 +32,19 @@ const root = new URL('..', import.meta.url).pathname;
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- other scripts' JSON
 
-const scripts = {
-  ingest: ['bench/ingest.ts', '--store', 'influx', '--rate', '10000', '--seconds', quick ? '8' : '30'],
-  live: ['bench/live.ts', ...(quick ? ['--clients', '100', '--seconds', '5', '--slow-seconds', '5'] : ['--seconds', '15', '--slow-seconds', '10'])],
-};
+const wanted = argValue('scripts', 'ingest,live').split(',');
+const rates = argValue('rates', '10000').split(',').map(Number);
+const ingestSeconds = argValue('seconds', quick ? '8' : '30');
+const durableQueue = argValue('durable-queue', 'off');
+if (durableQueue !== 'on' && durableQueue !== 'off') throw new Error('--durable-queue is on or off');
 
-/** What each side is judged on: name → where it is in the script's JSON. */
-const figures: Record<keyof typeof scripts, Record<string, (run: Json) => unknown>> = {
+/** Each measured path: its bench command, and what it is judged on. */
+const scripts: Record<string, { kind: 'ingest' | 'live'; args: string[] }> = {};
+// The broker's catch-up after an overloaded run is not what is compared: a minute at most.
+if (wanted.includes('ingest')) for (const rate of rates) scripts[`ingest@${rate}`] = { kind: 'ingest', args: ['bench/ingest.ts', '--store', 'influx', '--rate', String(rate), '--seconds', ingestSeconds, '--catch-up-max', '60'] };
+if (wanted.includes('live')) scripts.live = { kind: 'live', args: ['bench/live.ts', ...(quick ? ['--clients', '100', '--seconds', '5', '--slow-seconds', '5'] : ['--seconds', '15', '--slow-seconds', '10'])] };
+
+const figures: Record<'ingest' | 'live', Record<string, (run: Json) => unknown>> = {
   ingest: {
     storedPerSecond: (r) => r.storedPerSecond,
     publishToLiveP99Ms: (r) => r.publishToLiveMs?.p99,
@@ -53,8 +62,9 @@ const figures: Record<keyof typeof scripts, Record<string, (run: Json) => unknow
 
 function run(args: string[]): Promise<Json> {
   return new Promise((resolve) => {
-    // The durable queue off for every broker (the older one has none and ignores the variable).
-    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: root, env: { ...process.env, SENSORPIPE_BROKER_WAL: 'off' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The durable queue off for every broker unless asked (the older one has none and ignores the variable).
+    const env = durableQueue === 'off' ? { ...process.env, SENSORPIPE_BROKER_WAL: 'off' } : process.env;
+    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
@@ -79,21 +89,21 @@ try {
   await symlink(join(root, 'node_modules'), join(beforeRoot, 'node_modules'));
 
   const runs: Record<string, { before: Json[]; after: Json[] }> = {};
-  for (const name of Object.keys(scripts) as (keyof typeof scripts)[]) {
+  for (const [name, script] of Object.entries(scripts)) {
     runs[name] = { before: [], after: [] };
     for (let k = 0; k < repeats; k++) {
       for (const side of ['before', 'after'] as const) {
         process.stderr.write(`ab: ${name} ${side} ${k + 1}/${repeats}\n`);
-        runs[name]![side].push(await run(side === 'before' ? [...scripts[name], '--product-root', beforeRoot] : scripts[name]));
+        runs[name]![side].push(await run(side === 'before' ? [...script.args, '--product-root', beforeRoot] : script.args));
       }
     }
   }
 
   const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
   const results: Json = {};
-  for (const [name, picks] of Object.entries(figures)) {
+  for (const [name, script] of Object.entries(scripts)) {
     results[name] = {};
-    for (const [figure, pick] of Object.entries(picks)) {
+    for (const [figure, pick] of Object.entries(figures[script.kind])) {
       const b = repeated(runs[name]!.before.map((r) => (r.failed === true ? null : num(pick(r)))));
       const a = repeated(runs[name]!.after.map((r) => (r.failed === true ? null : num(pick(r)))));
       const ratio = a.median === null || b.median === null || b.median === 0 ? null : Math.round((a.median / b.median) * 1000) / 1000;
@@ -107,6 +117,7 @@ try {
     after: { revision: head, uncommittedChanges: execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' }).trim() !== '' },
     repeats,
     quick,
+    durableQueueAfter: durableQueue,
     scripts,
     results,
     failedRuns: Object.fromEntries(Object.entries(runs).map(([name, x]) => [name, { before: x.before.filter((r) => r.failed === true), after: x.after.filter((r) => r.failed === true) }])),

@@ -273,7 +273,8 @@ function rows(r: Results): Row[] {
     };
     for (const [key, [label, kind]] of Object.entries(labels)) {
       const [script, figure] = key.split('.') as [string, string];
-      const x = ab.results?.[script]?.[figure];
+      // ab.ts names the ingest path by its rate (`ingest@10000`); runs before that was added, `ingest`.
+      const x = (ab.results?.[`${script}@10000`] ?? ab.results?.[script])?.[figure];
       if (x === undefined) continue;
       const b = x.before as Repeated;
       const a = x.after as Repeated;

@@ -158,6 +158,7 @@ export const ingestOptions = {
   batchMaxPoints: { env: 'SENSORPIPE_BATCH_MAX_POINTS', flag: 'batch-max-points', schema: integer(1, 100_000), default: '5000', doc: 'Write a batch once it holds this many points…' },
   batchMaxDelayMs: { env: 'SENSORPIPE_BATCH_MAX_DELAY', flag: 'batch-max-delay', schema: durationMs, default: '100ms', doc: '…or once its oldest point waited this long.' },
   maxUnacked: { env: 'SENSORPIPE_MAX_UNACKED', flag: 'max-unacked', schema: integer(1, 1_000_000), default: '20000', doc: 'Stop reading from the broker while this many messages are unacknowledged (backpressure).' },
+  maxUnackedBytes: { env: 'SENSORPIPE_MAX_UNACKED_BYTES', flag: 'max-unacked-bytes', schema: integer(262_144, 2 ** 31), default: String(16 * 2 ** 20), doc: 'Stop reading from the broker while the unacknowledged messages carry this many payload bytes (backpressure for messages of many readings; at least the largest payload, 256 KiB).' },
   spoolMaxBytes: { env: 'SENSORPIPE_SPOOL_MAX', flag: 'spool-max', schema: sizeBytes, default: '1GiB', doc: 'Disk spool limit while the store is down; when full, acknowledgements pause (alarm).' },
   retryMinMs: { env: 'SENSORPIPE_RETRY_MIN', flag: 'retry-min', schema: durationMs, default: '250ms', doc: 'First wait before retrying the store (doubles, with jitter).' },
   retryMaxMs: { env: 'SENSORPIPE_RETRY_MAX', flag: 'retry-max', schema: durationMs, default: '10s', doc: 'Longest wait between store retries.' },

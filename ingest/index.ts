@@ -82,6 +82,7 @@ export async function startIngest({ config, registryPath, store: givenStore, log
     subscriptions: [subscription],
     protocolVersion: config.mqttProtocol === '5' ? 5 : 4,
     maxUnacked: config.maxUnacked,
+    maxUnackedBytes: config.maxUnackedBytes,
     logger,
     onMessage: (message) => pipeline.handle(message),
   });

@@ -49,7 +49,7 @@ async function until(condition: () => boolean, what: string, timeoutMs = 10_000)
   }
 }
 
-function startLink(received: IncomingMessage[], maxUnacked = 100): IngestLink {
+function startLink(received: IncomingMessage[], maxUnacked = 100, maxUnackedBytes = 2 ** 30): IngestLink {
   const link = new IngestLink({
     url,
     username: broker.services.ingest.username,
@@ -58,6 +58,7 @@ function startLink(received: IncomingMessage[], maxUnacked = 100): IngestLink {
     subscriptions: [topics.allTelemetry],
     protocolVersion: 4,
     maxUnacked,
+    maxUnackedBytes,
     logger: createLogger({ level: 'silent' }),
     onMessage: (message) => received.push(message),
   });
@@ -131,6 +132,32 @@ describe('IngestLink', () => {
     await until(() => received.length === 6, 'the rest');
     for (const m of received.slice(3)) m.ack();
     await until(() => acked.length === 6, 'all pubacks');
+    await publisher.endAsync();
+    await link.close();
+  });
+
+  it('stops reading when the unacknowledged messages carry too many bytes, and resumes', async () => {
+    const received: IncomingMessage[] = [];
+    // Room for 1,000 messages, but only 10 KiB: two 4 KiB messages are under it, the third crosses it.
+    const link = startLink(received, 1000, 10 * 1024);
+    await link.ready;
+    const publisher = await connectPublisher();
+    const big = (n: number) => `${n}`.padEnd(4096, '.');
+    for (let n = 1; n <= 6; n++) publisher.publish(TOPIC, big(n), { qos: 1 });
+    await until(() => received.length >= 3, 'three messages');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(received.length).toBe(3);
+    expect(link.unacknowledgedBytes).toBe(3 * 4096);
+    received[0]!.ack();
+    // 8 KiB unacknowledged: under the mark again, so the fourth is read, and it crosses the mark again.
+    await until(() => received.length === 4, 'the fourth');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(received.length).toBe(4);
+    for (const m of received.slice(1)) m.ack();
+    await until(() => received.length === 6, 'the rest');
+    for (const m of received.slice(4)) m.ack();
+    await until(() => acked.length === 6, 'all pubacks');
+    expect(link.unacknowledgedBytes).toBe(0);
     await publisher.endAsync();
     await link.close();
   });
