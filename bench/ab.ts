@@ -16,7 +16,7 @@
  * on` keeps it on (the product as users run it, e.g. for issue 17's before/after). `--rates` runs the
  * ingest bench at each rate (`ingest@RATE` in the JSON); `--seconds` is its length.
  * The older revision is exported with `git archive` into a temporary folder and runs on this checkout's
- * node_modules (package.json is the same at both; checked).
+ * node_modules (each of its dependencies is here at the same version; checked).
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
@@ -81,8 +81,15 @@ function run(args: string[]): Promise<Json> {
 
 const revision = execFileSync('git', ['rev-parse', before], { cwd: root, encoding: 'utf8' }).trim();
 const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
-const oldPackage = execFileSync('git', ['show', `${revision}:package.json`], { cwd: root, encoding: 'utf8' });
-if (oldPackage !== (await readFile(join(root, 'package.json'), 'utf8'))) throw new Error(`package.json differs at ${before}: its dependencies would not be the ones it was written for`);
+// The older revision runs on this checkout's node_modules: each of its dependencies must be here, at its version.
+const dependencies = (text: string): Record<string, string> => {
+  const json = JSON.parse(text) as { dependencies?: Record<string, string>; devDependencies?: Record<string, string> };
+  return { ...json.dependencies, ...json.devDependencies };
+};
+const current = dependencies(await readFile(join(root, 'package.json'), 'utf8'));
+for (const [name, version] of Object.entries(dependencies(execFileSync('git', ['show', `${revision}:package.json`], { cwd: root, encoding: 'utf8' })))) {
+  if (current[name] !== version) throw new Error(`${before} depends on ${name} ${version}, this checkout on ${current[name] ?? 'nothing'}: it would not run on the dependencies it was written for`);
+}
 const beforeRoot = await mkdtemp(join(tmpdir(), 'sensorpipe-ab-'));
 try {
   execFileSync('sh', ['-c', `git archive ${revision} | tar -x -C ${beforeRoot}`], { cwd: root });

@@ -3,22 +3,44 @@
  *
  *   device X      publish: sensors/X/telemetry, sensors/X/status (no wildcards; Will only on its status)
  *                 subscribe: only inside sensors/X/
- *   svc:ingest    subscribe: sensors/+/telemetry (or one device's); publish: pipeline/#
+ *     with a tasmota payload mapping, also (Tasmota's own topics, Topic = X, FullTopic %prefix%/%topic%/):
+ *                 publish: tele/X/+, stat/X/+, cmnd/X/+ (tele/X/SENSOR is read by ingest; Will: tele/X/LWT)
+ *                 subscribe: cmnd/X/#
+ *     with a shelly-gen2 payload mapping, also (the Shelly's MQTT prefix = X, never one of ours):
+ *                 publish: X/# (X/events/rpc is read by ingest; Will: X/online)   subscribe: X/#
+ *   A device never publishes on a topic that names another device (core/topics.ts parseTopic).
+ *   svc:ingest    subscribe: sensors/+/telemetry, tele/+/SENSOR, +/events/rpc (or one device's); publish: pipeline/#
  *   svc:display   subscribe: pipeline/#, sensors/+/status; publish: nothing
  *   svc:admin     everything ($SYS/# included), for tools such as MQTT Explorer and conformance suites
  */
-import { hasWildcard, topics } from '../core/topics.ts';
+import { hasWildcard, parseTopic, RESERVED_TOPIC_ROOTS, topics } from '../core/topics.ts';
 import type { DropReason } from './codes.ts';
 
 export type ServiceName = 'ingest' | 'display' | 'admin';
 export const SERVICE_PREFIX = 'svc:';
 
+/**
+ * The topic tree of an off-the-shelf device besides its sensors/X/ topics, from its payload mapping
+ * (core/mappings.ts): Tasmota's tele|stat|cmnd/X/, or a Shelly's X/.
+ */
+export type DeviceTree = 'tasmota' | 'shelly';
+
 export type Principal =
-  | { kind: 'device'; deviceId: string; /** Verifier it logged in with: a rotation changes it. */ verifier: string }
+  | { kind: 'device'; deviceId: string; /** Verifier it logged in with: a rotation changes it. */ verifier: string; tree?: DeviceTree }
   | { kind: 'service'; service: ServiceName };
 
 /** Who a subscription is granted to: all the subscribe ACL looks at (a device's verifier does not matter). */
-export type Subscriber = { kind: 'device'; deviceId: string } | { kind: 'service'; service: ServiceName };
+export type Subscriber = { kind: 'device'; deviceId: string; tree?: DeviceTree } | { kind: 'service'; service: ServiceName };
+
+/** The topic tree a payload mapping gives a device, if any. */
+export function deviceTreeOf(format: string | undefined): DeviceTree | undefined {
+  return format === 'tasmota' ? 'tasmota' : format === 'shelly-gen2' ? 'shelly' : undefined;
+}
+
+/** A Shelly's tree is X/#: only for an id that is none of the first levels that other topics start with. */
+function shellyTreeAllowed(deviceId: string): boolean {
+  return !RESERVED_TOPIC_ROOTS.has(deviceId);
+}
 
 export interface TopicLimits {
   maxTopicLevels: number;
@@ -60,10 +82,15 @@ export function isValidFilter(filter: string): boolean {
 }
 
 function subscribePatterns(principal: Subscriber): string[] {
-  if (principal.kind === 'device') return [`${topics.telemetry(principal.deviceId).split('/').slice(0, 2).join('/')}/#`];
+  if (principal.kind === 'device') {
+    const own = `${topics.telemetry(principal.deviceId).split('/').slice(0, 2).join('/')}/#`;
+    if (principal.tree === 'tasmota') return [own, `cmnd/${principal.deviceId}/#`];
+    if (principal.tree === 'shelly' && shellyTreeAllowed(principal.deviceId)) return [own, `${principal.deviceId}/#`];
+    return [own];
+  }
   switch (principal.service) {
     case 'ingest':
-      return [topics.allTelemetry];
+      return [...topics.ingestFilters];
     case 'display':
       return [topics.pipelineTree, topics.allStatus];
     case 'admin':
@@ -110,9 +137,22 @@ export function receiveChecker(principal: Subscriber, maxRemembered = 1024): (to
   };
 }
 
+/** Whether a device's own tree (Tasmota's or a Shelly's) holds `topic`; never a topic naming another device. */
+function inDeviceTree(deviceId: string, tree: DeviceTree | undefined, topic: string): boolean {
+  if (tree === undefined) return false;
+  const levels = topic.split('/');
+  let inTree: boolean;
+  if (tree === 'tasmota') inTree = levels.length === 3 && (levels[0] === 'tele' || levels[0] === 'stat' || levels[0] === 'cmnd') && levels[1] === deviceId && levels[2] !== '';
+  else inTree = shellyTreeAllowed(deviceId) && levels.length >= 2 && levels[0] === deviceId && levels.every((level) => level !== '');
+  if (!inTree) return false;
+  // tele/<id>/rpc parses as the Shelly topic of a device "tele"; no such crossing is allowed.
+  const parsed = parseTopic(topic);
+  return parsed === undefined || parsed.deviceId === deviceId;
+}
+
 export function mayPublish(principal: Principal, topic: string): boolean {
   if (hasWildcard(topic) || topic.startsWith('$')) return false; // [MQTT-3.3.2-2]; $SYS is the broker's
-  if (principal.kind === 'device') return topic === topics.telemetry(principal.deviceId) || topic === topics.status(principal.deviceId);
+  if (principal.kind === 'device') return topic === topics.telemetry(principal.deviceId) || topic === topics.status(principal.deviceId) || inDeviceTree(principal.deviceId, principal.tree, topic);
   switch (principal.service) {
     case 'ingest':
       return filterCovers(topics.pipelineTree, topic);
@@ -147,6 +187,11 @@ export function publishChecker(principal: Principal, limits: TopicLimits, maxRem
 
 /** A Will is a publish the broker makes later on the client's behalf; devices may leave one only on their own status topic. */
 export function mayLeaveWill(principal: Principal, topic: string): boolean {
-  if (principal.kind === 'device') return topic === topics.status(principal.deviceId);
+  if (principal.kind === 'device') {
+    // Tasmota's LWT and a Shelly's "online" are where those devices put their Will.
+    if (principal.tree === 'tasmota' && topic === `tele/${principal.deviceId}/LWT`) return true;
+    if (principal.tree === 'shelly' && shellyTreeAllowed(principal.deviceId) && topic === `${principal.deviceId}/online`) return true;
+    return topic === topics.status(principal.deviceId);
+  }
   return mayPublish(principal, topic);
 }

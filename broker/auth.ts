@@ -12,7 +12,7 @@
 import type { AedesOptions, AuthenticateError, Client, PublishPacket } from 'aedes';
 import { verifyMqttPassword, type Registry } from '../core/registry.ts';
 import { sameSecret } from '../core/secret.ts';
-import { mayHoldFilter, mayLeaveWill, SERVICE_PREFIX, topicWithinLimits, type Principal, type ServiceName, type TopicLimits } from './acl.ts';
+import { deviceTreeOf, mayHoldFilter, mayLeaveWill, SERVICE_PREFIX, topicWithinLimits, type Principal, type ServiceName, type TopicLimits } from './acl.ts';
 import type { Admission } from './admission.ts';
 import { LOGIN_FAILURES, type LoginFailure, type LoginRefusalCode } from './codes.ts';
 import type { Connections } from './connections.ts';
@@ -71,6 +71,9 @@ export function checkLogin(attempt: LoginAttempt, policy: LoginPolicy): Principa
     // The client id must be the device id: nobody can take over another device's session.
     if (attempt.clientId !== username) throw new RefusedLogin('client_id_mismatch');
     principal = { kind: 'device', deviceId: record.id, verifier: record.mqtt.hash };
+    // An off-the-shelf device also owns its mapping's topic tree (broker/acl.ts).
+    const tree = deviceTreeOf(record.payload?.format);
+    if (tree !== undefined) principal.tree = tree;
   }
   // aedes does not authorise Wills: a Will is a publish the broker makes later on the client's behalf.
   const will = attempt.willTopic;

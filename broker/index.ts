@@ -9,7 +9,7 @@
  *   - persistence.ts: Redis scale-out, or memory with every change in the session log (session-log.ts);
  *     session-guard.ts: a persistent session keeps only filters its client may hold;
  *   - codes.ts: CONNACK codes, login failures and drop reasons; metrics.ts: /metrics.
- * It talks to: MQTT clients, the registry file, Redis (optional), Prometheus (/metrics, /healthz).
+ * It talks to: MQTT clients, the device registry (its file, or Redis), Redis (optional), Prometheus (/metrics, /healthz).
  */
 import { readFile } from 'node:fs/promises';
 import { Aedes } from 'aedes';
@@ -17,8 +17,7 @@ import type { Registry as MetricsRegistry } from 'prom-client';
 import type { ConfigOf, configSpecs } from '../core/config.ts';
 import { createLogger, type Logger } from '../core/logger.ts';
 import { serveOps } from '../core/ops-http.ts';
-import { loadRegistry } from '../core/registry.ts';
-import { watchRegistry } from '../core/registry-watch.ts';
+import { instrumentRegistryStore, openRegistryStore } from '../core/registry-store.ts';
 import { mayHoldFilter } from './acl.ts';
 import { Admission } from './admission.ts';
 import { Logins } from './auth.ts';
@@ -48,7 +47,7 @@ export interface RunningBroker {
   aedes: Aedes;
   /** Online/offline, since when, and when the device was last heard from (undefined: never seen). */
   deviceState(deviceId: string): DeviceState | undefined;
-  /** Re-reads the registry now (it is also re-read whenever the file changes). */
+  /** Re-reads the registry now (it is also re-read whenever it changes: the file, or a change announced in Redis). */
   reloadRegistry(): Promise<void>;
   close(): Promise<void>;
 }
@@ -74,12 +73,19 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
     connections: () => admission.openConnections,
     devicesOnline: () => presence.onlineCount,
     bannedAddresses: () => admission.bannedAddresses,
-  });
+    deviceStates: () => presence.devices(),
+  }, { perDevice: config.metricsPerDevice });
   const gate = new PublishGate({ limits: config, metrics, presence, connections });
+  // The registry file, or Redis with SENSORPIPE_REDIS_URL (core/registry-store.ts); its reloads on /metrics.
+  const registryStore = instrumentRegistryStore(openRegistryStore({ registryPath: options.registryPath, redisUrl: config.redisUrl, logger }), metrics.registry);
+  const initialRegistry = await registryStore.load().catch(async (err: unknown) => {
+    await registryStore.close();
+    throw err;
+  });
   const logins = new Logins({
     limits: config,
     servicePasswords: { ingest: config.ingestPassword, display: config.displayPassword, admin: config.adminPassword },
-    registry: await loadRegistry(options.registryPath),
+    registry: initialRegistry,
     admission,
     metrics,
     connections,
@@ -145,8 +151,7 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
   aedes.on('clientError', (client, err) => connections.clientLog(client, logins.principalOf(client)).debug({ err: err.message }, 'client error'));
   aedes.on('connectionError', (client, err) => connections.clientLog(client).debug({ err: err.message }, 'connection error'));
 
-  const watch = watchRegistry(
-    options.registryPath,
+  const watch = registryStore.watch(
     (next) => {
       logins.useRegistry(next);
       status.applyRegistry(next);
@@ -186,7 +191,9 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
   const sweepTimer = setInterval(() => admission.sweep(), ADMISSION_SWEEP_MS);
   sweepTimer.unref();
 
-  const ops = await serveOps(config.mqttHost, config.brokerMetricsPort, { metrics: metrics.registry, health: () => ({ ok: !closing }) });
+  // /readyz (and /healthz): taking connections (the listeners opened before this port), false once closing.
+  // /livez: true while this port answers; a broker that is closing needs no restart, it is exiting.
+  const ops = await serveOps(config.brokerMetricsHost ?? config.mqttHost, config.brokerMetricsPort, { metrics: metrics.registry, health: () => ({ ok: !closing }) });
   guardOpsPort(ops.server, {
     isBanned: (address) => admission.isBanned(address),
     lifetimeMs: config.connectTimeoutMs,
@@ -194,7 +201,7 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
     maxConnectionsPerAddress: OPS_MAX_CONNECTIONS_PER_ADDRESS,
   });
   const ports = { ...listeners.ports, metrics: ops.port };
-  logger.info({ ports, redis: persistence.kind === 'redis', devices: logins.registry.size }, 'broker listening');
+  logger.info({ ports, redis: persistence.kind === 'redis', registry: registryStore.location, devices: logins.registry.size }, 'broker listening');
 
   let closed: Promise<void> | undefined;
   const close = (): Promise<void> => {
@@ -210,6 +217,7 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
       await persistence.saveSessions();
       await Promise.race([Promise.all([serversClosed, ops.close()]), deadline]);
       await Promise.race([persistence.close(), deadline]);
+      await Promise.race([registryStore.close(), deadline]);
       logger.info('broker closed');
     })();
     return closed;

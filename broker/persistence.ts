@@ -51,7 +51,7 @@ export interface PersistenceOptions {
 
 export async function openPersistence(config: { redisUrl?: string | undefined; dataDir: string; brokerWal: boolean }, logger: Logger, options: PersistenceOptions): Promise<BrokerPersistence> {
   if (config.redisUrl !== undefined) {
-    const scaleOut = createScaleOut(config.redisUrl);
+    const scaleOut = createScaleOut(config.redisUrl, (err, part) => logger.error({ err: err.message, part }, 'Redis connection error (scale-out); reconnecting'));
     options.sessions.install(scaleOut.persistence);
     return {
       kind: 'redis',

@@ -70,6 +70,11 @@ export class Presence<C extends object = Client> {
     return state && { ...state };
   }
 
+  /** Every device seen since start, and whether it is online now (for /metrics). */
+  *devices(): IterableIterator<readonly [string, boolean]> {
+    for (const [device, state] of this.#states) yield [device, state.state === 'online'];
+  }
+
   /** The online devices and their connections. */
   online(): IterableIterator<[string, C]> {
     return this.#current.entries();

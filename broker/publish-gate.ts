@@ -91,6 +91,12 @@ export interface PublishGateOptions {
 
 type Hook<K extends keyof AedesOptions> = NonNullable<AedesOptions[K]>;
 
+/** Topics whose messages ingest reads readings from: signed telemetry, and the payload mappings' topics. */
+function isReadingTopic(topic: string): boolean {
+  const kind = parseTopic(topic)?.kind;
+  return kind === 'telemetry' || kind === 'tasmota' || kind === 'shelly';
+}
+
 export class PublishGate {
   readonly #publishers = new WeakMap<Client, Publisher>();
   /** One bucket per device, kept across its connections (reconnecting does not refill it). */
@@ -133,7 +139,7 @@ export class PublishGate {
     // A reading the broker acknowledges must reach ingest. Over the rate, telemetry at QoS 1/2 is refused
     // by closing the connection instead [MQTT-3.3.5-2]: unacknowledged, it stays with the device, which
     // sends it again once reconnected (at the rate, if it keeps on).
-    if (packet.qos > 0 && parseTopic(packet.topic)?.kind === 'telemetry') return 'rate_limited_disconnect';
+    if (packet.qos > 0 && isReadingTopic(packet.topic)) return 'rate_limited_disconnect';
     return bucket.consecutiveDrops >= this.#limits.publishAbuseDrops ? 'abuse_disconnect' : 'rate_limited';
   }
 

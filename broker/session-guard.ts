@@ -59,13 +59,28 @@ export class SessionGuard {
     const add = store.addSubscriptions.bind(store);
     const byClient = store.subscriptionsByClient.bind(store);
     const clean = store.cleanSubscriptions.bind(store);
-    store.addSubscriptions = async (client, subs) => {
+    const guardedAdd = async (client: { id: string }, subs: { topic: string }[]): Promise<void> => {
       const principal = this.#options.principalOf(client as Client);
       if (principal === undefined) return;
       const allowed = subs.filter((sub) => this.#options.mayHold(principal, sub.topic));
       if (allowed.length === 0) return;
       this.#owners.set(client.id, principal);
       await add(client, allowed);
+    };
+    // aedes 1.2 calls addSubscriptions once per filter of a SUBSCRIBE, each time with the packet's whole
+    // list (lib/handlers/subscribe.js, storeSubscriptions), all at once. The Redis persistence's calls
+    // then wait for their own broadcast under one key (aedes-persistence broadcastPersistence.js,
+    // #waitFor: a Map keyed by client and first filter), so all but one never resolved, and a SUBSCRIBE
+    // of several filters by a persistent session never got its SUBACK: ingest (three filters since the
+    // payload mappings) received nothing from a broker with SENSORPIPE_REDIS_URL. One store per list.
+    const storing = new WeakMap<object, Promise<void>>();
+    store.addSubscriptions = (client, subs) => {
+      let pending = storing.get(subs);
+      if (pending === undefined) {
+        pending = guardedAdd(client, subs);
+        storing.set(subs, pending);
+      }
+      return pending;
     };
     store.subscriptionsByClient = async (client) => {
       const subs = await byClient(client);

@@ -3,23 +3,27 @@
  * components into a process; the components themselves never import each other.
  */
 import { isSensorpipeError } from '../core/errors.ts';
+import { adminCommand } from './admin.ts';
 import { brokerCommand } from './broker.ts';
 import type { Command } from './command.ts';
 import { devicesCommand } from './devices.ts';
 import { displayCommand } from './display.ts';
 import { ingestCommand } from './ingest.ts';
 import { quarantineCommand } from './quarantine.ts';
+import { registryCommand } from './registry.ts';
 import { signCommand } from './sign.ts';
 import { simCommand } from './sim.ts';
 import { startCommand } from './start.ts';
 
 
 const commands: Record<string, Command> = {
+  admin: adminCommand,
   broker: brokerCommand,
   devices: devicesCommand,
   display: displayCommand,
   ingest: ingestCommand,
   quarantine: quarantineCommand,
+  registry: registryCommand,
   sign: signCommand,
   sim: simCommand,
   start: startCommand,

@@ -31,6 +31,7 @@ export const simCommand: Command = {
       faults: parseFaults(config.faults),
       stateDir: join(config.dataDir, 'sim'),
       registryPath: config.simCredentials ? undefined : registryPathOf(config),
+      redisUrl: config.redisUrl,
       credentialsFile: config.simCredentials,
       bufferLimit: config.simBuffer,
       maxBatch: config.simBatch,

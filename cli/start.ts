@@ -6,9 +6,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { startAdmin } from '../admin/index.ts';
 import { startBroker } from '../broker/index.ts';
 import { configSpecs, helpText, parseConfig, registryPathOf } from '../core/config.ts';
-import { updateRegistry, loadRegistry, type DeviceCredentials } from '../core/registry.ts';
+import type { DeviceCredentials } from '../core/registry.ts';
+import { openRegistryStore, type RegistryStore } from '../core/registry-store.ts';
 import { topics } from '../core/topics.ts';
 import { startDisplay } from '../display/index.ts';
 import { parseFaults, provisionFleet, startFleet } from '../firmware-sim/index.ts';
@@ -22,12 +24,12 @@ const DEMO_DEVICE = 'my-device';
 const DEMO_FAULTS = 'bad-signature@sim-0003,non-json@sim-0007,clock-ahead@sim-0011,replay@sim-0015,dropout@sim-0019';
 
 /** A device for the user to push readings from by hand; its secrets are kept (0600) so every start can print them. */
-async function demoDevice(dataDir: string, registryPath: string): Promise<DeviceCredentials> {
+async function demoDevice(dataDir: string, registryStore: RegistryStore): Promise<DeviceCredentials> {
   const file = join(dataDir, 'demo-device.json');
   const saved = await readFile(file, 'utf8').then((t) => JSON.parse(t) as DeviceCredentials, () => undefined);
-  const registered = (await loadRegistry(registryPath)).get(DEMO_DEVICE);
+  const registered = (await registryStore.load()).get(DEMO_DEVICE);
   if (saved !== undefined && registered?.status === 'active') return saved;
-  const credentials = await updateRegistry(registryPath, (registry) =>
+  const credentials = await registryStore.update((registry) =>
     registry.get(DEMO_DEVICE) ? registry.rotate(DEMO_DEVICE) : registry.add(DEMO_DEVICE, { meta: { site: 'your desk', profile: 'manual' } }),
   );
   await writeFile(file, JSON.stringify(credentials), { mode: 0o600 });
@@ -51,10 +53,12 @@ export const startCommand: Command = {
     const secret = () => randomBytes(24).toString('base64url');
     const ingestPassword = config.ingestPassword ?? secret();
     const displayPassword = config.displayPassword ?? secret();
-    const device = await demoDevice(config.dataDir, registryPath);
+    // The registry file, or Redis with SENSORPIPE_REDIS_URL: every component below opens its own.
+    const registryStore = openRegistryStore({ registryPath, redisUrl: config.redisUrl, logger });
+    const device = await demoDevice(config.dataDir, registryStore).finally(() => registryStore.close());
     // Provision the demo fleet before the broker reads the registry, or its first logins would fail.
     const fleetState = join(config.dataDir, 'sim');
-    await provisionFleet({ devices: config.devices, registryPath, stateDir: fleetState, profile: config.profile });
+    await provisionFleet({ devices: config.devices, registryPath, redisUrl: config.redisUrl, stateDir: fleetState, profile: config.profile });
 
     // Started components, newest last: if a later one fails to start (a port already taken), the earlier
     // ones are closed again, so the process ends with the error instead of staying up half-started.
@@ -76,6 +80,9 @@ export const startCommand: Command = {
         startIngest({ config: { ...config, mqttUrl, ingestPassword }, registryPath, store, logger: root }),
       );
       const display = await begin('display', startDisplay({ config: { ...config, mqttUrl, displayPassword }, registryPath, store, logger: root }));
+      // The admin API (device provisioning over HTTP) only with a token: off by default.
+      const { adminToken } = config;
+      const admin = adminToken === undefined ? undefined : await begin('admin', startAdmin({ config: { ...config, adminToken }, registryPath, logger: root }));
       const fleet = await startFleet({
         url: mqttUrl,
         devices: config.devices,
@@ -85,6 +92,7 @@ export const startCommand: Command = {
         faults: parseFaults(config.faults ?? DEMO_FAULTS),
         stateDir: fleetState,
         registryPath,
+        redisUrl: config.redisUrl,
         bufferLimit: config.simBuffer,
         maxBatch: config.simBatch,
         // The demo runs for days: no record per reading in memory (the counts and seq ranges stay).
@@ -92,14 +100,14 @@ export const startCommand: Command = {
         recordFaultSeqs: false,
         logger: root, // the fleet names itself `sim`
       });
-      running = { broker, store, ingest, display, fleet };
+      running = { broker, store, ingest, display, fleet, admin };
     } catch (err) {
       for (const component of started.reverse()) {
         await component.close().catch((closeErr: unknown) => logger.warn({ component: component.name, err: closeErr }, 'close after a failed start failed'));
       }
       throw explainListenError(err, configSpecs.start, config);
     }
-    const { broker, store, ingest, display, fleet } = running;
+    const { broker, store, ingest, display, fleet, admin } = running;
 
     const key = device.signing.alg === 'hmac-sha256' ? device.signing.key : device.signing.privateKey;
     const mqttHost = new URL(broker.urls.mqtt).hostname;
@@ -110,6 +118,7 @@ export const startCommand: Command = {
       brokerMetrics: broker.urls.metrics,
       ingestMetrics: `http://127.0.0.1:${ingest.metricsPort}/metrics`,
       store: store.kind === 'embedded' ? `embedded (${config.dataDir})` : (config.influxUrl ?? store.kind),
+      ...(admin === undefined ? {} : { admin: admin.url }),
     };
     // The same endpoints as one JSON log line (stderr), for scripts and tests: the text below is for people.
     logger.info({ endpoints, demoDevice: DEMO_DEVICE }, 'sensorpipe is running');
@@ -122,6 +131,7 @@ export const startCommand: Command = {
         `  store        ${endpoints.store}`,
         `  MQTT         ${endpoints.mqtt}   ${endpoints.mqttWs}`,
         `  metrics      ${endpoints.brokerMetrics} (broker)   ${endpoints.ingestMetrics} (ingest)   ${display.url}/metrics (display)`,
+        ...(admin === undefined ? [] : [`  admin API    ${admin.url}/devices   (Authorization: Bearer $SENSORPIPE_ADMIN_TOKEN; ${admin.url}/openapi.json)`]),
         '',
         `Push a reading of your own as device "${DEMO_DEVICE}" (run it in the sensorpipe folder) and watch it on the dashboard:`,
         `  mosquitto_pub -h ${mqttHost} -p ${broker.ports.mqtt} -i ${DEMO_DEVICE} -u ${DEMO_DEVICE} -P '${device.mqttPassword}' -q 1 \\`,
@@ -134,6 +144,7 @@ export const startCommand: Command = {
     );
     return untilSignal(async () => {
       await fleet.stop();
+      await admin?.close();
       await display.close();
       await ingest.close();
       await store.close();

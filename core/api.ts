@@ -9,7 +9,8 @@
  */
 import { z } from 'zod';
 import { queryParamError, queryParamsOf } from './query.ts';
-import { DeviceIdSchema, DeviceMetaSchema, DeviceStateSchema, MetaValueSchema, strictRecord } from './schemas.ts';
+import { PAYLOAD_FORMATS } from './mappings.ts';
+import { DeviceIdSchema, DeviceMetaSchema, DeviceStateSchema, MetaValueSchema, ReadingTrustSchema, strictRecord } from './schemas.ts';
 
 export const DevicesQuerySchema = z.strictObject({
   status: z.enum(['online', 'offline', 'revoked']).optional(),
@@ -23,6 +24,15 @@ export type DevicesQuery = z.infer<typeof DevicesQuerySchema>;
 export const DeviceSummarySchema = z.strictObject({
   id: DeviceIdSchema,
   registered: z.enum(['active', 'revoked']),
+  /**
+   * How its readings are authenticated (core/PROTOCOL.md §7): `signed` (every message signed with the
+   * device's key), or `broker` (a broker-authenticated device: only its MQTT login; unsigned payloads).
+   */
+  trust: ReadingTrustSchema,
+  /** A broker-authenticated device's payload mapping (flat-json, pointers, tasmota, shelly-gen2). */
+  payload: z.enum(PAYLOAD_FORMATS).optional(),
+  /** Units its pointers mapping gives its metrics, if any. */
+  units: strictRecord(z.string(), z.string()).optional(),
   meta: DeviceMetaSchema,
   state: DeviceStateSchema,
   /** When the device went online or offline (ms), if known. */

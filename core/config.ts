@@ -117,10 +117,12 @@ export const brokerOptions = {
   loginBanMs: { env: 'SENSORPIPE_MQTT_LOGIN_BAN', flag: 'mqtt-login-ban', schema: durationMs, default: '5m', doc: 'How long a banned address is refused (new connections closed at once).' },
   registryPollMs: { env: 'SENSORPIPE_REGISTRY_POLL', flag: 'registry-poll', schema: durationMs, default: '1s', doc: 'How often the broker checks the registry file for changes (revocations take effect then).' },
   brokerMetricsPort: { env: 'SENSORPIPE_BROKER_METRICS_PORT', flag: 'broker-metrics-port', schema: port, default: '9102', doc: 'Port of the broker\'s /metrics and /healthz (0: any free port).' },
+  brokerMetricsHost: { env: 'SENSORPIPE_BROKER_METRICS_HOST', flag: 'broker-metrics-host', schema: optionalText, doc: 'Address the broker\'s /metrics, /healthz, /livez and /readyz listen on (default: SENSORPIPE_MQTT_HOST).' },
+  metricsPerDevice: { env: 'SENSORPIPE_METRICS_PER_DEVICE', flag: 'metrics-per-device', schema: bool, default: 'true', doc: 'Per-device Prometheus series (broker: online; ingest: completeness, missing readings): one series each per device. false for big fleets (docs/OPERATIONS.md).' },
   brokerWal: { env: 'SENSORPIPE_BROKER_WAL', flag: 'broker-wal', schema: z.enum(['on', 'off']).transform((v) => v === 'on'), default: 'on', doc: 'on: every QoS 1/2 message is written to the session log under <data-dir>/broker/log and fsynced before it is acknowledged, so a broker killed at any moment loses nothing it acknowledged. off: acknowledged messages live in memory until a graceful stop saves them.' },
   queueHigh: { env: 'SENSORPIPE_BROKER_QUEUE_HIGH', flag: 'broker-queue-high', schema: integer(2, 10_000_000), default: '30000', doc: 'Backpressure: with this many messages queued for ingest (not yet acknowledged by it), publishes are held unacknowledged and their devices not read from...' },
   queueLow: { env: 'SENSORPIPE_BROKER_QUEUE_LOW', flag: 'broker-queue-low', schema: integer(1, 10_000_000), default: '20000', doc: '...until the queue is down to this many (below SENSORPIPE_BROKER_QUEUE_HIGH).' },
-  redisUrl: { env: 'SENSORPIPE_REDIS_URL', flag: 'redis-url', schema: optionalUrl(['redis', 'rediss']), doc: 'Redis for scale-out: several brokers share messages, sessions and retained messages. Unset: in memory.' },
+  redisUrl: { env: 'SENSORPIPE_REDIS_URL', flag: 'redis-url', schema: optionalUrl(['redis', 'rediss']), doc: 'Redis for scale-out: several brokers share messages, sessions and retained messages, and every process (broker, ingest, display, sim, the CLI) keeps the device registry there (docs/REGISTRY.md). Unset: in memory, and the registry file.' },
 } satisfies Specs;
 
 /** Service accounts: each service logs in to the broker with its own name and password. */
@@ -169,6 +171,8 @@ export const ingestOptions = {
   seqGapWindow: { env: 'SENSORPIPE_SEQ_GAP_WINDOW', flag: 'seq-gap-window', schema: integer(1, 10_000_000), default: '65536', doc: 'Seq gaps remembered per device; older seqs count as seen.' },
   completenessIntervalMs: { env: 'SENSORPIPE_COMPLETENESS_INTERVAL', flag: 'completeness-interval', schema: durationMs, default: '5s', doc: 'How often ingest publishes per-device completeness (retained) when it changed.' },
   ingestMetricsPort: { env: 'SENSORPIPE_INGEST_METRICS_PORT', flag: 'ingest-metrics-port', schema: port, default: '9101', doc: 'Port of ingest\'s /metrics and /healthz (0: any free port).' },
+  ingestMetricsHost: { env: 'SENSORPIPE_INGEST_METRICS_HOST', flag: 'ingest-metrics-host', schema: text, default: '127.0.0.1', doc: 'Address ingest\'s /metrics, /healthz, /livez and /readyz listen on (0.0.0.0: reachable by a Prometheus on another host or container).' },
+  metricsPerDevice: brokerOptions.metricsPerDevice,
 } satisfies Specs;
 
 export const simOptions = {
@@ -184,16 +188,27 @@ export const simOptions = {
   simCredentials: { env: 'SENSORPIPE_SIM_CREDENTIALS', flag: 'credentials', schema: optionalText, doc: 'Existing devices: a file of `sensorpipe devices add --json` lines. Unset: demo mode provisions sim-0000… into the registry.' },
 } satisfies Specs;
 
+/** The admin HTTP API (admin/): device provisioning over HTTP, off unless a token is set. */
+export const adminOptions = {
+  adminToken: { env: 'SENSORPIPE_ADMIN_TOKEN', flag: 'admin-token', schema: z.string().min(16, 'must be at least 16 characters (e.g. openssl rand -base64 32)').optional(), secret: true, doc: 'Turns the admin API on: every request must carry it as "Authorization: Bearer <token>". At least 16 characters. Unset: no admin API.' },
+  adminHost: { env: 'SENSORPIPE_ADMIN_HOST', flag: 'admin-host', schema: text, default: '127.0.0.1', doc: 'Address the admin API listens on (loopback by default: put TLS in front of it before exposing it).' },
+  adminPort: { env: 'SENSORPIPE_ADMIN_PORT', flag: 'admin-port', schema: port, default: '8091', doc: 'Port of the admin API (0: any free port).' },
+  adminMaxBodyBytes: { env: 'SENSORPIPE_ADMIN_MAX_BODY', flag: 'admin-max-body', schema: sizeBytes, default: '1MiB', doc: 'Largest admin API request body (a bulk add file); larger: 413 PAYLOAD_TOO_LARGE.' },
+  adminAuthFailures: { env: 'SENSORPIPE_ADMIN_AUTH_FAILURES', flag: 'admin-auth-failures', schema: integer(1, 1_000_000), default: '10', doc: 'Admin API requests with a wrong or missing token from one address within a minute that get the address banned.' },
+  adminAuthBanMs: { env: 'SENSORPIPE_ADMIN_AUTH_BAN', flag: 'admin-auth-ban', schema: durationMs, default: '5m', doc: 'How long a banned address is refused by the admin API (429 LIMIT_EXCEEDED, token not even checked).' },
+} satisfies Specs;
+
 // ---- per process kind -------------------------------------------------------------------------------
 
 export const configSpecs = {
   devices: { ...commonOptions },
   broker: { ...commonOptions, ...brokerOptions, ...serviceAccountOptions },
-  ingest: { ...commonOptions, ...mqttClientOptions, ...storeOptions, ...ingestOptions, ingestPassword: serviceAccountOptions.ingestPassword },
-  display: { ...commonOptions, ...mqttClientOptions, ...storeOptions, ...displayOptions, displayPassword: serviceAccountOptions.displayPassword, maxFutureMs: ingestOptions.maxFutureMs },
+  ingest: { ...commonOptions, ...mqttClientOptions, ...storeOptions, ...ingestOptions, ingestPassword: serviceAccountOptions.ingestPassword, redisUrl: brokerOptions.redisUrl },
+  display: { ...commonOptions, ...mqttClientOptions, ...storeOptions, ...displayOptions, displayPassword: serviceAccountOptions.displayPassword, maxFutureMs: ingestOptions.maxFutureMs, redisUrl: brokerOptions.redisUrl },
   // The simulator's broker URL is also `--broker`, the name issue 4 and the README give it.
-  sim: { ...commonOptions, mqttUrl: { ...mqttClientOptions.mqttUrl, aliases: ['broker'] }, ...simOptions },
-  start: { ...commonOptions, ...brokerOptions, ...serviceAccountOptions, ...storeOptions, ...displayOptions, ...ingestOptions, ...simOptions },
+  sim: { ...commonOptions, mqttUrl: { ...mqttClientOptions.mqttUrl, aliases: ['broker'] }, ...simOptions, redisUrl: brokerOptions.redisUrl },
+  start: { ...commonOptions, ...brokerOptions, ...serviceAccountOptions, ...storeOptions, ...displayOptions, ...ingestOptions, ...simOptions, ...adminOptions },
+  admin: { ...commonOptions, redisUrl: brokerOptions.redisUrl, ...adminOptions },
 } as const satisfies Record<string, Specs>;
 export type ProcessKind = keyof typeof configSpecs;
 

@@ -15,6 +15,9 @@ export const ERROR_CODES = {
   READING_BAD_SIGNATURE: { disposition: 'reject', http: 401, text: 'The signature does not verify with the device key.' },
   READING_REPLAYED: { disposition: 'reject', http: 409, text: 'A different message reuses a sequence number already accepted (a byte-identical copy is a redelivery: acknowledged, not written again).' },
   READING_TS_OUT_OF_RANGE: { disposition: 'reject', http: 400, text: 'The reading timestamp is too far in the future or the past.' },
+  PAYLOAD_UNMAPPABLE: { disposition: 'reject', http: 422, text: "The payload is JSON, but the device's payload mapping cannot read a reading from it (wrong shape, no metric, a name that is not a valid metric name, too many metrics, a time without a UTC offset)." },
+  READING_VALUE_INVALID: { disposition: 'reject', http: 422, text: "A value the device's payload mapping reads is not a finite number." },
+  READING_SIGNATURE_UNEXPECTED: { disposition: 'reject', http: 400, text: 'A broker-authenticated device sent a payload carrying a signature: nothing it sends is ever stored as signed, so such a payload is refused (make the device signed to use signatures).' },
   POINT_REJECTED_BY_STORE: { disposition: 'reject', http: 422, text: 'The store refused the point permanently (e.g. a field type conflict).' },
   STORE_UNAVAILABLE: { disposition: 'retry', http: 503, text: 'The store could not be reached or answered with a transient error.' },
   QUERY_INVALID: { disposition: 'reject', http: 400, text: 'A query parameter is missing or malformed.' },
@@ -23,11 +26,15 @@ export const ERROR_CODES = {
   AUTH_REQUIRED: { disposition: 'reject', http: 401, text: 'A valid token or credential is required.' },
   FORBIDDEN: { disposition: 'reject', http: 403, text: 'The credential is valid but not allowed to do this.' },
   NOT_FOUND: { disposition: 'reject', http: 404, text: 'No such resource.' },
+  METHOD_NOT_ALLOWED: { disposition: 'reject', http: 405, text: 'The resource exists, but not with this HTTP method; the `Allow` header lists the methods it takes.' },
+  UNSUPPORTED_MEDIA_TYPE: { disposition: 'reject', http: 415, text: 'The request body\'s `Content-Type` is not one the route accepts (admin API: application/json, and text/csv for a bulk add).' },
   LIMIT_EXCEEDED: { disposition: 'reject', http: 429, text: 'A configured limit (rate, size, count) was exceeded.' },
   SERVER_BUSY: { disposition: 'retry', http: 503, text: 'A capacity shared by every client (the display\'s concurrent history loads) is in use; retry after the Retry-After delay.' },
   CONFIG_INVALID: { disposition: 'reject', http: 500, text: 'A configuration value (environment variable or flag) is invalid.' },
   REGISTRY_CORRUPT: { disposition: 'reject', http: 500, text: 'The device registry file cannot be parsed; it is left untouched.' },
   REGISTRY_CONFLICT: { disposition: 'reject', http: 409, text: 'The registry change conflicts with its current contents (e.g. the id exists).' },
+  REGISTRY_UNAVAILABLE: { disposition: 'retry', http: 503, text: 'The device registry lives in Redis (SENSORPIPE_REDIS_URL), and Redis cannot be reached; a running process keeps the last registry it loaded.' },
+  DEVICE_INVALID: { disposition: 'reject', http: 400, text: 'A device id, metadata value, signature algorithm or bulk-file row is not valid (the same check in `sensorpipe devices` and the admin API).' },
   INTERNAL: { disposition: 'retry', http: 500, text: 'An unexpected internal error.' },
 } as const satisfies Record<string, { disposition: 'reject' | 'retry'; http: number; text: string }>;
 
@@ -45,6 +52,9 @@ export const REJECT_REASONS = [
   'READING_REPLAYED',
   'READING_TS_OUT_OF_RANGE',
   'POINT_REJECTED_BY_STORE',
+  'PAYLOAD_UNMAPPABLE',
+  'READING_VALUE_INVALID',
+  'READING_SIGNATURE_UNEXPECTED',
 ] as const satisfies readonly ErrorCode[];
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

@@ -11,7 +11,7 @@
  *   welcome    once, on connect
  *   subscribed the subscription is in force (live readings for it follow)
  *   history    per device of a subscription that asked for history, before any live reading of it
- *   readings   live readings, many per frame: [device, seq, ts, {metric: value}]
+ *   readings   live readings, many per frame: [device, seq, ts, {metric: value}], + "broker" if unsigned
  *   status     a device went online or offline
  *   error      a refused frame or subscription, with a stable code (core/errors.ts)
  *
@@ -22,7 +22,7 @@
  */
 import { z } from 'zod';
 import { SensorpipeError } from './errors.ts';
-import { DeviceIdSchema, DeviceStateSchema, MetricNameSchema, MetricValueSchema, SeqSchema, strictRecord } from './schemas.ts';
+import { DeviceIdSchema, DeviceStateSchema, MetricNameSchema, MetricValueSchema, ReadingTrustSchema, SeqSchema, strictRecord } from './schemas.ts';
 import { AGGREGATE_FUNCTIONS, parseHistoryRequest, type AggregateFunction, type HistoryRequestFields } from './query.ts';
 
 export const LIVE_PROTOCOL_VERSION = 1 as const;
@@ -108,9 +108,18 @@ export type LiveClientFrame = z.infer<typeof LiveClientFrameSchema>;
 
 // ---- server → client ----------------------------------------------------------------------------------
 
-/** One live reading: device, seq, ts (ms), values by metric (a `__proto__` key is refused, not dropped). */
-export const LiveReadingSchema = z.tuple([DeviceIdSchema, SeqSchema, z.number().int(), strictRecord(MetricNameSchema, MetricValueSchema)]);
+/**
+ * One live reading: device, seq, ts (ms), values by metric (a `__proto__` key is refused, not dropped),
+ * and "broker" for a broker-authenticated device's unsigned reading (core/PROTOCOL.md §7; its seq is 0).
+ * A signed reading has four elements.
+ */
+export const LiveReadingSchema = z.tuple([DeviceIdSchema, SeqSchema, z.number().int(), strictRecord(MetricNameSchema, MetricValueSchema), z.literal('broker').optional()]);
 export type LiveReading = z.infer<typeof LiveReadingSchema>;
+
+/** The same reading with other values, keeping its trust mark. */
+export function withValues(reading: LiveReading, values: Record<string, number>): LiveReading {
+  return reading.length > 4 ? [reading[0], reading[1], reading[2], values, reading[4]] : [reading[0], reading[1], reading[2], values];
+}
 
 export const LiveWelcomeSchema = z.strictObject({
   type: z.literal('welcome'),
@@ -137,7 +146,8 @@ export const LiveHistorySchema = z.strictObject({
   every: z.number().int().optional(),
   /** Aggregate mode: points from this time on are raw readings (the last seconds, for a seamless join with live). */
   rawFrom: z.number().int().optional(),
-  series: z.array(z.strictObject({ metric: MetricNameSchema, points: z.array(HistoryPointSchema) })),
+  /** `trust`: the trust levels of the series' stored readings (signed, broker), as the history API gives them. */
+  series: z.array(z.strictObject({ metric: MetricNameSchema, points: z.array(HistoryPointSchema), trust: z.array(ReadingTrustSchema).optional() })),
 });
 export type LiveHistory = z.infer<typeof LiveHistorySchema>;
 

@@ -1,19 +1,47 @@
 /**
- * The operational endpoints every process serves: `/metrics` (Prometheus text) and `/healthz` (JSON,
- * 200 when healthy, 503 when not). One implementation, so the broker's and ingest's small ops ports and
- * the display's main port answer alike, and errors have one shape: `{code, message}` (core/errors.ts).
+ * The operational endpoints every process serves: `/metrics` (Prometheus text), `/livez` (liveness:
+ * restart me if this fails), `/readyz` (readiness: I am doing my whole job) and `/healthz` (the original
+ * combined check, kept for compatibility). All JSON, 200 when true, 503 when not. One implementation, so
+ * the broker's and ingest's small ops ports and the display's main port answer alike, and errors have
+ * one shape: `{code, message}` (core/errors.ts). What each process calls live and ready: docs/OPERATIONS.md.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Registry } from 'prom-client';
+import { collectDefaultMetrics, type Registry } from 'prom-client';
 import { SensorpipeError } from './errors.ts';
 
-/** What `/healthz` reports: `ok` decides the status code; the rest is the process's own detail. */
+/** What `/healthz`, `/livez` and `/readyz` report: `ok` decides the status code; the rest is the process's own detail. */
 export type Health = { ok: boolean } & Record<string, unknown>;
 
 export interface OpsEndpoints {
   metrics: Registry;
+  /** `/healthz`, as it always answered (compatibility: existing probes and scripts rely on its body). */
   health(): Health | Promise<Health>;
+  /** `/livez`: false only when a restart would help. Default: alive while the process answers. */
+  liveness?(): Health | Promise<Health>;
+  /** `/readyz`: true when the process does its whole job now. Default: what `/healthz` says. */
+  readiness?(): Health | Promise<Health>;
+}
+
+/** The paths answerOps serves (the display routes these to it before its own API). */
+export const OPS_PATHS: ReadonlySet<string> = new Set(['/metrics', '/healthz', '/livez', '/readyz']);
+
+/**
+ * prom-client's gauges whose names end in `_total` like a counter's: Prometheus' conventions (and tools
+ * that apply `rate()` to `*_total`) take them for counters. Each is the sum of a gauge served beside it
+ * (`nodejs_active_handles` by type, …): `sum(nodejs_active_handles)` gives the same number.
+ */
+const GAUGES_NAMED_TOTAL = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+/**
+ * prom-client's default process metrics (`process_*`: CPU, memory, open files, start time; `nodejs_*`:
+ * event-loop lag, heap, GC, active handles) in `registry`, less its gauges named `*_total`. Each
+ * component's registry gets them, so each scrape target reports its process, whether the components
+ * share one process (`sensorpipe start`) or not.
+ */
+export function collectProcessMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry });
+  for (const name of GAUGES_NAMED_TOTAL) registry.removeSingleMetric(name);
 }
 
 export function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -25,7 +53,9 @@ export function sendError(response: ServerResponse, err: SensorpipeError, header
   sendJson(response, err.httpStatus, err.toJSON(), headers);
 }
 
-/** Answers `/metrics` and `/healthz`; resolves false (and writes nothing) for any other path. */
+const ALIVE = (): Health => ({ ok: true });
+
+/** Answers `/metrics`, `/healthz`, `/livez` and `/readyz`; resolves false (and writes nothing) for any other path. */
 export async function answerOps(pathname: string, response: ServerResponse, ops: OpsEndpoints): Promise<boolean> {
   if (pathname === '/metrics') {
     const text = await ops.metrics.metrics();
@@ -33,12 +63,11 @@ export async function answerOps(pathname: string, response: ServerResponse, ops:
     response.end(text);
     return true;
   }
-  if (pathname === '/healthz') {
-    const health = await ops.health();
-    sendJson(response, health.ok ? 200 : 503, health);
-    return true;
-  }
-  return false;
+  const check = pathname === '/healthz' ? ops.health : pathname === '/livez' ? (ops.liveness ?? ALIVE) : pathname === '/readyz' ? (ops.readiness ?? ops.health) : undefined;
+  if (check === undefined) return false;
+  const health = await check.call(ops);
+  sendJson(response, health.ok ? 200 : 503, health);
+  return true;
 }
 
 export interface OpsServer {
@@ -57,7 +86,7 @@ export async function serveOps(host: string, port: number, ops: OpsEndpoints): P
     const pathname = (request.url ?? '/').split('?')[0]!;
     answerOps(pathname, response, ops).then(
       (answered) => {
-        if (!answered) sendError(response, new SensorpipeError('NOT_FOUND', 'try /metrics or /healthz'));
+        if (!answered) sendError(response, new SensorpipeError('NOT_FOUND', 'try /metrics, /healthz, /livez or /readyz'));
       },
       (err: unknown) => {
         if (response.headersSent) response.destroy();

@@ -126,6 +126,10 @@ export const DeviceMetaSchema = z.strictObject({
 });
 export type DeviceMeta = z.infer<typeof DeviceMetaSchema>;
 
+/** How a stored reading was authenticated: `signed` (its signature verified) or `broker` (only the MQTT login). */
+export const ReadingTrustSchema = z.enum(['signed', 'broker']);
+export type ReadingTrust = z.infer<typeof ReadingTrustSchema>;
+
 /**
  * What ingest republishes on `pipeline/readings/{device}` once a message is verified and accepted:
  * the live feed. Only verified readings ever appear here.
@@ -136,6 +140,11 @@ export const VerifiedReadingsSchema = z.strictObject({
   readings: z.array(ReadingSchema).min(1).max(LIMITS.maxReadingsPerMessage),
   meta: DeviceMetaSchema,
   verifiedAt: z.number().int(),
+  /**
+   * `broker`: the readings of a broker-authenticated device (PROTOCOL.md §7), unsigned, checked only by
+   * the broker's login and topic ACL; their `seq` is 0 (they have none). Absent: signed and verified.
+   */
+  trust: z.literal('broker').optional(),
 });
 export type VerifiedReadings = z.infer<typeof VerifiedReadingsSchema>;
 

@@ -5,25 +5,45 @@
  *   sensors/{deviceId}/status       retained online/offline (device, its Will, and the broker)
  *   pipeline/readings/{deviceId}    ingest → display, verified readings only
  *   pipeline/completeness/{deviceId} ingest → display, retained: readings received vs missing (seq gaps)
+ *
+ * Topics of off-the-shelf devices (broker-authenticated, read with a payload mapping: core/mappings.ts),
+ * each the device's own, fenced to it by the broker (broker/acl.ts):
+ *   tele/{deviceId}/SENSOR          Tasmota telemetry (Tasmota's Topic = the device id)
+ *   {deviceId}/events/rpc           Shelly Gen2 notifications (the Shelly's MQTT prefix = the device id)
  */
 import { DeviceIdSchema } from './schemas.ts';
 
 const SENSORS = 'sensors';
 const PIPELINE = 'pipeline';
+const TASMOTA_TELE = 'tele';
 
-export type TopicKind = 'telemetry' | 'status' | 'verified' | 'completeness';
+export type TopicKind = 'telemetry' | 'status' | 'verified' | 'completeness' | 'tasmota' | 'shelly';
+
+/**
+ * First topic levels that are ours or Tasmota's: a device whose own topic tree starts at its id (a
+ * Shelly, `{id}/…`) must not have one of these as its id, or its tree would hold other devices' topics.
+ */
+export const RESERVED_TOPIC_ROOTS: ReadonlySet<string> = new Set([SENSORS, PIPELINE, 'alerts', TASMOTA_TELE, 'stat', 'cmnd', 'tasmota', 'shellies', 'homeassistant']);
 
 export const topics = {
   telemetry: (deviceId: string): string => `${SENSORS}/${deviceId}/telemetry`,
   status: (deviceId: string): string => `${SENSORS}/${deviceId}/status`,
   verified: (deviceId: string): string => `${PIPELINE}/readings/${deviceId}`,
   completeness: (deviceId: string): string => `${PIPELINE}/completeness/${deviceId}`,
+  /** Tasmota's telemetry with FullTopic `%prefix%/%topic%/` and Topic = the device id. */
+  tasmotaSensor: (deviceId: string): string => `${TASMOTA_TELE}/${deviceId}/SENSOR`,
+  /** Shelly Gen2 notifications with the MQTT topic prefix = the device id. */
+  shellyEvents: (deviceId: string): string => `${deviceId}/events/rpc`,
 
   /** Subscription filters for the services. */
   allTelemetry: `${SENSORS}/+/telemetry`,
   allStatus: `${SENSORS}/+/status`,
   allVerified: `${PIPELINE}/readings/+`,
   allCompleteness: `${PIPELINE}/completeness/+`,
+  allTasmotaSensor: `${TASMOTA_TELE}/+/SENSOR`,
+  allShellyEvents: '+/events/rpc',
+  /** Everything ingest reads: signed telemetry, and the topics of the payload mappings. */
+  ingestFilters: [`${SENSORS}/+/telemetry`, `${TASMOTA_TELE}/+/SENSOR`, '+/events/rpc'] as readonly string[],
   /** Everything ingest may publish under. */
   pipelineTree: `${PIPELINE}/#`,
 
@@ -46,6 +66,8 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
   else if (a === SENSORS && c === 'status') parsed = { kind: 'status', deviceId: b };
   else if (a === PIPELINE && b === 'readings') parsed = { kind: 'verified', deviceId: c };
   else if (a === PIPELINE && b === 'completeness') parsed = { kind: 'completeness', deviceId: c };
+  else if (a === TASMOTA_TELE && c === 'SENSOR') parsed = { kind: 'tasmota', deviceId: b };
+  else if (b === 'events' && c === 'rpc' && !RESERVED_TOPIC_ROOTS.has(a)) parsed = { kind: 'shelly', deviceId: a };
   if (parsed === undefined || !DeviceIdSchema.safeParse(parsed.deviceId).success) return undefined;
   return parsed;
 }

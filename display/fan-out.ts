@@ -14,7 +14,7 @@
  * This runs for every client on every tick (1,000 viewers × 50 ticks/s): no closures, allocations or
  * indirections per client or per reading beyond the frame itself.
  */
-import { LIVE_CLOSE, type LiveReading, type LiveServerFrame } from '../core/live.ts';
+import { LIVE_CLOSE, withValues, type LiveReading, type LiveServerFrame } from '../core/live.ts';
 import { filterValues, unseen } from './history.ts';
 import type { LiveClient } from './live-client.ts';
 import type { Liveness } from './liveness.ts';
@@ -33,7 +33,7 @@ export function conflate(merged: Map<string, LiveReading>, reading: LiveReading)
       if (previous[2] > reading[2]) continue;
       replaced++;
     }
-    merged.set(key, [reading[0], reading[1], reading[2], { [metric]: reading[3][metric]! }]);
+    merged.set(key, withValues(reading, { [metric]: reading[3][metric]! }));
   }
   return replaced;
 }

@@ -4,12 +4,17 @@
  * (from ingest). Answers /api/devices; pure state, no I/O.
  */
 import type { DevicesQuery, DeviceSummary } from '../core/api.ts';
+import { unitsOf, type PayloadFormat } from '../core/mappings.ts';
 import type { Registry } from '../core/registry.ts';
 import type { CompletenessMessage, DeviceMeta, StatusMessage, VerifiedReadings } from '../core/schemas.ts';
 import type { DeviceLatestValue } from '../store/index.ts';
 
 interface DeviceState {
   registered: 'active' | 'revoked';
+  /** From the registry: a broker-authenticated device's readings are `broker`. */
+  trust: DeviceSummary['trust'];
+  payload: PayloadFormat | undefined;
+  units: Record<string, string> | undefined;
   meta: DeviceMeta;
   state: 'online' | 'offline';
   since: number | null;
@@ -30,6 +35,9 @@ export class FleetState {
       seen.add(record.id);
       const device = this.devices.get(record.id) ?? this.newDevice();
       device.registered = record.status;
+      device.trust = record.trust === 'broker-authenticated' ? 'broker' : 'signed';
+      device.payload = record.payload?.format;
+      device.units = unitsOf(record.payload);
       device.meta = record.meta;
       device.haystack = [record.id, record.meta.site ?? '', record.meta.model ?? ''].join('\n').toLowerCase();
       this.devices.set(record.id, device);
@@ -97,7 +105,7 @@ export class FleetState {
   }
 
   private newDevice(): DeviceState {
-    return { registered: 'active', meta: {}, state: 'offline', since: null, lastSeen: null, latest: new Map(), completeness: null, haystack: '' };
+    return { registered: 'active', trust: 'signed', payload: undefined, units: undefined, meta: {}, state: 'offline', since: null, lastSeen: null, latest: new Map(), completeness: null, haystack: '' };
   }
 
   private setLatest(device: DeviceState, metric: string, ts: number, value: number): void {
@@ -112,6 +120,9 @@ function summarise(id: string, device: DeviceState): DeviceSummary {
   return {
     id,
     registered: device.registered,
+    trust: device.trust,
+    ...(device.payload === undefined ? {} : { payload: device.payload }),
+    ...(device.units === undefined ? {} : { units: device.units }),
     meta: device.meta,
     state: device.state,
     since: device.since,

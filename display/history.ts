@@ -13,8 +13,9 @@
  * `${metric}@${ts}` strings in a Set they took about 130 bytes each: 40 MB for one device's history of
  * 32 metrics × 10,000 points, 800 MB for a subscription's 20 devices, held by one client for 30 s.
  */
-import type { LiveHistory, LiveReading } from '../core/live.ts';
+import { withValues, type LiveHistory, type LiveReading } from '../core/live.ts';
 import type { AggregateFunction } from '../core/query.ts';
+import type { ReadingTrust } from '../core/schemas.ts';
 import type { QueryResult, TimeSeriesStore } from '../store/index.ts';
 
 /** How long verified readings are kept in memory for the join: far longer than ingest's write delay. */
@@ -138,6 +139,14 @@ export async function loadHistory(store: TimeSeriesStore, request: HistoryReques
 function join(request: HistoryRequest, from: number, to: number, raw: QueryResult, aggregated: QueryResult | undefined): JoinedHistory {
   const rawTimes = new Map<string, Float64Array>();
   const series = new Map<string, LiveHistory['series'][number]['points']>();
+  // Trust levels per metric, from either query (the aggregated part and the raw tail).
+  const trust = new Map<string, Set<ReadingTrust>>();
+  for (const s of [...(aggregated?.series ?? []), ...raw.series]) {
+    if (s.trust === undefined) continue;
+    let levels = trust.get(s.metric);
+    if (levels === undefined) trust.set(s.metric, (levels = new Set()));
+    for (const level of s.trust) levels.add(level);
+  }
   for (const s of aggregated?.series ?? []) {
     series.set(s.metric, s.points.map((p) => [p.ts, p.value, p.min ?? p.value, p.max ?? p.value] as [number, number, number, number]));
   }
@@ -159,7 +168,10 @@ function join(request: HistoryRequest, from: number, to: number, raw: QueryResul
     from,
     to,
     mode: aggregated === undefined ? 'raw' : 'aggregate',
-    series: [...series].map(([metric, points]) => ({ metric, points })),
+    series: [...series].map(([metric, points]) => {
+      const levels = trust.get(metric);
+      return levels === undefined ? { metric, points } : { metric, points, trust: [...levels].sort() };
+    }),
   };
   if (aggregated !== undefined) {
     if (aggregated.every !== undefined) frame.every = aggregated.every;
@@ -173,7 +185,7 @@ export function filterValues(reading: LiveReading, metrics: ReadonlySet<string> 
   if (metrics === undefined) return reading;
   let values: Record<string, number> | undefined;
   for (const metric in reading[3]) if (metrics.has(metric)) (values ??= {})[metric] = reading[3][metric]!;
-  return values === undefined ? undefined : [reading[0], reading[1], reading[2], values];
+  return values === undefined ? undefined : withValues(reading, values);
 }
 
 /**
@@ -208,5 +220,5 @@ export function unseen(reading: LiveReading, seen: SeenReadings): LiveReading | 
     if (!seen.take(metric, reading[2])) continue;
     (values ??= {})[metric] = reading[3][metric]!;
   }
-  return values === undefined ? undefined : [reading[0], reading[1], reading[2], values];
+  return values === undefined ? undefined : withValues(reading, values);
 }

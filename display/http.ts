@@ -3,8 +3,8 @@
  * and the `/live` WebSocket upgrade (token, Origin and client-count checks before the handshake).
  * Every query string is parsed with its core/ schema and every path parameter is decoded in one place
  * (`pathParam`); every error is `{code, message}` with the HTTP status of its code (core/errors.ts),
- * written by core/ops-http.ts as in every process, which also answers /healthz and /metrics. A request
- * gets its own child logger when something is logged.
+ * written by core/ops-http.ts as in every process, which also answers /metrics, /healthz, /livez and
+ * /readyz. A request gets its own child logger when something is logged.
  *
  * An API readings request (JSON or CSV) reads the store within a slot of the fleet-wide bound on
  * history loads (history-gate.ts), shared with /live: over it, 503 SERVER_BUSY with Retry-After.
@@ -22,7 +22,7 @@ import { parseDevicesQuery, type DevicesQuery } from '../core/api.ts';
 import { ERROR_CODES, SensorpipeError, isSensorpipeError, type ErrorCode } from '../core/errors.ts';
 import { TOKEN_SUBPROTOCOL_PREFIX } from '../core/live-subprotocol.ts';
 import type { Logger } from '../core/logger.ts';
-import { answerOps, sendError as sendOpsError, sendJson as sendOpsJson, type OpsEndpoints } from '../core/ops-http.ts';
+import { answerOps, OPS_PATHS, sendError as sendOpsError, sendJson as sendOpsJson, type OpsEndpoints } from '../core/ops-http.ts';
 import { sameSecret } from '../core/secret.ts';
 import { parseHistoryParams, type HistoryParams } from '../core/query.ts';
 import type { QueryResult, TimeSeriesStore } from '../store/index.ts';
@@ -157,7 +157,7 @@ function routeOf(pathname: string | undefined): string {
   if (pathname === '/api/devices') return '/api/devices';
   if (/^\/api\/devices\/[^/]+\/readings$/.test(pathname)) return '/api/devices/:id/readings';
   if (/^\/api\/devices\/[^/]+$/.test(pathname)) return '/api/devices/:id';
-  if (pathname === '/healthz' || pathname === '/metrics' || pathname === '/live') return pathname;
+  if (OPS_PATHS.has(pathname) || pathname === '/live') return pathname;
   return pathname.startsWith('/api/') ? 'api-other' : 'static';
 }
 
@@ -173,7 +173,10 @@ export function createHandlers(options: HttpOptions) {
   let storeProbe: ReturnType<TimeSeriesStore['health']> | undefined;
   const storeHealthNow = () => (storeProbe ??= store.health().finally(() => (storeProbe = undefined)));
 
-  /** /metrics and /healthz, answered as every process answers them. */
+  /**
+   * /metrics, /healthz, /livez and /readyz, answered as every process answers them. Ready (as /healthz):
+   * the broker link and the store are up, so the API and /live can answer; live: the process answers.
+   */
   const ops: OpsEndpoints = {
     metrics: metrics.registry,
     health: async () => {
@@ -231,7 +234,7 @@ export function createHandlers(options: HttpOptions) {
     try {
       if (request.method !== 'GET' && request.method !== 'HEAD') throw new SensorpipeError('FORBIDDEN', 'the display is read-only: GET only');
       if (url === undefined) throw new SensorpipeError('QUERY_INVALID', 'the request target is not a URL path', { param: 'path' });
-      if (url.pathname === '/healthz' || url.pathname === '/metrics') return { route: 'ops', path: url.pathname };
+      if (OPS_PATHS.has(url.pathname)) return { route: 'ops', path: url.pathname };
       if (!url.pathname.startsWith('/api/')) return { route: 'static', path: url.pathname };
       const refused = admit(request, url, true);
       if (refused !== undefined) throw refused;

@@ -78,7 +78,8 @@ export class LiveHub {
   // ---- from the pipeline --------------------------------------------------------------------------------
 
   publishReadings(message: VerifiedReadings): void {
-    const readings: LiveReading[] = message.readings.map((r) => [message.device, r.seq, r.ts, r.values]);
+    // A broker-authenticated device's readings keep their mark all the way to the browser.
+    const readings: LiveReading[] = message.trust === undefined ? message.readings.map((r) => [message.device, r.seq, r.ts, r.values]) : message.readings.map((r) => [message.device, r.seq, r.ts, r.values, 'broker']);
     this.recent.add(message.device, readings, Date.now());
     this.fanOut.add(message.device, readings);
   }

@@ -3,7 +3,7 @@
  *
  * Talks to: the MQTT broker (as the read-only `svc:display` service account: the verified live feed
  * pipeline/readings/+, device status sensors/+/status, completeness pipeline/completeness/+), the store
- * (history, latest values; read only), the device registry file (which devices exist), and browsers
+ * (history, latest values; read only), the device registry (its file, or Redis: which devices exist), and browsers
  * (HTTP: /api/…, /healthz, /metrics, the dashboard at /; WebSocket: /live).
  */
 import type { AddressInfo } from 'node:net';
@@ -13,8 +13,7 @@ import type { ConfigOf, configSpecs } from '../core/config.ts';
 import { LIVE_LIMITS } from '../core/live.ts';
 import { LIVE_SUBPROTOCOL } from '../core/live-subprotocol.ts';
 import type { Logger } from '../core/logger.ts';
-import { loadRegistry } from '../core/registry.ts';
-import { watchRegistry } from '../core/registry-watch.ts';
+import { instrumentRegistryStore, openRegistryStore } from '../core/registry-store.ts';
 import { instrumentStore, type TimeSeriesStore } from '../store/index.ts';
 import { checkConnectionLimits, createLimitedServer, type ConnectionLimits } from './connections.ts';
 import { PipelineFeed } from './feed.ts';
@@ -63,9 +62,16 @@ export async function startDisplay({ config, registryPath, store: unmeasured, lo
   // Every store call the display makes (history, latest values, health) shows on its own /metrics.
   const store = instrumentStore(unmeasured, metrics.registry);
   const fleet = new FleetState();
-  fleet.setRegistry(await loadRegistry(registryPath));
-  const registryWatch = watchRegistry(registryPath, (registry) => fleet.setRegistry(registry), {
-    onError: (err) => log.error({ err: err.message }, 'registry reload failed; keeping the previous one'),
+  // The registry file, or Redis with SENSORPIPE_REDIS_URL (core/registry-store.ts); its reloads on /metrics.
+  const registryStore = instrumentRegistryStore(openRegistryStore({ registryPath, redisUrl: config.redisUrl, logger: log }), metrics.registry);
+  try {
+    fleet.setRegistry(await registryStore.load());
+  } catch (err) {
+    await registryStore.close();
+    throw err;
+  }
+  const registryWatch = registryStore.watch((registry) => fleet.setRegistry(registry), {
+    onError: (err) => log.error({ err: err.message, registry: registryStore.location }, 'registry reload failed; keeping the previous one'),
   });
   try {
     fleet.seedLatest(await store.latestAll());
@@ -143,6 +149,7 @@ export async function startDisplay({ config, registryPath, store: unmeasured, lo
   } catch (err) {
     // A taken port must not leave the MQTT client reconnecting and the registry watched.
     registryWatch.close();
+    await registryStore.close();
     hub.close();
     history.close();
     await feed.close();
@@ -168,6 +175,7 @@ export async function startDisplay({ config, registryPath, store: unmeasured, lo
       });
       wss.close();
       await feed.close();
+      await registryStore.close();
     },
   };
 }

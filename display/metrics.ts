@@ -1,8 +1,10 @@
 /** The display's Prometheus metrics, on one registry per display instance (served at /metrics). */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../core/ops-http.ts';
 
 export function createDisplayMetrics() {
   const registry = new Registry();
+  collectProcessMetrics(registry);
   const registers = [registry];
   /** What the live hub reports when /metrics is scraped (read then, never on the fan-out's hot path). */
   const live = { unsentBytes: (): { total: number; max: number } => ({ total: 0, max: 0 }) };

@@ -9,7 +9,8 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../core/logger.ts';
-import { updateRegistry, type DeviceCredentials } from '../core/registry.ts';
+import type { DeviceCredentials } from '../core/registry.ts';
+import { openRegistryStore } from '../core/registry-store.ts';
 import { SimDevice, type DeviceSummary, type SimDeviceOptions } from './device.ts';
 import { assignFaults, type FaultName, type FaultSpec } from './faults.ts';
 import { SeqBook } from './seq-book.ts';
@@ -29,6 +30,8 @@ export interface FleetOptions {
   stateDir: string;
   /** Demo mode: devices sim-0000… are added to this registry if missing. */
   registryPath?: string;
+  /** With SENSORPIPE_REDIS_URL the registry is in Redis (core/registry-store.ts), and demo mode provisions there. */
+  redisUrl?: string | undefined;
   /** Or: existing devices' credentials, one `sensorpipe devices add --json` line each. */
   credentialsFile?: string;
   bufferLimit: number;
@@ -75,7 +78,7 @@ export async function provisionFleet(options: ProvisionOptions): Promise<DeviceC
   return (await provision(options)).credentials;
 }
 
-type ProvisionOptions = Pick<FleetOptions, 'credentialsFile' | 'devices' | 'registryPath' | 'stateDir' | 'idPrefix' | 'profile'>;
+type ProvisionOptions = Pick<FleetOptions, 'credentialsFile' | 'devices' | 'registryPath' | 'redisUrl' | 'stateDir' | 'idPrefix' | 'profile'>;
 
 /** The fleet's credentials, and how many devices had to be added to (or rotated in) the registry. */
 async function provision(options: ProvisionOptions): Promise<{ credentials: DeviceCredentials[]; added: number }> {
@@ -93,13 +96,16 @@ async function provision(options: ProvisionOptions): Promise<{ credentials: Devi
   const missing = wanted.filter((id) => !byId.has(id));
   if (missing.length > 0) {
     const profiles = (i: number): ProfileName => (options.profile === 'mixed' ? PROFILE_NAMES[i % PROFILE_NAMES.length]! : options.profile);
-    const issued = await updateRegistry(options.registryPath, (registry) =>
-      missing.map((id) => {
-        const index = wanted.indexOf(id);
-        // A device the registry knows but whose secrets we lost gets new ones.
-        return registry.get(id) ? registry.rotate(id) : registry.add(id, { meta: { site: `site-${index % 5}`, model: 'sim-1', profile: profiles(index) } });
-      }),
-    );
+    const store = openRegistryStore({ registryPath: options.registryPath, redisUrl: options.redisUrl });
+    const issued = await store
+      .update((registry) =>
+        missing.map((id) => {
+          const index = wanted.indexOf(id);
+          // A device the registry knows but whose secrets we lost gets new ones.
+          return registry.get(id) ? registry.rotate(id) : registry.add(id, { meta: { site: `site-${index % 5}`, model: 'sim-1', profile: profiles(index) } });
+        }),
+      )
+      .finally(() => store.close());
     for (const c of issued) byId.set(c.deviceId, c);
     await writeFile(file, JSON.stringify([...byId.values()]), { mode: 0o600 });
   }

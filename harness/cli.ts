@@ -51,3 +51,14 @@ export async function spawnCli(args: string[], env: Record<string, string>, read
     },
   };
 }
+
+/** `sensorpipe start`'s listeners on loopback, on ports the system picks (a test reads them from the output). */
+export const START_ON_FREE_PORTS = {
+  SENSORPIPE_MQTT_HOST: '127.0.0.1',
+  SENSORPIPE_HTTP_HOST: '127.0.0.1',
+  SENSORPIPE_MQTT_PORT: '0',
+  SENSORPIPE_MQTT_WS_PORT: '0',
+  SENSORPIPE_BROKER_METRICS_PORT: '0',
+  SENSORPIPE_INGEST_METRICS_PORT: '0',
+  SENSORPIPE_HTTP_PORT: '0',
+} as const;

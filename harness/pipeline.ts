@@ -12,7 +12,7 @@ import { Registry, saveRegistry } from '../core/registry.ts';
 import { startDisplay, type DisplayConfig, type RunningDisplay } from '../display/index.ts';
 import { startIngest, type RunningIngest } from '../ingest/index.ts';
 import { openStore, type TimeSeriesStore } from '../store/index.ts';
-import { startTestBroker, type TestBroker } from './broker.ts';
+import { startTestBroker, type TestBroker, type TestBrokerOptions } from './broker.ts';
 import { provision, type TestDevice } from './publisher.ts';
 import { tempDir, type TempDir } from './tmp.ts';
 
@@ -29,6 +29,13 @@ export interface TestPipeline {
 
 export interface TestPipelineOptions {
   devices?: number;
+  /** Broker options over the pipeline's (publishRate and publishBurst 1000), e.g. { metricsPerDevice: false }. */
+  broker?: Omit<TestBrokerOptions, 'registryPath'>;
+  /**
+   * Ingest options (env names as in core/config.ts) over the pipeline's, e.g. SENSORPIPE_INFLUX_URL to write
+   * to a real influxd. `undefined` unsets one of the pipeline's, so that ingest's documented default applies.
+   */
+  ingestEnv?: Record<string, string | undefined>;
   /** Display options (env names as in core/config.ts), e.g. { SENSORPIPE_VIEWER_TOKEN: 't' }. */
   displayEnv?: Record<string, string>;
   /** Before the broker starts: add more devices, write history, … */
@@ -43,7 +50,7 @@ export async function startTestPipeline(options: TestPipelineOptions = {}): Prom
   await options.prepare?.(registry, dir.path);
   await saveRegistry(registryPath, registry);
   const logger = createLogger({ level: 'silent' });
-  const broker = await startTestBroker({ registryPath, publishRate: 1000, publishBurst: 1000 });
+  const broker = await startTestBroker({ registryPath, publishRate: 1000, publishBurst: 1000, ...options.broker });
   const dataDir = join(dir.path, 'data');
   const { config: ingestConfig } = parseConfig(configSpecs.ingest, {
     env: {
@@ -52,6 +59,7 @@ export async function startTestPipeline(options: TestPipelineOptions = {}): Prom
       SENSORPIPE_INGEST_PASSWORD: broker.services.ingest.password,
       SENSORPIPE_INGEST_METRICS_PORT: '0',
       SENSORPIPE_COMPLETENESS_INTERVAL: '200ms',
+      ...options.ingestEnv,
     },
   });
   const store = await openStore(ingestConfig, { logger });

@@ -2,9 +2,10 @@
  * ingest — verifies every telemetry message and writes accepted readings to the store, losing nothing.
  *
  * Talks to: the MQTT broker (as the `svc:ingest` service account; telemetry in, the verified live feed
- * out on pipeline/readings/{device}), the store (the store port, measured into ingest's metrics by
- * store/metrics.ts), and its data folder (seq memory, spool, quarantine). Serves /metrics and /healthz
- * on a small HTTP port (core/ops-http.ts), on 127.0.0.1 only.
+ * out on pipeline/readings/{device}), the device registry (its file, or Redis), the store (the store
+ * port, measured into ingest's metrics by store/metrics.ts), and its data folder (seq memory, spool, quarantine). Serves /metrics, /healthz,
+ * /livez and /readyz on a small HTTP port (core/ops-http.ts), on 127.0.0.1 unless
+ * SENSORPIPE_INGEST_METRICS_HOST says otherwise.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import type { ConfigOf, configSpecs } from '../core/config.ts';
 import { SensorpipeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import { serveOps } from '../core/ops-http.ts';
+import { instrumentRegistryStore, openRegistryStore } from '../core/registry-store.ts';
 import { PROTOCOL_VERSION, type CompletenessMessage, type VerifiedReadings } from '../core/schemas.ts';
 import { topics } from '../core/topics.ts';
 import { instrumentStore } from '../store/metrics.ts';
@@ -55,10 +57,22 @@ export async function startIngest({ config, registryPath, store: givenStore, log
   checkRedeliveryWindows(config);
   const dir = join(config.dataDir, 'ingest');
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const metrics = createIngestMetrics();
+  // Read when /metrics is scraped (after everything below is open): the quarantine's evicted count, the store, the link.
+  const metrics = createIngestMetrics({
+    perDevice: config.metricsPerDevice,
+    quarantineEvicted: () => quarantine.evictedCount,
+    storeUp: () => store.health().then((health) => health.ok, () => false),
+    brokerConnected: () => link.client.connected,
+    acknowledged: () => link.acknowledged,
+  });
   // Every store call ingest makes (writes, spool replays, health probes) is measured in its registry.
   const store = instrumentStore(givenStore, metrics.registry);
-  const registry = await RegistrySource.open(registryPath, logger);
+  // The registry file (checked every 0.5 s), or Redis with SENSORPIPE_REDIS_URL (each change announced); its reloads on /metrics.
+  const registryStore = instrumentRegistryStore(openRegistryStore({ registryPath, redisUrl: config.redisUrl, logger }), metrics.registry);
+  const registry = await RegistrySource.open(registryStore, logger).catch(async (err: unknown) => {
+    await registryStore.close();
+    throw err;
+  });
   // Aborted when ingest stops: writes that keep failing (disk, quarantine) stop retrying and leave
   // their messages unacknowledged, for the broker to redeliver to the next run.
   const stopping = new AbortController();
@@ -73,13 +87,14 @@ export async function startIngest({ config, registryPath, store: givenStore, log
   const spool = await Spool.open<StorePoint>(join(dir, 'spool'), { maxBytes: config.spoolMaxBytes });
   metrics.spoolBytes.set(spool.bytes);
 
-  const subscription = config.shareGroup ? topics.shared(config.shareGroup, topics.allTelemetry) : topics.allTelemetry;
+  // Signed telemetry, and the topics of the payload mappings of broker-authenticated devices.
+  const subscriptions = topics.ingestFilters.map((filter) => (config.shareGroup ? topics.shared(config.shareGroup, filter) : filter));
   const link: IngestLink = new IngestLink({
     url: config.mqttUrl,
     username: INGEST_USERNAME,
     password: config.ingestPassword,
     clientId: config.ingestClientId,
-    subscriptions: [subscription],
+    subscriptions,
     protocolVersion: config.mqttProtocol === '5' ? 5 : 4,
     maxUnacked: config.maxUnacked,
     maxUnackedBytes: config.maxUnackedBytes,
@@ -97,8 +112,9 @@ export async function startIngest({ config, registryPath, store: givenStore, log
       metrics,
       logger,
       signal: stopping.signal,
-      publishVerified: (device, readings, meta) => {
+      publishVerified: (device, readings, meta, trust) => {
         const message: VerifiedReadings = { v: PROTOCOL_VERSION, device, readings, meta, verifiedAt: Date.now() };
+        if (trust !== undefined) message.trust = trust;
         link.publish(topics.verified(device), JSON.stringify(message));
       },
     },
@@ -116,12 +132,13 @@ export async function startIngest({ config, registryPath, store: givenStore, log
   const lastPublished = new Map<string, string>();
   const completenessTimer = setInterval(() => {
     metrics.unacknowledged.set(link.unacknowledged);
-    metrics.quarantineEvicted.set(quarantine.evictedCount);
     for (const [device] of seqs.tracker.devicesTracked()) {
       const c = seqs.tracker.completeness(device);
       if (c === undefined) continue;
-      metrics.deviceMissing.set({ device }, c.missing);
-      metrics.deviceCompleteness.set({ device }, c.ratio);
+      if (metrics.perDevice) {
+        metrics.deviceMissing.set({ device }, c.missing);
+        metrics.deviceCompleteness.set({ device }, c.ratio);
+      }
       const key = `${c.received}/${c.missing}`;
       if (lastPublished.get(device) === key || !link.client.connected) continue;
       lastPublished.set(device, key);
@@ -131,19 +148,30 @@ export async function startIngest({ config, registryPath, store: givenStore, log
   }, config.completenessIntervalMs);
   completenessTimer.unref();
 
-  const ops = await serveOps('127.0.0.1', config.ingestMetricsPort, {
+  const status = async () => ({
+    broker: link.client.connected,
+    store: await store.health().then(
+      (health) => health.ok,
+      () => false,
+    ),
+    spoolBytes: spool.bytes,
+    spoolFull: pipeline.spoolFull,
+  });
+  const ops = await serveOps(config.ingestMetricsHost, config.ingestMetricsPort, {
     metrics: metrics.registry,
     health: async () => {
-      const status = {
-        broker: link.client.connected,
-        store: await store.health().then(
-          (health) => health.ok,
-          () => false,
-        ),
-        spoolBytes: spool.bytes,
-        spoolFull: pipeline.spoolFull,
-      };
-      return { ok: status.broker && status.store, ...status };
+      const now = await status();
+      return { ok: now.broker && now.store, ...now };
+    },
+    // Alive while it answers: a spooling ingest (store down, or spool full and acknowledgements paused) is
+    // doing what it should, and a restart would only drop its session's unacknowledged messages for the
+    // broker to resend. Ready when it does its whole job: linked to the broker and writing to the store.
+    // See docs/OPERATIONS.md ("Liveness and readiness").
+    liveness: () => ({ ok: true, spoolBytes: spool.bytes }),
+    readiness: async () => {
+      const now = await status();
+      const reasons = [...(now.broker ? [] : ['broker']), ...(now.store ? [] : ['store']), ...(now.spoolFull ? ['spool_full'] : [])];
+      return { ok: reasons.length === 0, notReady: reasons, ...now };
     },
   });
   link.connect();
@@ -164,6 +192,7 @@ export async function startIngest({ config, registryPath, store: givenStore, log
       await quarantine.close();
       await spool.close();
       registry.close();
+      await registryStore.close();
       await ops.close();
     },
   };

@@ -80,6 +80,7 @@ export class IngestLink {
   private readonly markDone = (message: InFlightMessage): void => this.acknowledge(message);
   private generation = 0;
   private notDone = 0;
+  private pubacksSent = 0;
   private notDoneBytes = 0;
   private held = new Fifo<() => void>();
   private pingRescheduledAt = 0;
@@ -150,6 +151,11 @@ export class IngestLink {
 
   get unacknowledged(): number {
     return this.notDone;
+  }
+
+  /** PUBACKs sent since start (read by /metrics: an ingest that stops acknowledging shows as a flat line). */
+  get acknowledged(): number {
+    return this.pubacksSent;
   }
 
   get unacknowledgedBytes(): number {
@@ -246,6 +252,7 @@ export class IngestLink {
     for (let head = this.queue.peek(); head?.done === true && head.puback !== undefined; head = this.queue.peek()) {
       this.queue.shift();
       this.sendPacket(head.puback);
+      this.pubacksSent++;
     }
   }
 

@@ -33,6 +33,7 @@ import type { IngestMetrics } from './metrics.ts';
 import { quarantineEntry, type Quarantine } from './quarantine.ts';
 import type { SeqBatch, SeqStore } from './seq-store.ts';
 import type { Spool } from './spool.ts';
+import { BrokerReadingMemory } from './broker-readings.ts';
 import { verifyTelemetryMessage } from './verify.ts';
 
 /**
@@ -60,7 +61,8 @@ export interface PipelineDeps {
   spool: Spool<StorePoint>;
   /** The store, already measured (ingest/index.ts wraps it with store/metrics.ts). */
   store: PointWriter;
-  publishVerified(device: string, readings: Reading[], meta: DeviceMeta): void;
+  /** `trust` is 'broker' for a broker-authenticated device's readings, absent for signed ones. */
+  publishVerified(device: string, readings: Reading[], meta: DeviceMeta, trust?: 'broker'): void;
   metrics: IngestMetrics;
   logger: Logger;
   now?: () => number;
@@ -98,6 +100,8 @@ export class IngestPipeline {
   private closing = false;
   private closed = false;
   private readonly now: () => number;
+  /** Dedup of broker-authenticated devices' readings, by their ts (PROTOCOL.md §7.4). */
+  private readonly brokerReadings = new BrokerReadingMemory();
 
   constructor(
     private readonly deps: PipelineDeps,
@@ -114,6 +118,7 @@ export class IngestPipeline {
     const verdict = verifyTelemetryMessage(message.topic, message.payload, {
       registry: this.deps.registry(),
       seqs: this.deps.seqs.tracker,
+      brokerReadings: this.brokerReadings,
       now: this.now(),
       bounds: this.options.bounds,
     });
@@ -131,6 +136,26 @@ export class IngestPipeline {
       case 'outside-window':
         this.lookUpOutsideWindow(message, verdict.device, verdict.readings, verdict.range);
         return;
+      case 'ignored':
+        // Understood and not a measurement (PROTOCOL.md §7.3): acknowledged in order with the batch.
+        metrics.ignored.inc();
+        this.current.acks.push(message);
+        this.timer ??= setTimeout(() => this.flushBatch(), this.options.batchMaxDelayMs);
+        return;
+      case 'accepted-broker': {
+        // Unsigned: every point carries trust 'broker', and nothing here can make it signed.
+        const { device, reading, meta } = verdict;
+        this.brokerReadings.accept(device, reading.ts, verdict.digest);
+        metrics.acceptedMessages.inc();
+        metrics.acceptedReadings.inc();
+        this.deps.publishVerified(device, [reading], meta, 'broker');
+        const points = this.current.points;
+        for (const metric of Object.keys(reading.values)) points.push({ device, metric, ts: reading.ts, value: reading.values[metric]!, meta, trust: 'broker' });
+        this.current.acks.push(message);
+        if (points.length >= this.options.batchMaxPoints) this.flushBatch();
+        else this.timer ??= setTimeout(() => this.flushBatch(), this.options.batchMaxDelayMs);
+        return;
+      }
       case 'accepted': {
         this.deps.seqs.accept(this.current.seq, verdict.device, verdict.fresh, verdict.range, verdict.digest);
         metrics.acceptedMessages.inc();

@@ -1,43 +1,47 @@
 /**
- * The registry as ingest sees it: loaded at start, reloaded when the file changes (a device added,
- * rotated or revoked takes effect without a restart). A registry that fails to load keeps the last
- * good one in force and is logged; it never empties the device list. The file is followed by
- * core/registry-watch.ts, whose close stops only this watcher: in `sensorpipe start` the broker and
- * the display follow the same file.
+ * The registry as ingest sees it: loaded at start, reloaded on every change (a device added, rotated or
+ * revoked takes effect without a restart). Where it comes from is a RegistryStore (core/registry-store.ts):
+ * the file, polled, or Redis, which announces each change. A registry that fails to load keeps the last
+ * good one in force and is logged; it never empties the device list. Closing the source stops only its
+ * own watch: in `sensorpipe start` the broker and the display follow the same registry.
  */
 import type { Logger } from '../core/logger.ts';
-import { watchRegistry, type RegistryWatch } from '../core/registry-watch.ts';
-import { loadRegistry, type Registry } from '../core/registry.ts';
+import { FileRegistryStore, type RegistryStore, type RegistryWatchHandle } from '../core/registry-store.ts';
+import type { Registry } from '../core/registry.ts';
 
 export class RegistrySource {
-  private readonly watch: RegistryWatch;
+  private readonly watch: RegistryWatchHandle;
 
   private constructor(
     private current: Registry,
-    path: string,
+    store: RegistryStore,
     logger: Logger,
     pollMs: number,
   ) {
-    this.watch = watchRegistry(
-      path,
+    this.watch = store.watch(
       (registry) => {
         this.current = registry;
         logger.info({ devices: registry.size }, 'registry reloaded');
       },
-      { intervalMs: pollMs, onError: (err) => logger.error({ err: err.message }, 'registry reload failed; keeping the previous one') },
+      { intervalMs: pollMs, onError: (err) => logger.error({ err: err.message, registry: store.location }, 'registry reload failed; keeping the previous one') },
     );
   }
 
-  /** Rejects when the file cannot be loaded now: ingest does not start without a registry. */
-  static async open(path: string, logger: Logger, pollMs = 500): Promise<RegistrySource> {
-    return new RegistrySource(await loadRegistry(path), path, logger, pollMs);
+  /**
+   * Rejects when the registry cannot be loaded now: ingest does not start without one. `source` is a
+   * store (closed by whoever opened it), or the path of a registry file. `pollMs`: how often a file is
+   * checked (Redis needs no polling).
+   */
+  static async open(source: RegistryStore | string, logger: Logger, pollMs = 500): Promise<RegistrySource> {
+    const store = typeof source === 'string' ? new FileRegistryStore(source) : source;
+    return new RegistrySource(await store.load(), store, logger, pollMs);
   }
 
   get registry(): Registry {
     return this.current;
   }
 
-  /** Loads the file now, as a change would. */
+  /** Loads the registry now, as a change would. */
   reload(): Promise<void> {
     return this.watch.reload();
   }

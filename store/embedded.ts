@@ -8,6 +8,13 @@
  * case: live data; see appendCommitted); any other point takes the slow path — delete the same
  * identities, insert, in one transaction. Writes are serialised (one writer; DuckDB also locks the file against other processes).
  * Reads use their own connection, so a long write never blocks the dashboard.
+ *
+ * Trust (core/PROTOCOL.md §7): signed readings live in `readings`, broker-authenticated ones in
+ * `broker_readings` (same columns), and every read goes through the view
+ * `readings_all(device, metric, ts, value, seq, trust)`, whose `trust` column is 'signed' or 'broker'.
+ * Two tables rather than a column: a column appended per row costs the signed hot path a native call
+ * per point (see META_TABLE), where this costs it nothing. An identity lives in one table at most: a
+ * rewrite deletes it from both.
  */
 import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
@@ -38,6 +45,13 @@ const COLUMNS = '(device VARCHAR NOT NULL, metric VARCHAR NOT NULL, ts BIGINT NO
  * costs a native call per row (7 columns → 4 took bench/store.ts from ~290k to ~440k points/s here).
  */
 const META_TABLE = 'CREATE TABLE IF NOT EXISTS device_meta (device VARCHAR PRIMARY KEY, site VARCHAR, model VARCHAR, profile VARCHAR)';
+
+/** Every reading with its trust: what queries read (and what a user of the file queries). */
+const ALL_READINGS_VIEW = `CREATE OR REPLACE VIEW readings_all AS
+  SELECT device, metric, ts, value, seq, 'signed' AS trust FROM readings
+  UNION ALL SELECT device, metric, ts, value, seq, 'broker' AS trust FROM broker_readings`;
+
+type ReadingsTable = 'readings' | 'broker_readings';
 
 function metaKey(meta: DeviceMeta): string {
   return `${meta.site ?? ''}\u0000${meta.model ?? ''}\u0000${meta.profile ?? ''}`;
@@ -117,6 +131,8 @@ async function openFile(options: EmbeddedStoreOptions): Promise<EmbeddedStore> {
   try {
     await writer.run(`CREATE TABLE IF NOT EXISTS readings ${COLUMNS}`);
     await writer.run('ALTER TABLE readings ADD COLUMN IF NOT EXISTS seq BIGINT');
+    await writer.run(`CREATE TABLE IF NOT EXISTS broker_readings ${COLUMNS}`);
+    await writer.run(ALL_READINGS_VIEW);
     await writer.run(`CREATE TEMP TABLE IF NOT EXISTS rewrite ${COLUMNS}`);
     await writer.run(META_TABLE);
     const store = new EmbeddedStore(instance, writer, reader, options);
@@ -150,7 +166,7 @@ class EmbeddedStore implements TimeSeriesStore {
   }
 
   async loadHighWaterMarks(): Promise<void> {
-    const result = await this.writer.runAndReadAll('SELECT device, metric, max(ts) FROM readings GROUP BY ALL');
+    const result = await this.writer.runAndReadAll('SELECT device, metric, max(ts) FROM readings_all GROUP BY ALL');
     for (const [device, metric, ts] of result.getRows()) this.highWater.set(seriesKey(String(device), String(metric)), Number(ts));
     const metas = await this.writer.runAndReadAll('SELECT device, site, model, profile FROM device_meta');
     for (const [device, site, model, profile] of metas.getRows()) {
@@ -174,6 +190,9 @@ class EmbeddedStore implements TimeSeriesStore {
     const { indexes, refused } = checkBatch(points);
     const appendNow: Point[] = [];
     const rewrite: Point[] = [];
+    // Broker-authenticated readings (rare, slow): their own lists, so the signed ones cost nothing more.
+    let brokerAppend: Point[] | undefined;
+    let brokerRewrite: Point[] | undefined;
     const batchHigh = new Map<string, number>();
     const batchMeta = new Map<string, DeviceMeta>();
     let lastMeta: DeviceMeta | undefined;
@@ -188,13 +207,18 @@ class EmbeddedStore implements TimeSeriesStore {
       }
       const key = seriesKey(point.device, point.metric);
       const high = this.highWater.get(key);
-      if (high === undefined || point.ts > high) appendNow.push(point);
+      if (point.trust !== undefined) {
+        if (high === undefined || point.ts > high) (brokerAppend ??= []).push(point);
+        else (brokerRewrite ??= []).push(point);
+      } else if (high === undefined || point.ts > high) appendNow.push(point);
       else rewrite.push(point);
       if (point.ts > (batchHigh.get(key) ?? -Infinity)) batchHigh.set(key, point.ts);
     }
     try {
-      if (appendNow.length > 0) await this.appendCommitted(appendNow);
-      if (rewrite.length > 0) await this.rewrite(rewrite);
+      if (appendNow.length > 0) await this.appendCommitted('readings', appendNow);
+      if (rewrite.length > 0) await this.rewrite('readings', rewrite);
+      if (brokerAppend !== undefined) await this.appendCommitted('broker_readings', brokerAppend);
+      if (brokerRewrite !== undefined) await this.rewrite('broker_readings', brokerRewrite);
       await this.saveMeta(batchMeta);
     } catch (err) {
       if (isSensorpipeError(err)) throw err;
@@ -214,10 +238,10 @@ class EmbeddedStore implements TimeSeriesStore {
    * feed. Inside an explicit transaction the appender's flush only adds the rows to it (~1 ms), and the
    * COMMIT runs on DuckDB's threads. Durable once it resolves, as before.
    */
-  private async appendCommitted(points: readonly Point[]): Promise<void> {
+  private async appendCommitted(table: ReadingsTable, points: readonly Point[]): Promise<void> {
     await this.writer.run('BEGIN TRANSACTION');
     try {
-      await this.append('readings', points);
+      await this.append(table, points);
       await this.writer.run('COMMIT');
     } catch (err) {
       await this.writer.run('ROLLBACK').catch(() => {});
@@ -226,7 +250,7 @@ class EmbeddedStore implements TimeSeriesStore {
   }
 
   /** Appends rows with DuckDB's appender (one transaction per call, unless one is open). */
-  private async append(table: 'readings' | 'rewrite', points: readonly Point[]): Promise<void> {
+  private async append(table: ReadingsTable | 'rewrite', points: readonly Point[]): Promise<void> {
     const appender = await this.writer.createAppender(table, table === 'rewrite' ? 'main' : null, table === 'rewrite' ? 'temp' : null);
     try {
       for (const p of points) {
@@ -254,8 +278,8 @@ class EmbeddedStore implements TimeSeriesStore {
     }
   }
 
-  /** Points that may already exist: replace them by identity, atomically. */
-  private async rewrite(points: readonly Point[]): Promise<void> {
+  /** Points that may already exist: replace them by identity (in either table), atomically, into `table`. */
+  private async rewrite(table: ReadingsTable, points: readonly Point[]): Promise<void> {
     await this.writer.run('DELETE FROM temp.main.rewrite');
     await this.append('rewrite', points);
     let minTs = Infinity;
@@ -267,12 +291,14 @@ class EmbeddedStore implements TimeSeriesStore {
     await this.writer.run('BEGIN TRANSACTION');
     try {
       // The ts bounds let DuckDB skip row groups by their min/max (zone maps) before the join.
-      await this.writer.run(
-        `DELETE FROM readings USING temp.main.rewrite AS r
-         WHERE readings.ts BETWEEN $1 AND $2 AND readings.ts = r.ts AND readings.device = r.device AND readings.metric = r.metric`,
-        [BigInt(minTs), BigInt(maxTs)],
-      );
-      await this.writer.run('INSERT INTO readings (device, metric, ts, value, seq) SELECT device, metric, ts, value, seq FROM temp.main.rewrite');
+      for (const from of ['readings', 'broker_readings'] as const) {
+        await this.writer.run(
+          `DELETE FROM ${from} USING temp.main.rewrite AS r
+           WHERE ${from}.ts BETWEEN $1 AND $2 AND ${from}.ts = r.ts AND ${from}.device = r.device AND ${from}.metric = r.metric`,
+          [BigInt(minTs), BigInt(maxTs)],
+        );
+      }
+      await this.writer.run(`INSERT INTO ${table} (device, metric, ts, value, seq) SELECT device, metric, ts, value, seq FROM temp.main.rewrite`);
       await this.writer.run('COMMIT');
     } catch (err) {
       await this.writer.run('ROLLBACK').catch(() => {});
@@ -311,7 +337,7 @@ class EmbeddedStore implements TimeSeriesStore {
     const where = this.whereClause(query);
     // One more than maxPoints per metric, so that `truncated` is exact.
     const result = await this.reader.runAndReadAll(
-      `SELECT metric, ts, value FROM readings WHERE ${where.sql}
+      `SELECT metric, ts, value FROM readings_all WHERE ${where.sql}
        QUALIFY row_number() OVER (PARTITION BY metric ORDER BY ts) <= ${query.maxPoints + 1}
        ORDER BY metric, ts`,
       where.params,
@@ -319,6 +345,7 @@ class EmbeddedStore implements TimeSeriesStore {
     const builder = new SeriesBuilder(query);
     const [metrics = [], times = [], values = []] = result.getColumns() as [string[]?, bigint[]?, number[]?];
     for (let i = 0; i < metrics.length; i++) builder.add(metrics[i]!, { ts: Number(times[i]), value: values[i]! });
+    await this.addTrust(builder, where);
     return builder.result();
   }
 
@@ -328,7 +355,7 @@ class EmbeddedStore implements TimeSeriesStore {
     const pick = { mean: 'avg(value)', min: 'min(value)', max: 'max(value)', last: 'arg_max(value, ts)', count: 'count(*)::DOUBLE' }[query.fn];
     const result = await this.reader.runAndReadAll(
       `SELECT metric, (ts // ${every}) * ${every} AS w, ${pick} AS v, min(value) AS lo, max(value) AS hi
-       FROM readings WHERE ${where.sql} GROUP BY metric, w ORDER BY metric, w`,
+       FROM readings_all WHERE ${where.sql} GROUP BY metric, w ORDER BY metric, w`,
       where.params,
     );
     const builder = new SeriesBuilder(query);
@@ -336,14 +363,22 @@ class EmbeddedStore implements TimeSeriesStore {
     for (let i = 0; i < metrics.length; i++) {
       builder.add(metrics[i]!, { ts: Number(windows[i]), value: picked[i]!, min: lows[i]!, max: highs[i]! });
     }
+    await this.addTrust(builder, where);
     return builder.result();
+  }
+
+  /** The trust levels of each metric's readings in the query's range. */
+  private async addTrust(builder: SeriesBuilder, where: { sql: string; params: DuckDBValue[] }): Promise<void> {
+    const result = await this.reader.runAndReadAll(`SELECT DISTINCT metric, trust FROM readings_all WHERE ${where.sql}`, where.params);
+    builder.withTrust();
+    for (const [metric, trust] of result.getRows()) builder.addTrust(String(metric), trust);
   }
 
   async latest(device: string, since?: number): Promise<LatestValue[]> {
     this.assertOpen();
     try {
       const result = await this.reader.runAndReadAll(
-        'SELECT metric, max(ts), arg_max(value, ts) FROM readings WHERE device = $1 AND ts >= $2 GROUP BY metric ORDER BY metric',
+        'SELECT metric, max(ts), arg_max(value, ts) FROM readings_all WHERE device = $1 AND ts >= $2 GROUP BY metric ORDER BY metric',
         [device, BigInt(since ?? this.now() - DEFAULT_LATEST_WINDOW_MS)],
       );
       return result.getRows().map(([metric, ts, value]) => ({ metric: String(metric), ts: Number(ts), value: Number(value) }));
@@ -356,7 +391,7 @@ class EmbeddedStore implements TimeSeriesStore {
     this.assertOpen();
     try {
       const result = await this.reader.runAndReadAll(
-        'SELECT device, metric, max(ts), arg_max(value, ts) FROM readings WHERE ts >= $1 GROUP BY device, metric ORDER BY device, metric',
+        'SELECT device, metric, max(ts), arg_max(value, ts) FROM readings_all WHERE ts >= $1 GROUP BY device, metric ORDER BY device, metric',
         [BigInt(since ?? this.now() - DEFAULT_LATEST_WINDOW_MS)],
       );
       return result.getRows().map(([device, metric, ts, value]) => ({ device: String(device), metric: String(metric), ts: Number(ts), value: Number(value) }));
@@ -387,7 +422,7 @@ class EmbeddedStore implements TimeSeriesStore {
       const row = result.getRows()[0];
       if (row === undefined) {
         // A device written without metadata still exists.
-        const any = await this.reader.runAndReadAll('SELECT 1 FROM readings WHERE device = $1 LIMIT 1', [device]);
+        const any = await this.reader.runAndReadAll('SELECT 1 FROM readings_all WHERE device = $1 LIMIT 1', [device]);
         return any.getRows().length > 0 ? {} : undefined;
       }
       const meta: DeviceMeta = {};
@@ -414,7 +449,7 @@ class EmbeddedStore implements TimeSeriesStore {
       where.push(`ts < $${params.length}`);
     }
     try {
-      const result = await this.reader.runAndReadAll(`SELECT count(*) FROM readings WHERE ${where.join(' AND ')}`, params);
+      const result = await this.reader.runAndReadAll(`SELECT count(*) FROM readings_all WHERE ${where.join(' AND ')}`, params);
       return Number(result.getRows()[0]?.[0] ?? 0);
     } catch (err) {
       throw unavailable('count failed', err);

@@ -22,7 +22,7 @@ import type { Logger } from '../core/logger.ts';
 import type { DeviceMeta } from '../core/schemas.ts';
 import { checkBatch, sortRefused } from './points.ts';
 import type { DeviceLatestValue, LatestValue, QueryResult, RangeQuery, StoredSeq, StorePoint, TimeSeriesStore, WriteResult } from './port.ts';
-import { decodeTagValue, MEASUREMENT, META_TAGS, postNarrowing, retryAfterMs, SEQ_FIELD, toLines, type Line, type PostOutcome } from './line-protocol.ts';
+import { TRUST_TAG, decodeTagValue, MEASUREMENT, META_TAGS, postNarrowing, retryAfterMs, SEQ_FIELD, toLines, type Line, type PostOutcome } from './line-protocol.ts';
 import { planQuery } from './query.ts';
 import { DEFAULT_LATEST_WINDOW_MS, distinctSeqs, SeriesBuilder } from './result.ts';
 
@@ -214,11 +214,14 @@ export class InfluxStore implements TimeSeriesStore {
     if (metrics.length === 0) return builder.result();
     const where = `${this.deviceFilter(query.device)} AND ${this.timeRange(query.from, query.to)}`;
     const from = `FROM ${ident(MEASUREMENT)} WHERE ${where}`;
+    // Then one statement per metric for the trust levels of its readings (tag `trust`; none: signed).
+    const trustStatements = metrics.map((m) => `SELECT count(${ident(m)}) ${from} GROUP BY ${ident(TRUST_TAG)}`);
     if (query.mode === 'raw') {
-      const answer = await this.influxql(metrics.map((m) => `SELECT ${ident(m)} ${from} ORDER BY time ASC LIMIT ${query.maxPoints + 1}`).join('; '));
+      const answer = await this.influxql([...metrics.map((m) => `SELECT ${ident(m)} ${from} ORDER BY time ASC LIMIT ${query.maxPoints + 1}`), ...trustStatements].join('; '));
       metrics.forEach((metric, i) => {
         for (const [ts, value] of this.rowsOf(answer, i)) if (typeof value === 'number') builder.add(metric, { ts: ts as number, value });
       });
+      this.addTrust(builder, answer, metrics, metrics.length);
       return builder.result();
     }
     // One statement per aggregate: influxd 1.6 answers `mean; min; max` as three statements about a
@@ -226,7 +229,8 @@ export class InfluxStore implements TimeSeriesStore {
     // Windows align to the epoch (no offset), as in the embedded store; a window's time is its start.
     const fns = [...new Set([query.fn, 'min', 'max'])];
     const statements = metrics.flatMap((m) => fns.map((fn) => `SELECT ${fn}(${ident(m)}) ${from} GROUP BY time(${query.every}ms) fill(none)`));
-    const answer = await this.influxql(statements.join('; '));
+    const answer = await this.influxql([...statements, ...trustStatements].join('; '));
+    this.addTrust(builder, answer, metrics, statements.length);
     metrics.forEach((metric, i) => {
       const columns = fns.map((_, j) => new Map(this.rowsOf(answer, i * fns.length + j).map((row) => [row[0] as number, row[1]])));
       const [picked, lows, highs] = [columns[0]!, columns[fns.indexOf('min')]!, columns[fns.indexOf('max')]!];
@@ -239,7 +243,19 @@ export class InfluxStore implements TimeSeriesStore {
     return builder.result();
   }
 
-  /** Rows of one statement's answer (one series: we never GROUP BY tags). */
+  /** Reads the trust statements (one per metric, from statement `first` on): one series per trust tag value. */
+  private addTrust(builder: SeriesBuilder, answer: InfluxAnswer, metrics: string[], first: number): void {
+    builder.withTrust();
+    metrics.forEach((metric, i) => {
+      const result = answer.results?.find((r) => (r.statement_id ?? 0) === first + i);
+      for (const series of result?.series ?? []) {
+        const count = series.values?.[0]?.[1];
+        if (typeof count === 'number' && count > 0) builder.addTrust(metric, series.tags?.[TRUST_TAG]);
+      }
+    });
+  }
+
+  /** Rows of one statement's answer (one series: we never GROUP BY tags, but for trust). */
   private rowsOf(answer: InfluxAnswer, statement: number): unknown[][] {
     return answer.results?.find((r) => (r.statement_id ?? 0) === statement)?.series?.[0]?.values ?? [];
   }

@@ -1,6 +1,6 @@
 /**
  * Line protocol for our InfluxDB schema (store/SCHEMA.md): measurement `readings`, tags `device`, `model`,
- * `profile`, `site`, one float field per metric, millisecond timestamps. Points of one device, one time
+ * `profile`, `site`, `trust` (`signed` or `broker`), one float field per metric, millisecond timestamps. Points of one device, one time
  * and one tag set share a line, so a reading with 4 metrics is one line of 4 fields.
  *
  * Escaping uses the `influx` library (space, comma, equals). InfluxDB 1.x cannot carry every string in a
@@ -24,6 +24,13 @@ export const MEASUREMENT = 'readings';
 export const META_TAGS = ['model', 'profile', 'site'] as const satisfies readonly (keyof DeviceMeta)[];
 /** The integer field that holds a reading's seq (store/SCHEMA.md); not a metric. */
 export const SEQ_FIELD = 'reading-seq';
+/**
+ * The tag that says how a reading was authenticated: `signed` or `broker` (core/PROTOCOL.md §7). Last
+ * in the tag set (tags sorted by key), so a broker tag set is the signed one with another last value.
+ */
+export const TRUST_TAG = 'trust';
+const SIGNED_SUFFIX = `,${TRUST_TAG}=signed`;
+const BROKER_SUFFIX = `,${TRUST_TAG}=broker`;
 
 const ENCODED_PREFIX = '%:';
 const NEEDS_ENCODING = /[\\\u0000-\u001f\u007f]/;
@@ -60,7 +67,23 @@ const tagsByMeta = new WeakMap<DeviceMeta, Map<string, string>>();
 const tagsByValue = new Map<string, string>();
 const TAG_CACHE_MAX = 10_000;
 
+/** Broker tag sets by their signed tag set (broker-authenticated devices are few). */
+const brokerTags = new Map<string, string>();
+
+/** The tag set of a point, with its trust: cached, so the trust tag costs a signed point nothing. */
 function tagSet(point: StorePoint): string {
+  const signed = signedTagSet(point);
+  if (point.trust === undefined) return signed;
+  let tags = brokerTags.get(signed);
+  if (tags === undefined) {
+    tags = signed.slice(0, -SIGNED_SUFFIX.length) + BROKER_SUFFIX;
+    if (brokerTags.size >= TAG_CACHE_MAX) brokerTags.clear();
+    brokerTags.set(signed, tags);
+  }
+  return tags;
+}
+
+function signedTagSet(point: StorePoint): string {
   const meta = point.meta;
   const byDevice = meta === undefined ? undefined : tagsByMeta.get(meta);
   const hit = byDevice?.get(point.device);
@@ -76,6 +99,7 @@ function tagSet(point: StorePoint): string {
         if (value !== undefined) tags += `,${name}=${escape.tag(encodeTagValue(value))}`;
       }
     }
+    tags += SIGNED_SUFFIX;
     if (tagsByValue.size >= TAG_CACHE_MAX) tagsByValue.clear();
     tagsByValue.set(key, tags);
   }

@@ -63,6 +63,9 @@ export function pointProblem(point: Point): string | undefined {
   if (!Number.isInteger(point.ts) || point.ts < LIMITS.minTimestampMs || point.ts > LIMITS.maxTimestampMs) return 'timestamp is not an integer ms within 2000..2100';
   if (typeof point.value !== 'number' || !Number.isFinite(point.value)) return 'value is not a finite number';
   if (point.seq !== undefined && !(Number.isSafeInteger(point.seq) && point.seq >= 0)) return 'seq is not an integer from 0 to 2^53 - 1';
+  // Only "broker" or nothing: a spool record or another writer can never make a point look signed by
+  // naming some other trust (absent is signed, and only ingest's signed path leaves it out).
+  if (point.trust !== undefined && point.trust !== 'broker') return 'trust is not "broker"';
   const meta = point.meta;
   if (meta !== undefined && (!goodMeta(meta.site) || !goodMeta(meta.model) || !goodMeta(meta.profile))) return 'metadata value is empty, too long or not well-formed Unicode';
   return undefined;

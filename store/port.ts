@@ -10,7 +10,7 @@
  */
 import { isSensorpipeError } from '../core/errors.ts';
 import type { AggregateFunction } from '../core/query.ts';
-import type { DeviceMeta } from '../core/schemas.ts';
+import type { DeviceMeta, ReadingTrust } from '../core/schemas.ts';
 
 /** One value of one metric of one device at one time. Identity: (device, metric, ts). */
 export interface StorePoint {
@@ -34,6 +34,12 @@ export interface StorePoint {
    * characters round-trips (store/SCHEMA.md). Not part of the identity.
    */
   meta?: DeviceMeta;
+  /**
+   * `broker`: a reading of a broker-authenticated device (core/PROTOCOL.md §7), stored with trust
+   * `broker` (InfluxDB tag `trust`, the embedded store's `trust` column). Absent: signed, stored with
+   * trust `signed`. Not part of the identity: a point written again takes the trust it is written with.
+   */
+  trust?: 'broker';
 }
 
 export interface WriteResult {
@@ -79,6 +85,12 @@ export interface SeriesPoint {
 export interface Series {
   metric: string;
   points: SeriesPoint[];
+  /**
+   * The trust levels of the series' readings in the range, sorted (`["broker"]`, `["signed"]` or both).
+   * Readings stored before trust levels existed are `signed`. Left out for a series without points, and
+   * by adapters that cannot tell (the InfluxDB 2.x native adapter).
+   */
+  trust?: ReadingTrust[];
 }
 
 export interface QueryResult {

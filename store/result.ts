@@ -1,10 +1,12 @@
 /** Builds port results from adapter rows, so every adapter shapes its answers the same way. */
+import type { ReadingTrust } from '../core/schemas.ts';
 import type { QueryResult, Series, SeriesPoint, StoredSeq } from './port.ts';
 import type { PlannedQuery } from './query.ts';
 
 export class SeriesBuilder {
   private readonly byMetric = new Map<string, SeriesPoint[]>();
   private truncated = false;
+  private trust: Map<string, Set<ReadingTrust>> | undefined;
 
   constructor(private readonly query: PlannedQuery) {
     for (const metric of query.metrics ?? []) this.byMetric.set(metric, []);
@@ -31,10 +33,33 @@ export class SeriesBuilder {
     points.push(point);
   }
 
+  /**
+   * Records that `metric` has readings of trust `trust` in the range (a stored value other than
+   * "broker", or none: readings written before trust levels existed, counts as "signed"). Once called,
+   * every series of the result carries its `trust` list.
+   */
+  addTrust(metric: string, trust: unknown): void {
+    this.trust ??= new Map();
+    let levels = this.trust.get(metric);
+    if (levels === undefined) this.trust.set(metric, (levels = new Set()));
+    levels.add(trust === 'broker' ? 'broker' : 'signed');
+  }
+
+  /** Every series carries a `trust` list (empty when nothing was recorded for it). */
+  withTrust(): void {
+    this.trust ??= new Map();
+  }
+
   /** Series in the order asked for; all metrics found, sorted by name, when none were named. */
   result(): QueryResult {
     const metrics = this.query.metrics ?? [...this.byMetric.keys()].sort();
-    const series: Series[] = metrics.map((metric) => ({ metric, points: this.byMetric.get(metric) ?? [] }));
+    const trust = this.trust;
+    const series: Series[] = metrics.map((metric) => {
+      const points = this.byMetric.get(metric) ?? [];
+      if (trust === undefined) return { metric, points };
+      // Trust of the points returned; an empty series has none (and says nothing of it).
+      return points.length === 0 ? { metric, points } : { metric, points, trust: [...(trust.get(metric) ?? [])].sort() };
+    });
     const { device, from, to, mode, fn, every } = this.query;
     return mode === 'raw'
       ? { device, from, to, mode, truncated: this.truncated, series }

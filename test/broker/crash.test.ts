@@ -18,6 +18,7 @@ import { waitFor } from '../../harness/publisher.ts';
 import { tempDir, type TempDir } from '../../harness/tmp.ts';
 import { connect, deviceOptions, makeFleet, type Fleet } from './helpers.ts';
 import { startRedis, type RedisServer } from './redis.ts';
+import { importRegistryFile } from '../registry/import.ts';
 
 const DEVICES = ['crash-a', 'crash-b', 'crash-c', 'crash-d'];
 const INGEST = { username: 'svc:ingest', password: 'ingest-crash-secret', clientId: 'ingest-crash', clean: false };
@@ -31,6 +32,8 @@ let metricsPort: number;
 let child: CliProcess | undefined;
 
 async function startBrokerProcess(redisUrl: string | undefined): Promise<void> {
+  // With Redis, the registry lives there too (docs/REGISTRY.md).
+  if (redisUrl !== undefined) await importRegistryFile(fleet.registryPath, redisUrl);
   child = await spawnCli(['broker'], {
     ...(redisUrl === undefined ? {} : { SENSORPIPE_REDIS_URL: redisUrl }),
     SENSORPIPE_REGISTRY: fleet.registryPath,

@@ -9,6 +9,7 @@ import { startTestBroker, type TestBroker } from '../../harness/broker.ts';
 import { connect, deviceOptions, inbox, makeFleet, type Fleet } from './helpers.ts';
 import { within } from './raw.ts';
 import { startRedis, type RedisServer } from './redis.ts';
+import { importRegistryFile } from '../registry/import.ts';
 
 let fleet: Fleet;
 let redis: RedisServer | undefined;
@@ -20,6 +21,8 @@ beforeAll(async () => {
   fleet = await makeFleet(['roamer']);
   redis = await startRedis(fleet.dir.path);
   redisUrl = redis.url;
+  // With Redis, the registry lives there too (docs/REGISTRY.md).
+  await importRegistryFile(fleet.registryPath, redisUrl);
   brokerA = await startTestBroker({ registryPath: fleet.registryPath, redisUrl });
   brokerB = await startTestBroker({ registryPath: fleet.registryPath, redisUrl, adminPassword: brokerA.services.admin.password, ingestPassword: brokerA.services.ingest.password });
 });

@@ -21,6 +21,7 @@ import { tempDir, type TempDir } from '../../harness/tmp.ts';
 import { connect, deviceOptions, inbox, makeFleet, subackCodes, type Fleet, type Inbox } from './helpers.ts';
 import { connectPacket, rawConnect, within } from './raw.ts';
 import { startRedis, type RedisServer } from './redis.ts';
+import { importRegistryFile } from '../registry/import.ts';
 
 const OWN = 'sensors/dev-a/+';
 const FOREIGN = 'sensors/dev-b/#';
@@ -56,6 +57,8 @@ afterAll(async () => {
 
 /** A broker closed after the test (unless the test closed it). Services share passwords across brokers. */
 async function broker(options: Partial<TestBrokerOptions> = {}): Promise<TestBroker> {
+  // With Redis, the registry lives there too (docs/REGISTRY.md); each test ends with a FLUSHALL.
+  if (options.redisUrl !== undefined) await importRegistryFile(fleet.registryPath, options.redisUrl);
   const started = await startTestBroker({ registryPath: fleet.registryPath, adminPassword: 'admin-secret', displayPassword: 'display-secret', ...options });
   brokers.push(started);
   return started;

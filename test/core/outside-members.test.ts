@@ -35,7 +35,7 @@ describe('records of names refuse __proto__ (z.record would drop it)', () => {
       'a device summary',
       () =>
         DeviceSummarySchema.safeParse(
-          JSON.parse('{"id":"dev-0","registered":"active","meta":{},"state":"online","since":null,"lastSeen":null,"latest":{"__proto__":{"ts":1,"value":2}},"completeness":null}'),
+          JSON.parse('{"id":"dev-0","registered":"active","trust":"signed","meta":{},"state":"online","since":null,"lastSeen":null,"latest":{"__proto__":{"ts":1,"value":2}},"completeness":null}'),
         ),
     ],
   ])('%s', (_, parse) => {

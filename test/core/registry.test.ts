@@ -80,10 +80,11 @@ describe('sensorpipe devices', () => {
     await add('dev-a');
     const cases: [string[], RegExp][] = [
       [['devices', 'add', 'dev-a'], /REGISTRY_CONFLICT/],
-      [['devices', 'add', 'Bad_ID'], /CONFIG_INVALID.*lowercase slug/],
-      [['devices', 'add', 'x'.repeat(60)], /CONFIG_INVALID/],
+      // A bad id or metadata value is DEVICE_INVALID, as the admin API answers it (admin/devices.ts).
+      [['devices', 'add', 'Bad_ID'], /DEVICE_INVALID.*lowercase slug/],
+      [['devices', 'add', 'x'.repeat(60)], /DEVICE_INVALID/],
       [['devices', 'add', 'dev-c', '--alg', 'rsa'], /CONFIG_INVALID.*--alg/],
-      [['devices', 'add', 'dev-c', '--site', 'a\u0007b'], /CONFIG_INVALID|control characters/],
+      [['devices', 'add', 'dev-c', '--site', 'a\u0007b'], /DEVICE_INVALID.*control characters/],
       [['devices', 'revoke', 'nobody'], /DEVICE_UNKNOWN/],
       [['devices', 'rotate'], /needs a device id/],
       [['devices', 'explode'], /unknown devices action/],

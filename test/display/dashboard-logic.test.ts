@@ -63,6 +63,7 @@ describe('format', () => {
 describe('server frames', () => {
   it.each([
     ['{"type":"readings","items":[["d-1",1,1700000000000,{"t":1}]]}', 'readings'],
+    ['{"type":"readings","items":[["d-1",1,1700000000000,{"t":1}],["plug-1",0,1700000000000,{"t":2},"broker"]]}', 'readings'],
     ['{"type":"status","device":"d-1","state":"online","since":1}', 'status'],
     ['{"type":"history","id":"dev-1","device":"d","from":0,"to":1,"mode":"aggregate","every":60000,"series":[{"metric":"t","points":[[0,1,0,2],[1,2]]}]}', 'history'],
     ['{"type":"welcome","v":1,"serverTime":1,"tickMs":20,"limits":{}}', 'welcome'],
@@ -77,6 +78,7 @@ describe('server frames', () => {
     '{"type":"readings"}',
     '{"type":"readings","items":[["d-1",1,{"t":1}]]}',
     '{"type":"readings","items":[["d-1","1",1,{"t":1}]]}',
+    '{"type":"readings","items":[["d-1",1,1,{"t":1},"signed"]]}',
     '{"type":"status","device":"d-1","state":"maybe","since":1}',
     '{"type":"history","id":"x","device":"d","from":0,"to":1,"series":[{"metric":"t","points":[[0,"1"]]}]}',
     '{"type":"history","id":"x","device":"d","from":0,"to":1,"series":[{"metric":"t","points":[[0,1,2]]}]}',
@@ -87,6 +89,7 @@ describe('fleet model', () => {
   const summary = {
     id: 'boiler-7',
     registered: 'active' as const,
+    trust: 'signed' as const,
     meta: { site: 'Plant 3', model: 'TH-2', profile: 'env' },
     state: 'online' as const,
     since: 1_000,

@@ -11,22 +11,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CLI_PATH, runCli } from '../../harness/cli.ts';
+import { CLI_PATH, runCli, START_ON_FREE_PORTS } from '../../harness/cli.ts';
 import { influxQuery, startInfluxd, type InfluxServer } from '../../harness/influxd.ts';
 import { LiveTestClient } from '../../harness/pipeline.ts';
 import { waitFor } from '../../harness/publisher.ts';
 import { tempDir, type TempDir } from '../../harness/tmp.ts';
-
-/** Every listener on loopback, on a port the system picks (the test reads the ports from the output). */
-const ANY_FREE_PORT = {
-  SENSORPIPE_MQTT_HOST: '127.0.0.1',
-  SENSORPIPE_HTTP_HOST: '127.0.0.1',
-  SENSORPIPE_MQTT_PORT: '0',
-  SENSORPIPE_MQTT_WS_PORT: '0',
-  SENSORPIPE_BROKER_METRICS_PORT: '0',
-  SENSORPIPE_INGEST_METRICS_PORT: '0',
-  SENSORPIPE_HTTP_PORT: '0',
-};
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const DEMO_DEVICES = 25;
@@ -67,7 +56,7 @@ async function startProduct(dataDir: string, env: Record<string, string> = {}): 
     env: {
       ...process.env,
       SENSORPIPE_DATA_DIR: dataDir,
-      ...ANY_FREE_PORT,
+      ...START_ON_FREE_PORTS,
       SENSORPIPE_LOG_LEVEL: 'info',
       ...env,
     },
@@ -276,7 +265,7 @@ describe('sensorpipe start, as a child process', () => {
         env: {
           ...process.env,
           SENSORPIPE_DATA_DIR: `${dir.path}/data`,
-          ...ANY_FREE_PORT,
+          ...START_ON_FREE_PORTS,
           SENSORPIPE_LOG_LEVEL: 'warn',
           [variable]: String(taken),
         },

@@ -153,6 +153,34 @@ export function describeStoreContract(name: string, openRig: () => Promise<Store
       ]);
     });
 
+    it('stores each point with its trust: signed, or broker for a broker-authenticated device; a rewrite takes the new one', async () => {
+      const signed = dev('trust-signed');
+      const broker = dev('trust-broker');
+      const meta = { site: 'lab' };
+      const result = await store.write([
+        { device: signed, metric: 'temperature', ts: T0, value: 1, seq: 1, meta },
+        { device: broker, metric: 'temperature', ts: T0, value: 2, meta, trust: 'broker' },
+        { device: broker, metric: 'temperature', ts: T0 + 1000, value: 3, meta, trust: 'broker' },
+        { device: broker, metric: 'humidity', ts: T0, value: 4, meta, trust: 'broker' },
+      ]);
+      expect(result.refused).toEqual([]);
+      if (store.kind === 'influxdb2') return; // its Flux queries do not read the trust (store/port.ts)
+      const signedRaw = await raw(store, signed, ['temperature'], T0, T0 + HOUR);
+      expect(signedRaw.series[0]).toMatchObject({ metric: 'temperature', trust: ['signed'] });
+      const brokerRaw = await raw(store, broker, undefined, T0, T0 + HOUR);
+      expect(brokerRaw.series.map((s) => [s.metric, s.trust, s.points.length])).toEqual([['humidity', ['broker'], 1], ['temperature', ['broker'], 2]]);
+      const aggregated = await store.query({ device: broker, metrics: ['temperature'], from: T0, to: T0 + HOUR, mode: 'aggregate', every: HOUR });
+      expect(aggregated.series[0]).toMatchObject({ trust: ['broker'], points: [{ ts: T0, value: 2.5 }] });
+      // The same identity written again as signed (the device was made signed): one point, signed.
+      // InfluxDB keeps a copy per tag set instead (store/SCHEMA.md), as for a metadata change.
+      if (store.kind !== 'embedded') return;
+      await store.write([{ device: broker, metric: 'temperature', ts: T0 + 1000, value: 5, seq: 9, meta }]);
+      const mixed = await raw(store, broker, ['temperature'], T0, T0 + HOUR);
+      expect(pointsOf(mixed, 'temperature')).toEqual([{ ts: T0, value: 2 }, { ts: T0 + 1000, value: 5 }]);
+      expect(mixed.series[0]!.trust).toEqual(['broker', 'signed']);
+      expect(await store.count({ device: broker })).toBe(3);
+    });
+
     it('treats a range as [from, to): from included, to excluded', async () => {
       await store.write([0, 999, 1000, 1999, 2000].map((dt) => ({ device: dev('bounds'), metric: 'level', ts: T0 + dt, value: dt })));
       const answer = await raw(store, dev('bounds'), ['level'], T0 + 999, T0 + 2000);

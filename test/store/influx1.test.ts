@@ -61,7 +61,7 @@ describe('InfluxDB adapter against a real influxd', () => {
     };
     const series = answer.results[0]!.series[0]!;
     const row = Object.fromEntries(series.columns.map((c, i) => [c, series.values[0]![i]]));
-    expect(row).toEqual({ time: T0, device: 'schema', site: 'Hall 7', model: 'TH-1', profile: 'env', temperature: 21.5, humidity: 40, 'reading-seq': 41 });
+    expect(row).toEqual({ time: T0, device: 'schema', site: 'Hall 7', model: 'TH-1', profile: 'env', temperature: 21.5, humidity: 40, 'reading-seq': 41, trust: 'signed' });
     const fieldTypes = (await influxQuery(url, 'SHOW FIELD KEYS FROM readings', db)) as { results: { series: { values: string[][] }[] }[] };
     expect(fieldTypes.results[0]!.series[0]!.values).toEqual([
       ['humidity', 'float'],

@@ -70,8 +70,8 @@ describe('InfluxDB 2.x adapter: the write path against a fake /api/v2/write (moc
       expect(result.refused.map((r) => r.index)).toEqual([1]);
       expect(result.refused[0]!.message).toMatch(/field type conflict/);
       expect(result.written).toBe(2);
-      expect(stored).toContain(`readings,device=d1 temperature=1 ${T}`);
-      expect(stored).toContain(`readings,device=d1 temperature=3 ${T + 1000}`);
+      expect(stored).toContain(`readings,device=d1,trust=signed temperature=1 ${T}`);
+      expect(stored).toContain(`readings,device=d1,trust=signed temperature=3 ${T + 1000}`);
       const url = new URL(requests[0]!.url, 'http://x');
       expect([url.pathname, url.searchParams.get('org'), url.searchParams.get('bucket'), url.searchParams.get('precision')]).toEqual(['/api/v2/write', 'acme', 'bkt', 'ms']);
       expect(requests[0]!.auth).toBe('Token tok');

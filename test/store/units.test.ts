@@ -108,7 +108,7 @@ describe('line protocol', () => {
       ],
       [0, 1, 2, 3],
     );
-    const tags = 'readings,device=d1,model=a\\,b,profile=x\\=y,site=Hall\\ 7';
+    const tags = 'readings,device=d1,model=a\\,b,profile=x\\=y,site=Hall\\ 7,trust=signed';
     // InfluxDB merges the fields of lines with the same series and time, so `pressure` may have its own.
     expect(lines).toEqual([
       { text: `${tags} temperature=21.5,humidity=40 ${T0}`, indexes: [0, 1] },
@@ -129,9 +129,9 @@ describe('line protocol', () => {
       [0, 1, 2, 3, 4],
     );
     expect(lines.map((l) => l.text)).toEqual([
-      `readings,device=d1 temperature=21.5,humidity=40,reading-seq=7i ${T0}`,
-      `readings,device=d1 temperature=1,humidity=2,reading-seq=9i ${T0 + 1000}`,
-      `readings,device=d1 temperature=3 ${T0 + 2000}`,
+      `readings,device=d1,trust=signed temperature=21.5,humidity=40,reading-seq=7i ${T0}`,
+      `readings,device=d1,trust=signed temperature=1,humidity=2,reading-seq=9i ${T0 + 1000}`,
+      `readings,device=d1,trust=signed temperature=3 ${T0 + 2000}`,
     ]);
   });
 });

@@ -35,6 +35,8 @@ export function mountDeviceView(root: HTMLElement, ctx: ViewContext, deviceId: s
   const profile = textNode('–');
   const seen = textNode('–');
   const completeness = textNode('–');
+  const trust = textNode('–');
+  const trustField = h('span', { 'data-device-trust': '', 'data-trust': 'unknown' }, trust);
   const message = h('p', { class: 'message' }, 'Loading history…');
   const csv = h('a', { class: 'button', 'data-csv': '' }, 'Download CSV');
   const rangeButtons = (Object.keys(RANGES) as RangeName[]).map((name) => {
@@ -52,7 +54,7 @@ export function mountDeviceView(root: HTMLElement, ctx: ViewContext, deviceId: s
       h('h2', {}, dot, ' ', deviceId),
       h('dl', { class: 'meta' },
         field('State', h('span', { 'data-device-state': '' }, stateText)), field('Site', site), field('Model', model),
-        field('Profile', profile), field('Last seen', seen), field('Complete', completeness))),
+        field('Profile', profile), field('Last seen', seen), field('Complete', completeness), field('Readings', trustField))),
     h('div', { class: 'toolbar' }, h('div', { class: 'ranges', role: 'group', 'aria-label': 'Time range' }, ...rangeButtons), csv),
     message,
     chartGrid,
@@ -152,6 +154,10 @@ export function mountDeviceView(root: HTMLElement, ctx: ViewContext, deviceId: s
     setText(model, summary.meta.model ?? '–');
     setText(profile, summary.meta.profile ?? '–');
     setText(completeness, formatPercent(summary.completeness?.ratio));
+    const unsigned = summary.trust === 'broker';
+    setAttr(trustField, 'data-trust', unsigned ? 'broker' : 'signed');
+    setAttr(trustField, 'title', unsigned ? 'broker-authenticated: only the MQTT login vouches for these readings' : 'every message verified with the device key');
+    setText(trust, unsigned ? `unsigned (broker-authenticated${summary.payload === undefined ? '' : `, ${summary.payload}`})` : 'signed');
     state = summary.registered === 'revoked' ? 'offline' : summary.state;
     if (summary.lastSeen !== null && (lastSeen === null || summary.lastSeen > lastSeen)) lastSeen = summary.lastSeen;
     batcher.schedule();

@@ -12,6 +12,10 @@ export interface LatestValue {
 export interface FleetDevice {
   id: string;
   registered: 'active' | 'revoked';
+  /** `broker`: a broker-authenticated device, whose readings are unsigned (marked in the table). */
+  trust: 'signed' | 'broker';
+  /** Units a pointers mapping gives the device's metrics (shown instead of the built-in table's). */
+  units: Record<string, string>;
   site: string;
   model: string;
   profile: string;
@@ -35,7 +39,7 @@ export interface FleetFilter {
 export const NO_FILTER: FleetFilter = { text: '', status: '', site: '', profile: '' };
 
 export function emptyDevice(id: string): FleetDevice {
-  return { id, registered: 'active', site: '', model: '', profile: '', state: 'offline', since: null, lastSeen: null, latest: new Map(), completeness: null, searchText: id };
+  return { id, registered: 'active', trust: 'signed', units: {}, site: '', model: '', profile: '', state: 'offline', since: null, lastSeen: null, latest: new Map(), completeness: null, searchText: id };
 }
 
 /** Newer wins: a value only replaces one with an older (or equal) timestamp, whichever path it came by. */
@@ -58,6 +62,8 @@ export function applyStatus(device: FleetDevice, state: 'online' | 'offline', si
 /** Folds an API summary into the device (a snapshot may be older than the live values already shown). */
 export function applySummary(device: FleetDevice, summary: DeviceSummary): void {
   device.registered = summary.registered;
+  device.trust = summary.trust === 'broker' ? 'broker' : 'signed';
+  device.units = summary.units ?? {};
   device.site = summary.meta.site ?? '';
   device.model = summary.meta.model ?? '';
   device.profile = summary.meta.profile ?? '';

@@ -49,7 +49,13 @@ class FleetRow {
       'div',
       { class: 'row', role: 'row', 'data-device': id },
       h('div', { class: 'state', role: 'cell' }, this.dot),
-      h('div', { class: 'id', role: 'cell' }, h('a', { href: `#/device/${encodeURIComponent(id)}` }, id)),
+      h(
+        'div',
+        { class: 'id', role: 'cell' },
+        h('a', { href: `#/device/${encodeURIComponent(id)}` }, id),
+        // Shown only for a broker-authenticated device (style.css): its readings carry no signature.
+        h('span', { class: 'trust', 'data-trust-badge': '', title: 'broker-authenticated: unsigned readings, authenticated by the MQTT login only' }, 'unsigned'),
+      ),
       h('div', { class: 'site', role: 'cell' }, this.site),
       h('div', { class: 'model', role: 'cell' }, this.model),
       h('div', { class: 'seen', role: 'cell' }, this.seen),
@@ -64,6 +70,7 @@ class FleetRow {
     setAttr(this.dot, 'data-state', d.state);
     setAttr(this.dot, 'title', d.registered === 'revoked' ? 'revoked' : d.state);
     setAttr(this.tr, 'data-registered', d.registered);
+    setAttr(this.tr, 'data-trust', d.trust);
     setText(this.site, d.site);
     setText(this.model, [d.model, d.profile].filter((t) => t !== '').join(' · '));
     setText(this.completeness, formatPercent(d.completeness));
@@ -80,7 +87,8 @@ class FleetRow {
     if (text !== undefined) return text;
     text = textNode();
     this.valueTexts.set(metric, text);
-    const unit = unitOf(metric);
+    const own = this.device.units;
+    const unit = Object.hasOwn(own, metric) ? own[metric]! : unitOf(metric);
     const chip = h(
       'span',
       { class: 'reading', 'data-reading': metric },

@@ -11,8 +11,9 @@ const isObject = (value: unknown): value is Json => typeof value === 'object' &&
 const isString = (value: unknown): value is string => typeof value === 'string';
 const isNumber = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value);
 
+/** [device, seq, ts, values], and a fifth element "broker" for an unsigned reading (core/live.ts). */
 function isReading(item: unknown): boolean {
-  return Array.isArray(item) && item.length === 4 && isString(item[0]) && isNumber(item[1]) && isNumber(item[2]) && isObject(item[3]);
+  return Array.isArray(item) && (item.length === 4 || (item.length === 5 && item[4] === 'broker')) && isString(item[0]) && isNumber(item[1]) && isNumber(item[2]) && isObject(item[3]);
 }
 
 function isHistoryPoint(point: unknown): boolean {

@@ -1,0 +1,154 @@
+/**
+ * A real Prometheus (Debian's `prometheus`, on a free port) scrapes a real pipeline — our broker, ingest
+ * writing to a real influxd, the display — while signed devices publish, a message is rejected, a login
+ * is refused and the store goes away for a moment. Then every PromQL expression of the provisioned
+ * Grafana dashboards (ops/grafana/dashboards) and of the alert rules (ops/prometheus/alerts.yml) is asked
+ * of Prometheus' HTTP API and must return data, and every metric name they use must exist; the alert
+ * rules must evaluate without error. The fleet dashboard's InfluxQL queries and variables run against
+ * the influxd and must return data too. A dashboard that names a metric nobody serves fails here.
+ */
+import mqtt from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { influxQuery, startInfluxd, type InfluxServer } from '../../harness/influxd.ts';
+import { startTestPipeline, type TestPipeline } from '../../harness/pipeline.ts';
+import { DevicePublisher, waitFor, type TestDevice } from '../../harness/publisher.ts';
+import { dashboardQueries, metricNames, promQlAsGrafanaSends, readAlertRules, readDashboards, startPrometheus, type PrometheusServer } from './ops-files.ts';
+
+const DATABASE = 'sensorpipe';
+let influx: InfluxServer;
+let pipeline: TestPipeline;
+let devices: TestDevice[];
+let publishers: DevicePublisher[] = [];
+let prometheus: PrometheusServer;
+let known: Set<string>;
+
+const ingestMetric = async (name: string): Promise<number> => (await pipeline.ingest.metrics.registry.getSingleMetric(name)!.get()).values[0]?.value ?? 0;
+
+beforeAll(async () => {
+  influx = await startInfluxd();
+  pipeline = await startTestPipeline({
+    devices: 3,
+    ingestEnv: {
+      SENSORPIPE_INFLUX_URL: influx.url,
+      SENSORPIPE_INFLUX_DATABASE: DATABASE,
+      SENSORPIPE_COMPLETENESS_INTERVAL: '200ms',
+      SENSORPIPE_BATCH_MAX_DELAY: '10ms',
+      SENSORPIPE_RETRY_MIN: '50ms',
+      SENSORPIPE_RETRY_MAX: '200ms',
+    },
+  });
+  const { broker, ingest, display } = pipeline;
+  devices = pipeline.devices;
+
+  prometheus = await startPrometheus({
+    'sensorpipe-broker': new URL(broker.metricsUrl).host,
+    'sensorpipe-ingest': `127.0.0.1:${ingest.metricsPort}`,
+    'sensorpipe-display': new URL(display.url).host,
+  });
+
+  // Devices publish.
+  publishers = await Promise.all(devices.map((device) => DevicePublisher.connect(broker.url, device)));
+  for (let round = 0; round < 3; round++) {
+    for (const [i, publisher] of publishers.entries()) await publisher.send({ temperature: 20 + i + round, humidity: 40 + round });
+  }
+  // A message that is not JSON (rejected, counted by reason) and a login with a wrong password (refused).
+  await publishers[0]!.sendRaw('not json');
+  await expect(mqtt.connectAsync(broker.url, { clientId: devices[1]!.id, username: devices[1]!.id, password: 'wrong', reconnectPeriod: 0 })).rejects.toThrow();
+  await waitFor(async () => (await ingestMetric('sensorpipe_ingest_accepted_readings_total')) >= 9, 'nine readings accepted', 20_000);
+
+  // The store goes away: a batch is spooled and the failed write counted; then it comes back and drains.
+  await influx.stop();
+  await publishers[2]!.send({ temperature: 30, humidity: 50 });
+  await waitFor(async () => (await ingestMetric('sensorpipe_ingest_spool_bytes')) > 0, 'a batch spooled', 20_000);
+  await influx.start();
+  await waitFor(async () => (await ingestMetric('sensorpipe_ingest_spool_bytes')) === 0, 'the spool drained', 30_000);
+
+  await fetch(`${display.url}/api/devices`);
+  // Enough scrapes after all that for 15 s rate windows, and rule evaluations.
+  await waitFor(async () => Number((await prometheus.query('count_over_time(sensorpipe_ingest_store_up[1m])'))[0]?.value[1] ?? 0) >= 6, 'six scrapes of ingest', 30_000, 250);
+  known = await prometheus.metricNamesKnown();
+}, 180_000);
+
+afterAll(async () => {
+  await prometheus?.close();
+  for (const publisher of publishers) await publisher.close();
+  await pipeline?.close();
+  await influx?.close();
+}, 60_000);
+
+describe('Prometheus scraping a running pipeline', () => {
+  it('scrapes broker, ingest and display', async () => {
+    const up = await prometheus.query('up');
+    expect(Object.fromEntries(up.map((s) => [s.metric.job, s.value[1]]))).toEqual({ 'sensorpipe-broker': '1', 'sensorpipe-ingest': '1', 'sensorpipe-display': '1' });
+  });
+
+  const promQueries = dashboardQueries().filter((q) => q.type === 'prometheus');
+  it('the dashboards have PromQL queries to check', () => {
+    expect(promQueries.length).toBeGreaterThan(20);
+  });
+
+  it.each(promQueries)('dashboard $where: every metric it names exists and the query returns data', async ({ query }) => {
+    const missing = metricNames(query).filter((name) => !known.has(name));
+    expect(missing, `metrics no process serves, in: ${query}`).toEqual([]);
+    const result = await prometheus.query(promQlAsGrafanaSends(query));
+    expect(result.length, `no data for: ${query}`).toBeGreaterThan(0);
+  });
+
+  it.each(readAlertRules().map((rule) => ({ name: rule.alert, rule })))('alert $name: its series exist, its condition evaluates, and each operand returns data', async ({ rule }) => {
+    const missing = metricNames(rule.expr).filter((name) => !known.has(name));
+    expect(missing, `metrics no process serves, in: ${rule.expr}`).toEqual([]);
+    await prometheus.query(rule.expr); // the full condition: no error (it is not firing, so no data)
+    // Each side of `and`/`or`/`unless`, without its threshold, must have data: the alert watches real series.
+    for (const operand of rule.expr.split(/\s+(?:and|or|unless)\s+/)) {
+      const withoutThreshold = operand.replace(/\s*(?:==|!=|>=|<=|>|<)\s*-?[\d.]+\s*$/, '');
+      expect((await prometheus.query(withoutThreshold)).length, `no data for: ${withoutThreshold}`).toBeGreaterThan(0);
+    }
+  });
+
+  it('loads every alert rule and evaluates it without error', async () => {
+    const response = (await (await fetch(`${prometheus.url}/api/v1/rules?type=alert`)).json()) as {
+      data: { groups: { rules: { name: string; health: string; lastError?: string; lastEvaluation: string }[] }[] };
+    };
+    const rules = response.data.groups.flatMap((group) => group.rules);
+    expect(rules.map((rule) => rule.name).sort()).toEqual(readAlertRules().map((rule) => rule.alert).sort());
+    for (const rule of rules) expect({ name: rule.name, health: rule.health, lastError: rule.lastError ?? '' }).toEqual({ name: rule.name, health: 'ok', lastError: '' });
+  });
+
+  it('fires nothing on a healthy pipeline', async () => {
+    expect(await prometheus.query('ALERTS{alertstate="firing"}')).toEqual([]);
+  });
+});
+
+describe('the fleet dashboard against InfluxDB', () => {
+  const timeFilter = `time >= ${Date.now() - 3_600_000}ms AND time <= ${Date.now() + 600_000}ms`;
+  /** Grafana's InfluxQL variables as Grafana fills them for all three devices and the metric temperature. */
+  const asGrafanaSends = (query: string) =>
+    query
+      .replaceAll('$timeFilter', timeFilter)
+      .replaceAll('$__interval', '10s')
+      .replaceAll('$device', `(${devices.map((d) => d.id).join('|')})`)
+      .replaceAll('$metric', 'temperature');
+  type InfluxAnswer = { results: { series?: { tags?: Record<string, string>; values: unknown[][] }[]; error?: string }[] };
+
+  it.each(dashboardQueries().filter((q) => q.type === 'influxdb'))('$where returns data for every device', async ({ query }) => {
+    const answer = (await influxQuery(influx.url, asGrafanaSends(query), DATABASE)) as InfluxAnswer;
+    expect(answer.results[0]?.error).toBeUndefined();
+    const series = answer.results[0]?.series ?? [];
+    expect(series.map((s) => s.tags?.device).sort()).toEqual(devices.map((d) => d.id).sort());
+    for (const s of series) expect(s.values.length).toBeGreaterThan(0);
+  });
+
+  it('its variables list the devices and the metrics (without reading-seq)', async () => {
+    const variables = readDashboards().flatMap(({ dashboard }) => dashboard.templating?.list ?? []).filter((v) => v.datasource?.type === 'influxdb');
+    const values = async (name: string) => {
+      const variable = variables.find((v) => v.name === name)!;
+      const query = typeof variable.query === 'string' ? variable.query : variable.query!.query!;
+      const answer = (await influxQuery(influx.url, query, DATABASE)) as InfluxAnswer;
+      const all = (answer.results[0]?.series ?? []).flatMap((s) => s.values.map((row) => String(row[name === 'device' ? 1 : 0])));
+      const regex = variable.regex ? new RegExp(variable.regex.replace(/^\/(.*)\/$/, '$1')) : undefined;
+      return all.filter((value) => regex === undefined || regex.test(value)).sort();
+    };
+    expect(await values('device')).toEqual(devices.map((d) => d.id).sort());
+    expect(await values('metric')).toEqual(['humidity', 'temperature']);
+  });
+});
