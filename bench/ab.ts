@@ -5,6 +5,7 @@
  *
  *   npx tsx bench/ab.ts [--before ec1e355] [--repeats 3] [--quick]
  *                       [--scripts ingest,live] [--rates 10000] [--seconds 30] [--durable-queue off|on]
+ *                       [--after REV]   (another revision as the "after" side, instead of this checkout)
  *
  * The default `--before` is the last commit before issue 15's changes (strict payload parsing, the
  * display's limits, the broker's accept gate); issue 15 asks that none of them slows the happy path.
@@ -79,21 +80,30 @@ function run(args: string[]): Promise<Json> {
   });
 }
 
+const after = argValue('after', '');
 const revision = execFileSync('git', ['rev-parse', before], { cwd: root, encoding: 'utf8' }).trim();
-const head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+const head = execFileSync('git', ['rev-parse', after === '' ? 'HEAD' : after], { cwd: root, encoding: 'utf8' }).trim();
 // The older revision runs on this checkout's node_modules: each of its dependencies must be here, at its version.
 const dependencies = (text: string): Record<string, string> => {
   const json = JSON.parse(text) as { dependencies?: Record<string, string>; devDependencies?: Record<string, string> };
   return { ...json.dependencies, ...json.devDependencies };
 };
 const current = dependencies(await readFile(join(root, 'package.json'), 'utf8'));
-for (const [name, version] of Object.entries(dependencies(execFileSync('git', ['show', `${revision}:package.json`], { cwd: root, encoding: 'utf8' })))) {
-  if (current[name] !== version) throw new Error(`${before} depends on ${name} ${version}, this checkout on ${current[name] ?? 'nothing'}: it would not run on the dependencies it was written for`);
+for (const rev of after === '' ? [revision] : [revision, head]) {
+  for (const [name, version] of Object.entries(dependencies(execFileSync('git', ['show', `${rev}:package.json`], { cwd: root, encoding: 'utf8' })))) {
+    if (current[name] !== version) throw new Error(`${rev} depends on ${name} ${version}, this checkout on ${current[name] ?? 'nothing'}: it would not run on the dependencies it was written for`);
+  }
 }
-const beforeRoot = await mkdtemp(join(tmpdir(), 'sensorpipe-ab-'));
+/** An exported copy of a revision, on this checkout's node_modules. */
+async function exportRevision(rev: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'sensorpipe-ab-'));
+  execFileSync('sh', ['-c', `git archive ${rev} | tar -x -C ${dir}`], { cwd: root });
+  await symlink(join(root, 'node_modules'), join(dir, 'node_modules'));
+  return dir;
+}
+const beforeRoot = await exportRevision(revision);
+const afterRoot = after === '' ? undefined : await exportRevision(head);
 try {
-  execFileSync('sh', ['-c', `git archive ${revision} | tar -x -C ${beforeRoot}`], { cwd: root });
-  await symlink(join(root, 'node_modules'), join(beforeRoot, 'node_modules'));
 
   const runs: Record<string, { before: Json[]; after: Json[] }> = {};
   for (const [name, script] of Object.entries(scripts)) {
@@ -101,7 +111,8 @@ try {
     for (let k = 0; k < repeats; k++) {
       for (const side of ['before', 'after'] as const) {
         process.stderr.write(`ab: ${name} ${side} ${k + 1}/${repeats}\n`);
-        runs[name]![side].push(await run(side === 'before' ? [...script.args, '--product-root', beforeRoot] : script.args));
+        const productRoot = side === 'before' ? beforeRoot : afterRoot;
+        runs[name]![side].push(await run(productRoot === undefined ? script.args : [...script.args, '--product-root', productRoot]));
       }
     }
   }
@@ -121,7 +132,7 @@ try {
     bench: 'ab',
     machine: machine(),
     before: { revision, asGiven: before },
-    after: { revision: head, uncommittedChanges: execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' }).trim() !== '' },
+    after: { revision: head, asGiven: after || 'this checkout', uncommittedChanges: after === '' && execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: root, encoding: 'utf8' }).trim() !== '' },
     repeats,
     quick,
     durableQueueAfter: durableQueue,
@@ -131,4 +142,5 @@ try {
   });
 } finally {
   await rm(beforeRoot, { recursive: true, force: true });
+  if (afterRoot !== undefined) await rm(afterRoot, { recursive: true, force: true });
 }
