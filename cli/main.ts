@@ -2,6 +2,9 @@
  * The `sensorpipe` command: parses the sub-command and hands over to it. Each sub-command wires
  * components into a process; the components themselves never import each other.
  */
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { isSensorpipeError } from '../core/errors.ts';
 import { adminCommand } from './admin.ts';
 import { brokerCommand } from './broker.ts';
@@ -29,6 +32,25 @@ const commands: Record<string, Command> = {
   start: startCommand,
 };
 
+/**
+ * The version in sensorpipe's package.json: the nearest one named `sensorpipe` above this file, so the
+ * answer is the same whether this runs from the sources (cli/) or from compiled output a level deeper.
+ */
+export function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    try {
+      const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
+      if (manifest.name === 'sensorpipe' && typeof manifest.version === 'string') return manifest.version;
+    } catch {
+      // No package.json here (or not ours): look one level up.
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return 'unknown';
+    dir = parent;
+  }
+}
+
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((name) => name.length));
   return [
@@ -36,6 +58,10 @@ function usage(): string {
     '',
     'Commands:',
     ...Object.entries(commands).map(([name, command]) => `  ${name.padEnd(width)}  ${command.summary}`),
+    '',
+    'Options:',
+    '  -V, --version  Print the version and exit',
+    '  -h, --help     Print this help and exit',
     '',
     'Run "sensorpipe <command> --help" for the options of a command.',
   ].join('\n');
@@ -46,6 +72,10 @@ async function main(argv: string[]): Promise<number> {
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${usage()}\n`);
     return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`${packageVersion()}\n`);
+    return 0;
   }
   const command = commands[name];
   if (command === undefined) {

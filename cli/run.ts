@@ -9,7 +9,8 @@ import { createLogger, type Logger } from '../core/logger.ts';
 
 /**
  * The process's root logger, for the components that add their own `component` binding (broker, ingest,
- * display): pino does not merge bindings, so a child of a child with `component` would write the key twice.
+ * display). (A child of a child that binds `component` again would no longer write the key twice: core/logger.ts
+ * merges bindings, the innermost winning.)
  */
 export function rootLogger(level: LevelWithSilent): Logger {
   return createLogger({ level });

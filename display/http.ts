@@ -9,20 +9,28 @@
  * An API readings request (JSON or CSV) reads the store within a slot of the fleet-wide bound on
  * history loads (history-gate.ts), shared with /live: over it, 503 SERVER_BUSY with Retry-After.
  *
+ * Methods: GET and HEAD; OPTIONS answers CORS preflights; any other method on a route that exists is
+ * 405 METHOD_NOT_ALLOWED with `Allow`. The API is open to the browser origins /live admits (the
+ * dashboard's own and SENSORPIPE_ALLOWED_ORIGINS): their requests get `Access-Control-Allow-Origin`,
+ * everyone's `Vary: Origin`. JSON and CSV answers of the API are gzipped for a client that accepts it,
+ * unless they are tiny; a CSV export stays streamed through the compressor.
+ *
  * A request is read first (target, route, parameters, token), then answered. Whatever goes wrong while
  * reading it is the request's fault and is answered 4xx, never 500: a 5xx only ever means the display
  * or its store failed.
  */
 import { readFile, readdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Writable } from 'node:stream';
+import { pipeline } from 'node:stream';
+import { constants as zlibConstants, createGzip } from 'node:zlib';
 import { extname, join } from 'node:path';
 import type { WebSocketServer } from 'ws';
 import { parseDevicesQuery, type DevicesQuery } from '../core/api.ts';
 import { ERROR_CODES, SensorpipeError, isSensorpipeError, type ErrorCode } from '../core/errors.ts';
 import { TOKEN_SUBPROTOCOL_PREFIX } from '../core/live-subprotocol.ts';
 import type { Logger } from '../core/logger.ts';
-import { answerOps, OPS_PATHS, sendError as sendOpsError, sendJson as sendOpsJson, type OpsEndpoints } from '../core/ops-http.ts';
+import { answerOps, OPS_PATHS, sendError as sendOpsError, type OpsEndpoints } from '../core/ops-http.ts';
 import { sameSecret } from '../core/secret.ts';
 import { parseHistoryParams, type HistoryParams } from '../core/query.ts';
 import type { QueryResult, TimeSeriesStore } from '../store/index.ts';
@@ -138,10 +146,108 @@ function readApiRequest(url: URL): ApiRequest {
   return { route: 'readings', params, format };
 }
 
-// The one JSON and error shape of every process (core/ops-http.ts), with the display's headers.
-const sendJson = (response: ServerResponse, status: number, body: unknown): void => sendOpsJson(response, status, body, SECURITY_HEADERS);
+// ---- methods, CORS and compression ---------------------------------------------------------------------
+
+/** The methods every route of the display answers (the display is read-only). */
+const READ_METHODS = 'GET, HEAD';
+/** What `Allow` lists: OPTIONS is answered too (CORS preflights). */
+const ALLOW = 'GET, HEAD, OPTIONS';
+/** Request headers a cross-origin API request may send: the token travels in Authorization. */
+const CORS_ALLOW_HEADERS = 'authorization';
+/** Response headers a cross-origin caller may read besides the CORS-safelisted ones. */
+const CORS_EXPOSE_HEADERS = 'content-disposition, retry-after';
+/** How long a browser may reuse a preflight's answer (s). */
+const CORS_MAX_AGE_S = 600;
+
+/**
+ * Bodies smaller than this are sent as they are: gzip's header and trailer (18 bytes) and the CPU cost
+ * are not worth it, and a small JSON document hardly shrinks.
+ */
+export const COMPRESS_MIN_BYTES = 1024;
+/** A CSV export is streamed, so its size is not known up front: it is compressed from this many rows on. */
+const CSV_COMPRESS_MIN_ROWS = 32;
+
+/**
+ * True if `Accept-Encoding` accepts gzip (RFC 9110 §12.5.3): `gzip` or `x-gzip` with a non-zero
+ * q-value, or `*` when gzip is not named. Anything malformed is read as not accepting it (identity).
+ */
+export function acceptsGzip(header: string | undefined): boolean {
+  if (header === undefined || header.length > 1024) return false;
+  let gzip: number | undefined;
+  let any: number | undefined;
+  for (const part of header.split(',')) {
+    const [name = '', ...params] = part.split(';').map((p) => p.trim());
+    let q = 1;
+    for (const param of params) {
+      const m = /^q=(0(?:\.\d{0,3})?|1(?:\.0{0,3})?)$/i.exec(param);
+      if (m === null) {
+        q = 0; // a malformed parameter: this entry counts for nothing
+        break;
+      }
+      q = Number(m[1]);
+    }
+    const coding = name.toLowerCase();
+    if (coding === 'gzip' || coding === 'x-gzip') gzip = Math.max(gzip ?? 0, q);
+    else if (coding === '*') any = q;
+  }
+  return (gzip ?? any ?? 0) > 0;
+}
+
+/** True if the path names something the display serves (an API route, ops, /live, a dashboard file), whatever the method. */
+function routeExists(pathname: string, files: StaticFiles): boolean {
+  const route = routeOf(pathname);
+  if (route === 'api-other') return false;
+  if (route === 'static') return files.has(pathname === '/' ? '/index.html' : pathname);
+  return true;
+}
+
+/** Adds `value` to the response's `Vary` header (keeping what is there). */
+function addVary(response: ServerResponse, value: string): void {
+  const current = response.getHeader('vary');
+  response.setHeader('vary', current === undefined ? value : `${String(current)}, ${value}`);
+}
+
+/**
+ * Where an answer's body goes: the response itself, or a gzip stream into it when the client accepts
+ * gzip and `compress` says the body is worth it. Sets the content-encoding and Vary headers, so it is
+ * called before writeHead. A client that goes away destroys the compressor too.
+ */
+function bodySink(request: IncomingMessage, response: ServerResponse, compress: boolean): Writable {
+  addVary(response, 'Accept-Encoding');
+  if (!compress || request.method === 'HEAD' || !acceptsGzip(request.headers['accept-encoding'])) return response;
+  response.setHeader('content-encoding', 'gzip');
+  // zlib's default level; no flush per write: the CSV writer hands over 64 KiB chunks and the
+  // compressor passes each on as its output fills, so an export stays streamed with backpressure.
+  const gzip = createGzip({ level: zlibConstants.Z_DEFAULT_COMPRESSION });
+  pipeline(gzip, response, () => undefined);
+  return gzip;
+}
+
+/** Writes `text`, waiting for the sink to drain (or to be gone: a client that left never drains it). */
+function writeWithBackpressure(sink: Writable, text: string): Promise<void> {
+  if (sink.write(text)) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      sink.off('drain', done);
+      sink.off('close', done);
+      resolve();
+    };
+    sink.once('drain', done);
+    sink.once('close', done);
+  });
+}
+
+// The one error shape of every process (core/ops-http.ts), with the display's headers.
 const BUSY_HEADERS = { ...SECURITY_HEADERS, 'retry-after': String(HISTORY_RETRY_AFTER_S) };
 const sendError = (response: ServerResponse, err: SensorpipeError): void => sendOpsError(response, err, err.code === 'SERVER_BUSY' ? BUSY_HEADERS : SECURITY_HEADERS);
+
+/** An API answer (200, JSON): as core/ops-http.ts's sendJson, gzipped when the client accepts it and the body is not tiny. */
+function sendApiJson(request: IncomingMessage, response: ServerResponse, body: unknown): void {
+  const text = JSON.stringify(body);
+  const sink = bodySink(request, response, Buffer.byteLength(text) >= COMPRESS_MIN_BYTES);
+  response.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', ...SECURITY_HEADERS });
+  sink.end(text);
+}
 
 /** The token from `Authorization: Bearer`, a `bearer.` WebSocket subprotocol, or `?token=` (last resort). */
 function tokenOf(request: IncomingMessage, url: URL): string | undefined {
@@ -204,15 +310,15 @@ export function createHandlers(options: HttpOptions) {
     return undefined;
   };
 
-  const answerApi = async (response: ServerResponse, api: ApiRequest): Promise<void> => {
+  const answerApi = async (request: IncomingMessage, response: ServerResponse, api: ApiRequest): Promise<void> => {
     if (api.route === 'devices') {
-      sendJson(response, 200, fleet.list(api.query));
+      sendApiJson(request, response, fleet.list(api.query));
       return;
     }
     const device = api.route === 'device' ? api.device : api.params.device;
     if (!fleet.has(device)) throw new SensorpipeError('NOT_FOUND', `no device ${device}`);
     if (api.route === 'device') {
-      sendJson(response, 200, fleet.get(device));
+      sendApiJson(request, response, fleet.get(device));
       return;
     }
     // A slot of the fleet-wide history bound while the store is read; a request that goes away while
@@ -221,8 +327,8 @@ export function createHandlers(options: HttpOptions) {
     const gone = new AbortController();
     response.once('close', () => gone.abort());
     const result = await history.run('http', () => store.query(api.params), gone.signal);
-    if (api.format === 'json') sendJson(response, 200, result);
-    else await sendCsv(response, result);
+    if (api.format === 'json') sendApiJson(request, response, result);
+    else await sendCsv(request, response, result);
   };
 
   /**
@@ -232,8 +338,11 @@ export function createHandlers(options: HttpOptions) {
    */
   const readRequest = (request: IncomingMessage, url: URL | undefined): ApiRequest | { route: 'ops'; path: string } | { route: 'static'; path: string } => {
     try {
-      if (request.method !== 'GET' && request.method !== 'HEAD') throw new SensorpipeError('FORBIDDEN', 'the display is read-only: GET only');
       if (url === undefined) throw new SensorpipeError('QUERY_INVALID', 'the request target is not a URL path', { param: 'path' });
+      if (request.method !== 'GET' && request.method !== 'HEAD') {
+        if (!routeExists(url.pathname, options.staticFiles)) throw new SensorpipeError('NOT_FOUND', 'no such resource');
+        throw new SensorpipeError('METHOD_NOT_ALLOWED', `the display is read-only: ${READ_METHODS} (and OPTIONS for CORS)`);
+      }
       if (OPS_PATHS.has(url.pathname)) return { route: 'ops', path: url.pathname };
       if (!url.pathname.startsWith('/api/')) return { route: 'static', path: url.pathname };
       const refused = admit(request, url, true);
@@ -256,7 +365,21 @@ export function createHandlers(options: HttpOptions) {
     });
     void (async () => {
       try {
-        if (request.method !== 'GET' && request.method !== 'HEAD') response.setHeader('allow', 'GET, HEAD');
+        if (request.method !== 'GET' && request.method !== 'HEAD') response.setHeader('allow', ALLOW);
+        if (url?.pathname.startsWith('/api/') === true) {
+          // Every API answer depends on the Origin (CORS headers or a refusal), errors included, and an
+          // allowed origin's script may read them all: the error's code is what it needs to act on.
+          addVary(response, 'Origin');
+          const origin = request.headers.origin;
+          if (origin !== undefined && originAllowed(origin, request.headers.host, options.allowedOrigins)) {
+            response.setHeader('access-control-allow-origin', origin);
+            response.setHeader('access-control-expose-headers', CORS_EXPOSE_HEADERS);
+          }
+        }
+        if (request.method === 'OPTIONS' && url !== undefined) {
+          answerOptions(request, response, url);
+          return;
+        }
         const what = readRequest(request, url);
         if (what.route === 'ops') {
           // answerOps takes no headers: set the display's beforehand, and its writeHead keeps them.
@@ -265,7 +388,7 @@ export function createHandlers(options: HttpOptions) {
         } else if (what.route === 'static') {
           serveStatic(response, what.path, options.staticFiles);
         } else {
-          await answerApi(response, what);
+          await answerApi(request, response, what);
         }
       } catch (err) {
         if (isSensorpipeError(err)) sendError(response, err);
@@ -276,6 +399,31 @@ export function createHandlers(options: HttpOptions) {
         }
       }
     })();
+  };
+
+  /**
+   * OPTIONS: 204 with `Allow` on any route that exists. On an API route it is a CORS preflight when it
+   * has an Origin: an allowed origin gets the methods and headers it may use; any other is refused (403,
+   * no CORS headers, so the browser blocks the request). No token is asked: a browser never sends one
+   * with a preflight (Fetch standard, CORS-preflight request).
+   */
+  const answerOptions = (request: IncomingMessage, response: ServerResponse, url: URL): void => {
+    if (!routeExists(url.pathname, options.staticFiles)) throw new SensorpipeError('NOT_FOUND', 'no such resource');
+    const api = url.pathname.startsWith('/api/');
+    if (api) {
+      const refused = admit(request, url, false);
+      if (refused !== undefined) throw refused;
+    }
+    const headers: Record<string, string | number> = { 'content-length': 0, 'cache-control': 'no-store', ...SECURITY_HEADERS };
+    if (api && request.headers.origin !== undefined) {
+      Object.assign(headers, {
+        'access-control-allow-methods': READ_METHODS,
+        'access-control-allow-headers': CORS_ALLOW_HEADERS,
+        'access-control-max-age': CORS_MAX_AGE_S,
+      });
+    }
+    response.writeHead(204, headers);
+    response.end();
   };
 
   const onUpgrade = (request: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -339,15 +487,17 @@ function csvTime(ts: number): string {
 }
 
 /** Long format (one row per point), so any metric set fits one header; written with backpressure. */
-async function sendCsv(response: ServerResponse, result: QueryResult): Promise<void> {
+async function sendCsv(request: IncomingMessage, response: ServerResponse, result: QueryResult): Promise<void> {
   const aggregated = result.mode === 'aggregate';
+  const rows = result.series.reduce((sum, series) => sum + series.points.length, 0);
+  const sink = bodySink(request, response, rows >= CSV_COMPRESS_MIN_ROWS);
   response.writeHead(200, {
     'content-type': 'text/csv; charset=utf-8',
     'content-disposition': `attachment; filename="${result.device}-${csvTime(result.from).replace(/[:.]/g, '')}.csv"`,
     'cache-control': 'no-store',
     ...SECURITY_HEADERS,
   });
-  const write = (text: string) => (response.write(text) ? Promise.resolve() : new Promise<void>((resolve) => response.once('drain', resolve)));
+  const write = (text: string) => writeWithBackpressure(sink, text);
   await write(aggregated ? `time,ts,metric,${result.fn ?? 'mean'},min,max\n` : 'time,ts,metric,value\n');
   for (const series of result.series) {
     let chunk = '';
@@ -360,5 +510,5 @@ async function sendCsv(response: ServerResponse, result: QueryResult): Promise<v
     }
     if (chunk !== '') await write(chunk);
   }
-  response.end();
+  sink.end();
 }

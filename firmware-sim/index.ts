@@ -119,7 +119,7 @@ export function deviceSeed(fleetSeed: number, index: number): number {
 
 /**
  * The simulator's logger: a child naming the component, unless the caller's logger names one already
- * (`sensorpipe sim` passes one with `component: 'sim'`), since pino would write the key twice.
+ * (`sensorpipe sim` passes one with `component: 'sim'`): the caller's name is kept.
  */
 function simLogger(logger: Logger): Logger {
   return Object.hasOwn(logger.bindings(), 'component') ? logger : logger.child({ component: 'sim' });

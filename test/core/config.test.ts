@@ -100,7 +100,7 @@ describe('logger', () => {
     const lines: string[] = [];
     const destination = new Writable({ write(chunk, _enc, done) { lines.push(String(chunk)); done(); } });
     const logger = createLogger({ destination, level: 'info' });
-    logger.info({ password: 'p4ss', token: 't0ken', msg: { sig: 'c2ln', device: 'dev-1' }, client: { credentials: { key: 'k3y' } } }, 'hello');
+    logger.info({ password: 'p4ss', token: 't0ken', packet: { sig: 'c2ln', device: 'dev-1' }, client: { credentials: { key: 'k3y' } } }, 'hello');
     const text = lines.join('');
     for (const secret of ['p4ss', 't0ken', 'c2ln', 'k3y']) expect(text).not.toContain(secret);
     expect(text).toContain('dev-1');

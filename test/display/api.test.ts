@@ -164,8 +164,9 @@ describe('GET /api/devices/:id/readings', () => {
 
   it('is read-only: anything but GET is refused', async () => {
     const response = await get('/api/devices', { method: 'POST', body: '{}' });
-    expect(response.status).toBe(403);
-    expect(response.body.code).toBe('FORBIDDEN');
+    expect(response.status).toBe(405);
+    expect(response.body.code).toBe('METHOD_NOT_ALLOWED');
+    expect(response.headers.get('allow')).toBe('GET, HEAD, OPTIONS');
   });
 });
 
