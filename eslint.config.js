@@ -19,7 +19,7 @@ const except = (...allowed) => FOLDERS.filter((folder) => !allowed.includes(fold
 const COMPONENTS = 'Components never import each other: they meet on MQTT topics and in the store (ARCHITECTURE.md, Folders).';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'display/web/dist/', 'data/', 'cli/bin.js', 'eslint.config.js'] },
+  { ignores: ['node_modules/', 'dist/', 'test-artifacts/', 'display/web/dist/', 'data/', 'cli/bin.js', 'eslint.config.js'] },
   ...tseslint.configs.recommended,
   {
     files: ['**/*.ts'],

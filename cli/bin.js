@@ -1,7 +1,17 @@
 #!/usr/bin/env node
-// Entry point of the `sensorpipe` command. Node 20 cannot run TypeScript by itself, so tsx's loader
-// is registered here and the real CLI (cli/main.ts) is loaded through it.
-import { register } from 'tsx/esm/api';
+// Entry point of the `sensorpipe` command. It runs the compiled CLI (dist/cli/main.js, made by
+// `npm run build`) when that build is newer than every source file of the product: no TypeScript loader,
+// a faster start and less memory. Otherwise (a fresh clone, or sources edited since the last build) it runs
+// the TypeScript sources, cli/main.ts, through tsx's loader, as Node 20 cannot run TypeScript by itself;
+// so neither `npm test` nor a fresh clone needs a build step, and an edited source never runs stale.
+import { pathToFileURL } from 'node:url';
+import { currentCompiledEntry } from './compiled.js';
 
-register();
-await import('./main.ts');
+const compiled = currentCompiledEntry();
+if (compiled !== undefined) {
+  await import(pathToFileURL(compiled).href);
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import('./main.ts');
+}
