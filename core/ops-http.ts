@@ -81,6 +81,9 @@ export interface OpsServer {
  * already taken rejects (and reaches the CLI, which names the option) rather than throwing from an
  * unhandled 'error' event.
  */
+/** How long the ops port keeps answering once its process closes it. */
+const OPS_CLOSE_GRACE_MS = 200;
+
 export async function serveOps(host: string, port: number, ops: OpsEndpoints): Promise<OpsServer> {
   const server = createServer((request: IncomingMessage, response: ServerResponse) => {
     const pathname = (request.url ?? '/').split('?')[0]!;
@@ -104,10 +107,15 @@ export async function serveOps(host: string, port: number, ops: OpsEndpoints): P
   return {
     server,
     port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
+    close: async () => {
+      // A probe sent just as the process started shutting down gets its answer (503: not ready) rather
+      // than a dropped connection: its request may not have been read yet, and closing at once (or
+      // closing "idle" connections, which includes one whose request is still unread) would drop it.
+      await new Promise((resolve) => setTimeout(resolve, OPS_CLOSE_GRACE_MS));
+      await new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
-      }),
+      });
+    },
   };
 }
