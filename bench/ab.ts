@@ -19,11 +19,11 @@
  * The older revision is exported with `git archive` into a temporary folder and runs on this checkout's
  * node_modules (each of its dependencies is here at the same version; checked).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { argValue, machine, printJson } from './lib.ts';
+import { argValue, machine, printJson, runBenchScript } from './lib.ts';
 import { repeated } from './stats.ts';
 
 const quick = process.argv.includes('--quick');
@@ -62,22 +62,9 @@ const figures: Record<'ingest' | 'live', Record<string, (run: Json) => unknown>>
 };
 
 function run(args: string[]): Promise<Json> {
-  return new Promise((resolve) => {
-    // The durable queue off for every broker unless asked (the older one has none and ignores the variable).
-    const env = durableQueue === 'off' ? { ...process.env, SENSORPIPE_BROKER_WAL: 'off' } : process.env;
-    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (err = (err + chunk.toString()).slice(-4000)));
-    child.on('exit', (code) => {
-      try {
-        resolve(JSON.parse(out.slice(out.indexOf('{'))) as Json);
-      } catch {
-        resolve({ failed: true, exitCode: code, stderr: err });
-      }
-    });
-  });
+  // The durable queue off for every broker unless asked (the older one has none and ignores the variable).
+  const [script, ...rest] = args;
+  return runBenchScript(script!, rest, durableQueue === 'off' ? { env: { ...process.env, SENSORPIPE_BROKER_WAL: 'off' } } : {});
 }
 
 const after = argValue('after', '');

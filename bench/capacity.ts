@@ -25,9 +25,8 @@
  * The judged figures are the 60 s runs (`--seconds 60`, the default) and medians of 3 (`--repeats 3`).
  * Progress goes to stderr, one line per run.
  */
-import { spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
-import { argValue, machine, printJson } from './lib.ts';
+import { argValue, machine, printJson, runBenchScript } from './lib.ts';
 import { DEFAULT_CRITERIA, DEFAULT_LADDER, judgeRung, searchCapacity, type LadderOptions, type RungVerdict } from './ladder.ts';
 import { median, repeated, round } from './stats.ts';
 
@@ -49,28 +48,13 @@ const passThrough = ['broker-wal', 'devices', 'window', 'tick', 'catch-up-max'].
   const value = argValue(name, '');
   return value === '' ? [] : [`--${name}`, value];
 });
-const root = new URL('..', import.meta.url).pathname;
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- bench/ingest.ts's JSON
 
 /** One bench/ingest.ts run; its JSON, or { failed } with the end of its stderr. */
 function ingestRun(rate: number, runSeconds: number): Promise<Json> {
   // Latency leaves out the first seconds (cold code everywhere): bench/ingest.ts's default, 5 s or a quarter of a shorter run.
-  const args = ['--import', 'tsx', 'bench/ingest.ts', '--store', store, '--rate', String(rate), '--seconds', String(runSeconds), ...passThrough];
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (err = (err + chunk.toString()).slice(-4000)));
-    child.on('exit', (code) => {
-      try {
-        resolve(JSON.parse(out.slice(out.indexOf('{'))) as Json);
-      } catch {
-        resolve({ failed: true, exitCode: code, stderr: err.slice(-2000) });
-      }
-    });
-  });
+  return runBenchScript('bench/ingest.ts', ['--store', store, '--rate', String(rate), '--seconds', String(runSeconds), ...passThrough]);
 }
 
 /** The parts of a run the report keeps. */

@@ -1,4 +1,5 @@
 /** Small helpers shared by the bench scripts: percentiles, CPU and memory of a process, JSON output. */
+import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { configSpecs, type OptionSpec } from '../core/config.ts';
@@ -67,4 +68,36 @@ export function brokerWalEnv(setting: 'on' | 'off' | undefined): { option: boole
   const value = spellings.find((text) => spec.schema.safeParse(text).success);
   if (value === undefined) throw new Error(`SENSORPIPE_BROKER_WAL accepts none of ${spellings.join(', ')}`);
   return { option: true, env: { SENSORPIPE_BROKER_WAL: value } };
+}
+
+/** The repository's root: every bench script runs from there. */
+const ROOT = new URL('..', import.meta.url).pathname;
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- another script's JSON
+
+/**
+ * Runs another bench script (`node --import tsx <script> …args` from the repository's root) and resolves
+ * with the JSON it prints last, or `{ failed, exitCode, stderr }` (the end of its stderr) when it prints
+ * none. `onStderr` sees its stderr as it comes (to pass a script's progress on).
+ */
+export function runBenchScript(script: string, args: string[], options: { env?: NodeJS.ProcessEnv; onStderr?: (chunk: Buffer) => void } = {}): Promise<Json> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: ROOT, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => {
+      err = (err + chunk.toString()).slice(-20_000);
+      options.onStderr?.(chunk);
+    });
+    child.on('exit', (code) => {
+      // The JSON is the last thing a script prints; anything before it is a child's stray output.
+      const start = out.indexOf('\n{') >= 0 ? out.lastIndexOf('\n{\n') + 1 : out.indexOf('{');
+      try {
+        resolve(JSON.parse(out.slice(Math.max(0, start))) as Json);
+      } catch {
+        resolve({ failed: true, exitCode: code, stderr: err.slice(-2000) });
+      }
+    });
+  });
 }

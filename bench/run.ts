@@ -16,11 +16,10 @@
  * are run that many times. The machine is shared: a single run decides nothing, and the spread says how
  * far apart the runs were. The whole run takes about 1.5 hours with 3 repeats.
  */
-import { spawn } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { argValue, machine } from './lib.ts';
+import { argValue, machine, runBenchScript } from './lib.ts';
 import { formatRepeated, repeated, type Repeated } from './stats.ts';
 
 const quick = process.argv.includes('--quick');
@@ -58,26 +57,8 @@ const RUNS: Run[] = [
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- reading other scripts' JSON
 
 function runScript(run: Run, args: string[]): Promise<Json> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join('bench', run.script), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => {
-      err = (err + chunk.toString()).slice(-20_000);
-      // capacity.ts reports each rung as it goes: pass its progress on.
-      if (run.name === 'capacity') process.stderr.write(chunk);
-    });
-    child.on('exit', (code) => {
-      // The JSON is the last thing a script prints; anything before it is a child's stray output.
-      const start = out.indexOf('\n{') >= 0 ? out.lastIndexOf('\n{\n') + 1 : out.indexOf('{');
-      try {
-        resolve(JSON.parse(out.slice(Math.max(0, start))) as Json);
-      } catch {
-        resolve({ failed: true, exitCode: code, stderr: err.slice(-2000) });
-      }
-    });
-  });
+  // capacity.ts reports each rung as it goes: pass its progress on.
+  return runBenchScript(join('bench', run.script), args, run.name.startsWith('capacity') ? { onStderr: (chunk) => process.stderr.write(chunk) } : {});
 }
 
 /** Every script's runs: one entry for a script that repeats inside, `repeats` for the others. */
