@@ -3,6 +3,7 @@
  * boundary on MQTT. Types are inferred from the schemas. Limits come from ./limits.ts.
  */
 import { z } from 'zod';
+import { REJECT_REASONS } from './errors.ts';
 import { LIMITS } from './limits.ts';
 
 export const PROTOCOL_VERSION = 1 as const;
@@ -158,3 +159,21 @@ export const CompletenessMessageSchema = z.strictObject({
   at: z.number().int(),
 });
 export type CompletenessMessage = z.infer<typeof CompletenessMessageSchema>;
+
+/**
+ * Retained on `pipeline/counts/{device}` by ingest, for every registered device it has seen a message
+ * from: what became of that device's messages since `since` (ms; counting survives ingest restarts).
+ * `accepted` counts readings stored, `duplicates` readings acknowledged again without a write, and
+ * `rejected` quarantined messages by reason (a reason never seen is absent). The display shows them per
+ * device; the alerts component turns their increase over a window into rejection alerts.
+ */
+export const DeviceCountsMessageSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  device: DeviceIdSchema,
+  accepted: z.number().int().min(0),
+  duplicates: z.number().int().min(0),
+  rejected: z.partialRecord(z.enum(REJECT_REASONS), z.number().int().min(0)),
+  since: z.number().int(),
+  at: z.number().int(),
+});
+export type DeviceCountsMessage = z.infer<typeof DeviceCountsMessageSchema>;
