@@ -64,6 +64,7 @@ function metaOf(device: AddDevice): DeviceMeta {
   if (device.site !== undefined) meta.site = device.site;
   if (device.model !== undefined) meta.model = device.model;
   if (device.profile !== undefined) meta.profile = device.profile;
+  if (device.alerts !== undefined) meta.alerts = device.alerts;
   return meta;
 }
 
@@ -151,14 +152,14 @@ export class DeviceService {
     });
   }
 
-  /** Sets (a string) or removes (null) site, model and profile; fields not given stay as they are. */
+  /** Sets (a string) or removes (null) site, model, profile and alerts; fields not given stay as they are. */
   async update(id: string, input: unknown): Promise<DeviceSummary> {
     const deviceId = validateDeviceId(id);
     const change = validate(UpdateDeviceSchema, input, 'metadata change');
     return this.store.update((registry) => {
       const record = requireDevice(registry, deviceId);
       const meta: DeviceMeta = { ...record.meta };
-      for (const field of ['site', 'model', 'profile'] as const) {
+      for (const field of ['site', 'model', 'profile', 'alerts'] as const) {
         const value = change[field];
         if (value === null) delete meta[field];
         else if (value !== undefined) meta[field] = value;

@@ -4,47 +4,26 @@
  * written beside the code as admin/openapi.json (`npx tsx admin/openapi.ts --write`); a test keeps the
  * file current and checks that it describes every route the server answers.
  *
- * OpenAPI 3.1's schema dialect is JSON Schema 2020-12, which is what zod's toJSONSchema writes.
+ * OpenAPI 3.1's schema dialect is JSON Schema 2020-12, which is what zod's toJSONSchema writes; the
+ * conversion, the error answers and the file check are core/api-docs.ts's, shared with the display's.
  */
-import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { z } from 'zod';
-import { ERROR_CODES, type ErrorCode } from '../core/errors.ts';
+import { documentText, errorResponses, generatedFileCurrent, schemaRef as reference, writeWhenRun, type JsonObject } from '../core/api-docs.ts';
+import type { ErrorCode } from '../core/errors.ts';
 import { ADMIN_ROUTES, BODY_ERRORS, COMMON_ERRORS, type AdminRoute } from './routes.ts';
-import { ErrorSchema } from './schemas.ts';
 
 export const OPENAPI_PATH = fileURLToPath(new URL('./openapi.json', import.meta.url));
 
-type JsonObject = Record<string, unknown>;
+/** Headers of the admin API's error answers, by status. */
+const ERROR_HEADERS = {
+  401: { 'WWW-Authenticate': { schema: { type: 'string' } } },
+  405: { Allow: { description: 'The methods the path takes.', schema: { type: 'string' } } },
+  429: { 'Retry-After': { description: 'Seconds until the ban ends.', schema: { type: 'integer' } } },
+};
 
-/** A schema as a reference into components.schemas (its `$defs`, named by their zod meta ids, are moved there). */
-function reference(schema: z.ZodType, components: JsonObject): JsonObject {
-  const text = JSON.stringify(z.toJSONSchema(schema, { target: 'draft-2020-12', unrepresentable: 'any' })).replaceAll('"#/$defs/', '"#/components/schemas/');
-  const json = JSON.parse(text) as JsonObject & { $defs?: JsonObject };
-  const { $schema: _dialect, $defs, ...root } = json;
-  Object.assign(components, $defs ?? {});
-  return root;
-}
-
-function errorResponses(route: AdminRoute, components: JsonObject): JsonObject {
+function routeErrors(route: AdminRoute, components: JsonObject): JsonObject {
   const codes: ErrorCode[] = [...COMMON_ERRORS, ...(route.body === undefined ? ['UNSUPPORTED_MEDIA_TYPE' as const] : BODY_ERRORS), ...route.errors];
-  const byStatus = new Map<number, ErrorCode[]>();
-  for (const code of codes) byStatus.set(ERROR_CODES[code].http, [...(byStatus.get(ERROR_CODES[code].http) ?? []), code]);
-  const errorRef = reference(ErrorSchema, components);
-  return Object.fromEntries(
-    [...byStatus.entries()]
-      .sort(([a], [b]) => a - b)
-      .map(([status, list]) => [
-        String(status),
-        {
-          description: `${list.map((code) => `\`${code}\``).join(', ')}: ${list.map((code) => ERROR_CODES[code].text).join(' ')}`,
-          ...(status === 405 ? { headers: { Allow: { description: 'The methods the path takes.', schema: { type: 'string' } } } } : {}),
-          ...(status === 401 ? { headers: { 'WWW-Authenticate': { schema: { type: 'string' } } } } : {}),
-          ...(status === 429 ? { headers: { 'Retry-After': { description: 'Seconds until the ban ends.', schema: { type: 'integer' } } } } : {}),
-          content: { 'application/json': { schema: errorRef } },
-        },
-      ]),
-  );
+  return errorResponses(codes, components, ERROR_HEADERS);
 }
 
 function operation(route: AdminRoute, components: JsonObject): JsonObject {
@@ -67,7 +46,7 @@ function operation(route: AdminRoute, components: JsonObject): JsonObject {
     ...(route.path.includes('{id}')
       ? { parameters: [{ name: 'id', in: 'path', required: true, description: 'Device id (a lowercase slug).', schema: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,47}$' } }] }
       : {}),
-    responses: { [String(route.response.status)]: success, ...errorResponses(route, components) },
+    responses: { [String(route.response.status)]: success, ...routeErrors(route, components) },
   };
   if (route.body !== undefined) {
     const schema = reference(route.body.schema, components);
@@ -105,14 +84,9 @@ export function adminOpenApi(): JsonObject {
   };
 }
 
-export const openApiText = (): string => `${JSON.stringify(adminOpenApi(), null, 2)}\n`;
+export const openApiText = (): string => documentText(adminOpenApi());
 
 /** True when admin/openapi.json is what the code generates now. */
-export async function openApiFileCurrent(): Promise<boolean> {
-  return (await readFile(OPENAPI_PATH, 'utf8').catch(() => '')) === openApiText();
-}
+export const openApiFileCurrent = (): Promise<boolean> => generatedFileCurrent(OPENAPI_PATH, openApiText());
 
-if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv.includes('--write')) {
-  await writeFile(OPENAPI_PATH, openApiText());
-  process.stdout.write(`wrote ${OPENAPI_PATH}\n`);
-}
+await writeWhenRun(import.meta.url, OPENAPI_PATH, openApiText);

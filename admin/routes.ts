@@ -4,6 +4,7 @@
  */
 import type { z } from 'zod';
 import type { ErrorCode } from '../core/errors.ts';
+import { templatePattern } from '../core/path-template.ts';
 import {
   AddDeviceSchema,
   BulkAddSchema,
@@ -110,12 +111,6 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     errors: ['DEVICE_INVALID', 'DEVICE_UNKNOWN'],
   },
 ];
-
-/** A template as a pattern: literal segments exactly, `{id}` one segment. */
-function templatePattern(path: string): RegExp {
-  const source = path.split('/').map((segment) => (segment === '{id}' ? '([^/]+)' : segment.replace(/[.*+?^$()|[\]\\]/g, '\\$&'))).join('/');
-  return new RegExp(`^${source}$`);
-}
 
 const PATTERNS = ADMIN_ROUTES.map((route) => ({ route, pattern: templatePattern(route.path), literal: !route.path.includes('{') }));
 

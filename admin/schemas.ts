@@ -9,12 +9,19 @@
 import { z } from 'zod';
 import { PayloadMappingSchema } from '../core/mappings.ts';
 import { TRUST_LEVELS } from '../core/registry.ts';
-import { DeviceIdSchema, DeviceMetaSchema, MetaValueSchema } from '../core/schemas.ts';
+import { rulesFromMeta } from '../core/alert-rules.ts';
+import { DeviceIdSchema, DeviceMetaSchema, MetaAlertsSchema, MetaValueSchema } from '../core/schemas.ts';
 
 /** Most devices one bulk add may carry: one registry write, and a file of credentials the caller must keep. */
 export const BULK_MAX_DEVICES = 10_000;
 
 export const SignatureAlgSchema = z.enum(['hmac-sha256', 'ed25519']).meta({ description: 'hmac-sha256 (a shared key) or ed25519 (the server keeps only the public key).' });
+
+/** The device's own alert rules, checked against their grammar here, so that a bad clause is refused at the door. */
+const DeviceAlertsSchema = MetaAlertsSchema.superRefine((text, ctx) => {
+  const problem = rulesFromMeta('device', { alerts: text }).problems[0];
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `alerts ${problem} (README "Alerts")` });
+}).meta({ description: 'The device\'s own alert rules, clauses separated by ";" (README "Alerts"), e.g. "temperature > 35 clear 33 for 30s; silent 2m".' });
 
 /** One device to add: the id, its signature scheme (default hmac-sha256) and metadata. Also one row of a bulk file. */
 export const AddDeviceSchema = z
@@ -26,6 +33,7 @@ export const AddDeviceSchema = z
     site: MetaValueSchema.optional(),
     model: MetaValueSchema.optional(),
     profile: MetaValueSchema.optional(),
+    alerts: DeviceAlertsSchema.optional(),
   })
   .meta({ id: 'AddDevice', description: 'A device to register. Its credentials are generated and returned once.' });
 export type AddDevice = z.infer<typeof AddDeviceSchema>;
@@ -41,8 +49,9 @@ export const UpdateDeviceSchema = z
     site: MetaValueSchema.nullable().optional(),
     model: MetaValueSchema.nullable().optional(),
     profile: MetaValueSchema.nullable().optional(),
+    alerts: DeviceAlertsSchema.nullable().optional(),
   })
-  .refine((change) => Object.keys(change).length > 0, 'give at least one of site, model, profile (null removes one)')
+  .refine((change) => Object.keys(change).length > 0, 'give at least one of site, model, profile, alerts (null removes one)')
   .meta({ id: 'UpdateDevice', description: 'Metadata to change: a string sets the field, null removes it, an absent field is left as it is.' });
 export type UpdateDevice = z.infer<typeof UpdateDeviceSchema>;
 
@@ -91,12 +100,3 @@ export const CredentialsSchema = z
   .meta({ id: 'Credentials', description: 'A device\'s secrets. Returned once, by add, rotate and bulk add; kept nowhere on the server.' });
 
 export const BulkCredentialsSchema = z.strictObject({ devices: z.array(CredentialsSchema) }).meta({ id: 'BulkCredentials' });
-
-export const ErrorSchema = z
-  .strictObject({
-    // A pattern, not the list: a code added to core/errors.ts must not make this description stale.
-    code: z.string().regex(/^[A-Z][A-Z0-9_]*$/).meta({ description: 'A stable code from docs/ERRORS.md (core/errors.ts).' }),
-    message: z.string(),
-    details: z.record(z.string(), z.unknown()).optional(),
-  })
-  .meta({ id: 'Error', description: 'Every error: a stable code (docs/ERRORS.md) and a message for people.' });

@@ -10,13 +10,14 @@
  *                 publish: X/# (X/events/rpc is read by ingest; Will: X/online)   subscribe: X/#
  *   A device never publishes on a topic that names another device (core/topics.ts parseTopic).
  *   svc:ingest    subscribe: sensors/+/telemetry, tele/+/SENSOR, +/events/rpc (or one device's); publish: pipeline/#
- *   svc:display   subscribe: pipeline/#, sensors/+/status; publish: nothing
+ *   svc:display   subscribe: pipeline/#, sensors/+/status, alerts/+; publish: nothing
+ *   svc:alerts    subscribe: pipeline/#, sensors/+/status; publish: alerts/# (the alert state it keeps retained)
  *   svc:admin     everything ($SYS/# included), for tools such as MQTT Explorer and conformance suites
  */
 import { hasWildcard, parseTopic, RESERVED_TOPIC_ROOTS, topics } from '../core/topics.ts';
 import type { DropReason } from './codes.ts';
 
-export type ServiceName = 'ingest' | 'display' | 'admin';
+export type ServiceName = 'ingest' | 'display' | 'alerts' | 'admin';
 export const SERVICE_PREFIX = 'svc:';
 
 /**
@@ -92,6 +93,8 @@ function subscribePatterns(principal: Subscriber): string[] {
     case 'ingest':
       return [...topics.ingestFilters];
     case 'display':
+      return [topics.pipelineTree, topics.allStatus, topics.allAlerts];
+    case 'alerts':
       return [topics.pipelineTree, topics.allStatus];
     case 'admin':
       return ['#'];
@@ -158,6 +161,8 @@ export function mayPublish(principal: Principal, topic: string): boolean {
       return filterCovers(topics.pipelineTree, topic);
     case 'display':
       return false;
+    case 'alerts':
+      return filterCovers(topics.alertsTree, topic);
     case 'admin':
       return true;
   }

@@ -84,7 +84,7 @@ export async function startBroker(options: StartBrokerOptions): Promise<RunningB
   });
   const logins = new Logins({
     limits: config,
-    servicePasswords: { ingest: config.ingestPassword, display: config.displayPassword, admin: config.adminPassword },
+    servicePasswords: { ingest: config.ingestPassword, display: config.displayPassword, alerts: config.alertsPassword, admin: config.adminPassword },
     registry: initialRegistry,
     admission,
     metrics,

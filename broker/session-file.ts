@@ -33,7 +33,7 @@ interface SessionsFile {
   sessions: { clientId: string; owner?: unknown; subscriptions: SessionsExport['sessions'][number]['subscriptions']; outgoing: StoredPublishJson[] }[];
 }
 
-const SERVICES: readonly ServiceName[] = ['ingest', 'display', 'admin'];
+const SERVICES: readonly ServiceName[] = ['ingest', 'display', 'alerts', 'admin'];
 
 /** An owner as saved, or undefined for anything else (a missing or malformed one). */
 export function ownerFromJson(value: unknown): Subscriber | undefined {

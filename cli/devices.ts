@@ -29,7 +29,8 @@ const specs = {
   site: { env: 'SENSORPIPE_DEVICE_SITE', flag: 'site', schema: optionalText, doc: 'Metadata: where the device is.' },
   model: { env: 'SENSORPIPE_DEVICE_MODEL', flag: 'model', schema: optionalText, doc: 'Metadata: the device model.' },
   deviceProfile: { env: 'SENSORPIPE_DEVICE_PROFILE', flag: 'device-profile', schema: optionalText, doc: 'Metadata: the sensor profile (env, industrial, power, …).' },
-  unset: { env: 'SENSORPIPE_DEVICE_UNSET', flag: 'unset', schema: optionalText, doc: 'update: metadata fields to remove, comma-separated (site, model, profile).' },
+  deviceAlerts: { env: 'SENSORPIPE_DEVICE_ALERTS', flag: 'alerts', schema: optionalText, doc: 'Metadata: the device\'s own alert rules, clauses separated by ";" (README "Alerts"), e.g. "temperature > 35 clear 33 for 30s; silent 2m".' },
+  unset: { env: 'SENSORPIPE_DEVICE_UNSET', flag: 'unset', schema: optionalText, doc: 'update: metadata fields to remove, comma-separated (site, model, profile, alerts).' },
   format: {
     env: 'SENSORPIPE_DEVICE_FORMAT',
     flag: 'format',
@@ -49,7 +50,7 @@ const USAGE = `Usage: sensorpipe devices <action> [id | file] [options]
   add <id>       register a device and print its new credentials (shown once)
   list           list devices (no secrets)
   get <id>       show one device (no secrets)
-  update <id>    change its metadata: --site, --model, --device-profile; --unset site,model,profile
+  update <id>    change its metadata: --site, --model, --device-profile, --alerts; --unset site,model,profile,alerts
   revoke <id>    revoke a device: it is disconnected and refused from then on
   rotate <id>    issue a new MQTT password and signing key; the old ones stop working
   bulk <file>    add every device of a CSV file (header: id,alg,trust,payload,site,model,profile) or a JSON file
@@ -138,6 +139,7 @@ export const devicesCommand: Command = {
             ...(config.site === undefined ? {} : { site: config.site }),
             ...(config.model === undefined ? {} : { model: config.model }),
             ...(config.deviceProfile === undefined ? {} : { profile: config.deviceProfile }),
+            ...(config.deviceAlerts === undefined ? {} : { alerts: config.deviceAlerts }),
           });
           await emitSecrets(formatCredentials(credentials, format));
           return 0;
@@ -159,6 +161,7 @@ export const devicesCommand: Command = {
           if (config.site !== undefined) change.site = config.site;
           if (config.model !== undefined) change.model = config.model;
           if (config.deviceProfile !== undefined) change.profile = config.deviceProfile;
+          if (config.deviceAlerts !== undefined) change.alerts = config.deviceAlerts;
           for (const field of (config.unset ?? '').split(',').map((f) => f.trim()).filter((f) => f !== '')) {
             if (field in change) throw new SensorpipeError('CONFIG_INVALID', `--unset ${field} and a value for ${field}: give one`);
             change[field] = null; // an unknown field name is refused by the service's schema, as over HTTP

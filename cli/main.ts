@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isSensorpipeError } from '../core/errors.ts';
 import { adminCommand } from './admin.ts';
+import { alertsCommand } from './alerts.ts';
 import { brokerCommand } from './broker.ts';
 import type { Command } from './command.ts';
 import { devicesCommand } from './devices.ts';
@@ -21,6 +22,7 @@ import { startCommand } from './start.ts';
 
 const commands: Record<string, Command> = {
   admin: adminCommand,
+  alerts: alertsCommand,
   broker: brokerCommand,
   devices: devicesCommand,
   display: displayCommand,

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { bool, commonOptions, helpText, mqttClientOptions, optionalText, parseConfig, serviceAccountOptions } from '../core/config.ts';
 import { REJECT_REASONS, SensorpipeError } from '../core/errors.ts';
 import { parseTopic } from '../core/topics.ts';
-import { readQuarantine } from '../ingest/quarantine.ts';
+import { readQuarantine } from '../core/quarantine-file.ts';
 import type { Command } from './command.ts';
 
 const specs = {

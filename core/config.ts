@@ -129,6 +129,7 @@ export const brokerOptions = {
 export const serviceAccountOptions = {
   ingestPassword: { env: 'SENSORPIPE_INGEST_PASSWORD', flag: 'ingest-password', schema: optionalText, secret: true, doc: 'Password of the ingest service account (user svc:ingest).' },
   displayPassword: { env: 'SENSORPIPE_DISPLAY_PASSWORD', flag: 'display-password', schema: optionalText, secret: true, doc: 'Password of the display service account (user svc:display).' },
+  alertsPassword: { env: 'SENSORPIPE_ALERTS_PASSWORD', flag: 'alerts-password', schema: optionalText, secret: true, doc: 'Password of the alerts service account (user svc:alerts).' },
   adminPassword: { env: 'SENSORPIPE_ADMIN_PASSWORD', flag: 'admin-password', schema: optionalText, secret: true, doc: 'Password of the admin account (user svc:admin); unset: no admin login.' },
 } satisfies Specs;
 
@@ -148,6 +149,7 @@ export const displayOptions = {
   httpIdleTimeoutMs: { env: 'SENSORPIPE_HTTP_IDLE_TIMEOUT', flag: 'http-idle-timeout', schema: durationMs.pipe(z.number().int().min(1)), default: '1m', doc: 'An HTTP connection on which no byte moves either way for this long is closed (a client that stops reading a response). /live has its own heartbeat.' },
   httpMaxConnectionsPerAddress: { env: 'SENSORPIPE_HTTP_MAX_CONNECTIONS_PER_ADDRESS', flag: 'http-max-connections-per-address', schema: integer(1, 1_000_000), default: '256', doc: 'Most open connections to the display\'s port (HTTP and /live together) from one IP address; more are closed at once, before anything is read. Behind a reverse proxy: raise it.' },
   httpMaxConnections: { env: 'SENSORPIPE_HTTP_MAX_CONNECTIONS', flag: 'http-max-connections', schema: integer(1, 10_000_000), default: '10000', doc: 'Most open connections to the display\'s port in total (HTTP and /live together); more are closed at once, before anything is read. Keep it above SENSORPIPE_LIVE_MAX_CLIENTS, and within the process\'s file descriptor limit (ulimit -n).' },
+  quarantineDir: { env: 'SENSORPIPE_DISPLAY_QUARANTINE_DIR', flag: 'display-quarantine-dir', schema: optionalText, doc: 'Folder of ingest\'s quarantine that /api/quarantine and the dashboard\'s Quarantine page read, read-only (default: <data-dir>/ingest/quarantine, where ingest keeps it; with ingest on another machine, a copy or a shared mount). Absent: the page says so and lists nothing.' },
   historyMaxConcurrent: { env: 'SENSORPIPE_HISTORY_MAX_CONCURRENT', flag: 'history-max-concurrent', schema: integer(1, 10_000), default: '8', doc: 'Most history loads from the store at once, for all viewers together (an API readings request or CSV export, or one device\'s history for a /live subscription). More wait, up to 4 times as many for at most 2 s; beyond that they are refused with SERVER_BUSY (HTTP 503 with Retry-After).' },
 } satisfies Specs;
 
@@ -188,6 +190,20 @@ export const simOptions = {
   simCredentials: { env: 'SENSORPIPE_SIM_CREDENTIALS', flag: 'credentials', schema: optionalText, doc: 'Existing devices: a file of `sensorpipe devices add --json` lines. Unset: demo mode provisions sim-0000… into the registry.' },
 } satisfies Specs;
 
+/** The alerts component (alerts/): rules, the alert log, webhooks and its API port. */
+export const alertsOptions = {
+  alertRules: { env: 'SENSORPIPE_ALERT_RULES', flag: 'alert-rules', schema: optionalText, doc: 'Alert rules file, YAML or JSON (README "Alerts"); followed while running. Default: <data-dir>/alert-rules.yaml (`sensorpipe start` writes a demo one there if it is missing).' },
+  alertsHost: { env: 'SENSORPIPE_ALERTS_HOST', flag: 'alerts-host', schema: text, default: '127.0.0.1', doc: 'Address the alerts API (/api/alerts) and its /metrics, /healthz, /livez, /readyz listen on.' },
+  alertsPort: { env: 'SENSORPIPE_ALERTS_PORT', flag: 'alerts-port', schema: port, default: '9103', doc: 'Port of the alerts API and its ops endpoints (0: any free port).' },
+  alertsClientId: { env: 'SENSORPIPE_ALERTS_CLIENT_ID', flag: 'alerts-client-id', schema: text, default: 'sensorpipe-alerts', doc: 'MQTT client id of the alerts component.' },
+  alertsTickMs: { env: 'SENSORPIPE_ALERTS_TICK', flag: 'alerts-tick', schema: durationMs.pipe(z.number().int().min(10).max(60_000)), default: '250ms', doc: 'How often time-driven rules are evaluated: `for` durations ending, silent devices, sliding windows.' },
+  alertsMaxLagMs: { env: 'SENSORPIPE_ALERTS_MAX_LAG', flag: 'alerts-max-lag', schema: durationMs.pipe(z.number().int().min(1)), default: '1m', doc: 'Readings older than this when they arrive (a device catching up with a backlog) are not evaluated against threshold and rate rules.' },
+  alertLogMaxBytes: { env: 'SENSORPIPE_ALERT_LOG_MAX', flag: 'alert-log-max', schema: sizeBytes.pipe(z.number().int().min(4096)), default: '8MiB', doc: 'Size of the alert log (<data-dir>/alerts/alerts.log) past which it is rotated; one older file is kept.' },
+  webhookRetryMinMs: { env: 'SENSORPIPE_WEBHOOK_RETRY_MIN', flag: 'webhook-retry-min', schema: durationMs.pipe(z.number().int().min(1)), default: '1s', doc: 'First wait before a failed webhook delivery is retried (doubles each time, with jitter).' },
+  webhookRetryMaxMs: { env: 'SENSORPIPE_WEBHOOK_RETRY_MAX', flag: 'webhook-retry-max', schema: durationMs.pipe(z.number().int().min(1)), default: '5m', doc: 'Longest wait between webhook delivery attempts.' },
+  webhookQueueMax: { env: 'SENSORPIPE_WEBHOOK_QUEUE_MAX', flag: 'webhook-queue-max', schema: integer(1, 10_000_000), default: '10000', doc: 'Events kept per webhook while it is unreachable; beyond, the oldest are dropped and counted.' },
+} satisfies Specs;
+
 /** The admin HTTP API (admin/): device provisioning over HTTP, off unless a token is set. */
 export const adminOptions = {
   adminToken: { env: 'SENSORPIPE_ADMIN_TOKEN', flag: 'admin-token', schema: z.string().min(16, 'must be at least 16 characters (e.g. openssl rand -base64 32)').optional(), secret: true, doc: 'Turns the admin API on: every request must carry it as "Authorization: Bearer <token>". At least 16 characters. Unset: no admin API.' },
@@ -207,7 +223,8 @@ export const configSpecs = {
   display: { ...commonOptions, ...mqttClientOptions, ...storeOptions, ...displayOptions, displayPassword: serviceAccountOptions.displayPassword, maxFutureMs: ingestOptions.maxFutureMs, redisUrl: brokerOptions.redisUrl },
   // The simulator's broker URL is also `--broker`, the name issue 4 and the README give it.
   sim: { ...commonOptions, mqttUrl: { ...mqttClientOptions.mqttUrl, aliases: ['broker'] }, ...simOptions, redisUrl: brokerOptions.redisUrl },
-  start: { ...commonOptions, ...brokerOptions, ...serviceAccountOptions, ...storeOptions, ...displayOptions, ...ingestOptions, ...simOptions, ...adminOptions },
+  alerts: { ...commonOptions, ...mqttClientOptions, ...alertsOptions, alertsPassword: serviceAccountOptions.alertsPassword, redisUrl: brokerOptions.redisUrl },
+  start: { ...commonOptions, ...brokerOptions, ...serviceAccountOptions, ...storeOptions, ...displayOptions, ...ingestOptions, ...simOptions, ...adminOptions, ...alertsOptions },
   admin: { ...commonOptions, redisUrl: brokerOptions.redisUrl, ...adminOptions },
 } as const satisfies Record<string, Specs>;
 export type ProcessKind = keyof typeof configSpecs;
@@ -215,6 +232,11 @@ export type ProcessKind = keyof typeof configSpecs;
 /** Resolved paths that derive from the data folder when not given. */
 export function registryPathOf(config: { dataDir: string; registryPath?: string | undefined }): string {
   return resolve(config.registryPath ?? `${config.dataDir}/registry.json`);
+}
+
+/** The quarantine folder the display reads: SENSORPIPE_DISPLAY_QUARANTINE_DIR, or ingest's under the data folder. */
+export function quarantineDirOf(config: { dataDir: string; quarantineDir?: string | undefined }): string {
+  return resolve(config.quarantineDir ?? `${config.dataDir}/ingest/quarantine`);
 }
 
 export interface ConfigSource {

@@ -35,6 +35,8 @@ export const ERROR_CODES = {
   REGISTRY_CONFLICT: { disposition: 'reject', http: 409, text: 'The registry change conflicts with its current contents (e.g. the id exists).' },
   REGISTRY_UNAVAILABLE: { disposition: 'retry', http: 503, text: 'The device registry lives in Redis (SENSORPIPE_REDIS_URL), and Redis cannot be reached; a running process keeps the last registry it loaded.' },
   DEVICE_INVALID: { disposition: 'reject', http: 400, text: 'A device id, metadata value, signature algorithm or bulk-file row is not valid (the same check in `sensorpipe devices` and the admin API).' },
+  ALERT_RULES_INVALID: { disposition: 'reject', http: 500, text: 'The alerts rules file cannot be read or is not valid YAML/JSON of the documented shape; the rules in force before stay in force.' },
+  ALERT_META_INVALID: { disposition: 'reject', http: 400, text: 'A clause of a device\'s `alerts` metadata is not of the documented grammar; it is skipped, the device\'s other rules apply.' },
   INTERNAL: { disposition: 'retry', http: 500, text: 'An unexpected internal error.' },
 } as const satisfies Record<string, { disposition: 'reject' | 'retry'; http: number; text: string }>;
 

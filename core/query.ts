@@ -14,7 +14,7 @@
 import { z } from 'zod';
 import { parseDurationMs } from './duration.ts';
 import { SensorpipeError, type ErrorCode } from './errors.ts';
-import { DeviceIdSchema, MetricNameSchema } from './schemas.ts';
+import { DeviceIdSchema, MetricNameSchema, ReadingTrustSchema } from './schemas.ts';
 
 /** Aggregations over a window. `last` is the value with the greatest timestamp in the window. */
 export const AGGREGATE_FUNCTIONS = ['mean', 'min', 'max', 'last', 'count'] as const;
@@ -169,3 +169,31 @@ export function parseHistoryParams(device: string, params: URLSearchParams, now 
   raw.device = device;
   return { ...parseHistoryRequest(raw, now), device };
 }
+
+/**
+ * The answer to a history request (`/api/devices/{id}/readings` as JSON): the store port's QueryResult
+ * (store/port.ts), which a test holds to this schema on a real answer. A point is a raw reading, or a
+ * window (`ts` its start) with the envelope `min`/`max` of its values.
+ */
+export const HistoryResultSchema = z.strictObject({
+  device: DeviceIdSchema,
+  from: z.number().int(),
+  /** Exclusive. */
+  to: z.number().int(),
+  mode: z.enum(['raw', 'aggregate']),
+  fn: z.enum(AGGREGATE_FUNCTIONS).optional(),
+  /** The window length used (ms), for aggregates. */
+  every: z.number().int().optional(),
+  /** True when a raw series had more points than maxPoints and the answer was cut. */
+  truncated: z.boolean(),
+  /** With `truncated`: ask again from here (as `from`) for the rest. */
+  nextFrom: z.number().int().optional(),
+  series: z.array(
+    z.strictObject({
+      metric: MetricNameSchema,
+      points: z.array(z.strictObject({ ts: z.number().int(), value: z.number(), min: z.number().optional(), max: z.number().optional() })),
+      /** The trust levels of the series' readings in the range, sorted; absent for a series without points. */
+      trust: z.array(ReadingTrustSchema).optional(),
+    }),
+  ),
+});

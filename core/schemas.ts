@@ -120,10 +120,14 @@ export const MetaValueSchema = z
   .max(LIMITS.metaValueMaxLength)
   .regex(/^[^\p{Cc}]+$/u, 'metadata must not contain control characters');
 
+/** A device's own alert rules (core/alert-rules.ts: `temperature > 35 clear 33 for 30s; silent 2m`). */
+export const MetaAlertsSchema = z.string().min(1).max(256).regex(/^[^\p{Cc}]+$/u, 'metadata must not contain control characters');
+
 export const DeviceMetaSchema = z.strictObject({
   site: MetaValueSchema.optional(),
   model: MetaValueSchema.optional(),
   profile: MetaValueSchema.optional(),
+  alerts: MetaAlertsSchema.optional(),
 });
 export type DeviceMeta = z.infer<typeof DeviceMetaSchema>;
 

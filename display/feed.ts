@@ -1,15 +1,18 @@
 /**
  * The display's MQTT connection (service account svc:display, read-only): verified readings from
- * ingest, device status from the broker and devices, completeness from ingest. Every payload is parsed
- * with its core/ schema and decoded as ingest decodes telemetry (core/decode.ts: strict UTF-8, and every
- * member kept); a malformed one is counted and dropped, never passed on. Status comes from the devices
- * themselves: it is outside input like any other.
+ * ingest, device status from the broker and devices, completeness and per-device counts from ingest,
+ * alert states from the alerts component. Every payload is parsed with its core/ schema and decoded as
+ * ingest decodes telemetry (core/decode.ts: strict UTF-8, and every member kept); a malformed one is
+ * counted and dropped, never passed on (alert states are handed to display/alerts.ts, which does the
+ * same and also reads an empty payload as "cleared"). Status comes from the devices themselves: it is
+ * outside input like any other.
  */
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt, { type ISubscriptionMap, type MqttClient } from 'mqtt';
 import type { ZodType } from 'zod';
+import { AlertStateMessageSchema } from '../core/alerts.ts';
 import { decodeMessage } from '../core/decode.ts';
 import type { Logger } from '../core/logger.ts';
-import { CompletenessMessageSchema, StatusMessageSchema, VerifiedReadingsSchema, type CompletenessMessage, type StatusMessage, type VerifiedReadings } from '../core/schemas.ts';
+import { CompletenessMessageSchema, DeviceCountsMessageSchema, StatusMessageSchema, VerifiedReadingsSchema, type CompletenessMessage, type DeviceCountsMessage, type StatusMessage, type VerifiedReadings } from '../core/schemas.ts';
 import { parseTopic, topics, type TopicKind } from '../core/topics.ts';
 import type { DisplayMetrics } from './metrics.ts';
 
@@ -21,6 +24,9 @@ export interface FeedHandlers {
   readings(message: VerifiedReadings): void;
   status(message: StatusMessage): void;
   completeness(message: CompletenessMessage): void;
+  counts(message: DeviceCountsMessage): void;
+  /** alerts/{device}, handed over undecoded: an empty payload means something there (display/alerts.ts). */
+  alerts(device: string, payload: Buffer): void;
 }
 
 export interface FeedOptions {
@@ -35,6 +41,8 @@ const SCHEMAS: Partial<Record<TopicKind, ZodType>> = {
   verified: VerifiedReadingsSchema,
   status: StatusMessageSchema,
   completeness: CompletenessMessageSchema,
+  counts: DeviceCountsMessageSchema,
+  alerts: AlertStateMessageSchema,
 };
 
 export class PipelineFeed {
@@ -55,8 +63,8 @@ export class PipelineFeed {
     this.ready = new Promise((resolve) => {
       this.client.on('connect', () => {
         // The live feed at QoS 0: a lost live frame is in the store anyway, and QoS 0 spares ingest and
-        // the broker a PUBACK per message. Status and completeness are retained, at QoS 1.
-        this.client.subscribe({ [topics.allVerified]: { qos: 0 }, [topics.allStatus]: { qos: 1 }, [topics.allCompleteness]: { qos: 1 } }, (err) => {
+        // the broker a PUBACK per message. Status, completeness and alert states are retained, at QoS 1.
+        this.client.subscribe({ [topics.allVerified]: { qos: 0 }, [topics.allStatus]: { qos: 1 }, [topics.allCompleteness]: { qos: 1 }, [topics.allCounts]: { qos: 1 }, [topics.allAlerts]: { qos: 1 } }, (err) => {
           if (err) options.logger.error({ err: err.message }, 'display subscription failed');
           else resolve();
         });
@@ -64,6 +72,20 @@ export class PipelineFeed {
     });
     this.client.on('error', (err) => options.logger.warn({ err: err.message }, 'display MQTT error'));
     this.client.on('message', (topic, payload) => this.receive(topic, payload));
+  }
+
+  /**
+   * Asks the broker for every retained alert state again: a SUBSCRIBE identical to an existing one
+   * replaces it, and the retained messages matching it are sent again [MQTT-3.8.4-3]. For states the
+   * display refused while their device was not yet in its registry.
+   */
+  replayAlerts(): void {
+    // `resubscribe`: MQTT.js would otherwise leave out a filter it holds already, and send nothing.
+    const filters: ISubscriptionMap = { [topics.allAlerts]: { qos: 1 } };
+    filters.resubscribe = true;
+    this.client.subscribe(filters, (err) => {
+      if (err) this.options.logger.warn({ err: err.message }, 'alert states not asked for again');
+    });
   }
 
   get connected(): boolean {
@@ -79,6 +101,10 @@ export class PipelineFeed {
       return;
     }
     metrics.feedMessages.inc({ kind: parsed.kind });
+    if (parsed.kind === 'alerts') {
+      handlers.alerts(parsed.deviceId, payload);
+      return;
+    }
     if (payload.length === 0) return; // a cleared retained message
     // As ingest decodes telemetry: a member the message would not hold (a key given twice, a __proto__
     // that zod would drop from a record of values) makes it invalid, never silently a different message.
@@ -90,6 +116,7 @@ export class PipelineFeed {
     }
     if (parsed.kind === 'verified') handlers.readings(message as VerifiedReadings);
     else if (parsed.kind === 'status') handlers.status(message as StatusMessage);
+    else if (parsed.kind === 'counts') handlers.counts(message as DeviceCountsMessage);
     else handlers.completeness(message as CompletenessMessage);
   }
 

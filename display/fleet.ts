@@ -3,10 +3,10 @@
  * topics), newest value per metric (seeded from the store, then from the live feed) and completeness
  * (from ingest). Answers /api/devices; pure state, no I/O.
  */
-import type { DevicesQuery, DeviceSummary } from '../core/api.ts';
+import type { DeviceAlertsSummary, DevicesQuery, DeviceSummary } from '../core/api.ts';
 import { unitsOf, type PayloadFormat } from '../core/mappings.ts';
 import type { Registry } from '../core/registry.ts';
-import type { CompletenessMessage, DeviceMeta, StatusMessage, VerifiedReadings } from '../core/schemas.ts';
+import type { CompletenessMessage, DeviceCountsMessage, DeviceMeta, StatusMessage, VerifiedReadings } from '../core/schemas.ts';
 import type { DeviceLatestValue } from '../store/index.ts';
 
 interface DeviceState {
@@ -14,6 +14,8 @@ interface DeviceState {
   /** From the registry: a broker-authenticated device's readings are `broker`. */
   trust: DeviceSummary['trust'];
   payload: PayloadFormat | undefined;
+  /** A signed device's signature algorithm. */
+  alg: 'hmac-sha256' | 'ed25519' | undefined;
   units: Record<string, string> | undefined;
   meta: DeviceMeta;
   state: 'online' | 'offline';
@@ -21,12 +23,19 @@ interface DeviceState {
   lastSeen: number | null;
   latest: Map<string, { ts: number; value: number }>;
   completeness: DeviceSummary['completeness'];
+  /** From ingest's retained pipeline/counts/{id}. */
+  counts: DeviceSummary['counts'];
+  /** When ingest counted what `counts` holds (ms). */
+  countsAt: number | null;
   /** Lower-cased id, site and model, for text search. */
   haystack: string;
 }
 
 export class FleetState {
   private readonly devices = new Map<string, DeviceState>();
+
+  /** `alertsOf`: a device's alerts line (display/alerts.ts keeps them), read when a summary is made. */
+  constructor(private readonly alertsOf: (id: string) => DeviceAlertsSummary | undefined = () => undefined) {}
 
   /** Follows the registry: new devices appear, revoked ones are marked, removed ones go. */
   setRegistry(registry: Registry): void {
@@ -37,6 +46,7 @@ export class FleetState {
       device.registered = record.status;
       device.trust = record.trust === 'broker-authenticated' ? 'broker' : 'signed';
       device.payload = record.payload?.format;
+      device.alg = record.signing.alg === 'none' ? undefined : record.signing.alg;
       device.units = unitsOf(record.payload);
       device.meta = record.meta;
       device.haystack = [record.id, record.meta.site ?? '', record.meta.model ?? ''].join('\n').toLowerCase();
@@ -84,6 +94,14 @@ export class FleetState {
     if (device !== undefined) device.completeness = { received: message.received, missing: message.missing, ratio: message.ratio };
   }
 
+  applyCounts(message: DeviceCountsMessage): void {
+    const device = this.devices.get(message.device);
+    // Ingest publishes them in order; a retained copy older than what is shown (a reconnect) changes nothing.
+    if (device === undefined || (device.countsAt !== null && message.at < device.countsAt)) return;
+    device.counts = { accepted: message.accepted, duplicates: message.duplicates, rejected: message.rejected, since: message.since };
+    device.countsAt = message.at;
+  }
+
   list(query: DevicesQuery = {}): { devices: DeviceSummary[]; total: number; online: number } {
     const devices: DeviceSummary[] = [];
     let online = 0;
@@ -94,18 +112,18 @@ export class FleetState {
       if (query.site !== undefined && device.meta.site !== query.site) continue;
       if (query.profile !== undefined && device.meta.profile !== query.profile) continue;
       if (text !== undefined && !device.haystack.includes(text)) continue;
-      devices.push(summarise(id, device));
+      devices.push(summarise(id, device, this.alertsOf(id)));
     }
     return { devices, total: this.devices.size, online };
   }
 
   get(id: string): DeviceSummary | undefined {
     const device = this.devices.get(id);
-    return device === undefined ? undefined : summarise(id, device);
+    return device === undefined ? undefined : summarise(id, device, this.alertsOf(id));
   }
 
   private newDevice(): DeviceState {
-    return { registered: 'active', trust: 'signed', payload: undefined, units: undefined, meta: {}, state: 'offline', since: null, lastSeen: null, latest: new Map(), completeness: null, haystack: '' };
+    return { registered: 'active', trust: 'signed', alg: undefined, payload: undefined, units: undefined, meta: {}, state: 'offline', since: null, lastSeen: null, latest: new Map(), completeness: null, counts: null, countsAt: null, haystack: '' };
   }
 
   private setLatest(device: DeviceState, metric: string, ts: number, value: number): void {
@@ -116,11 +134,12 @@ export class FleetState {
   }
 }
 
-function summarise(id: string, device: DeviceState): DeviceSummary {
+function summarise(id: string, device: DeviceState, alerts: DeviceAlertsSummary | undefined): DeviceSummary {
   return {
     id,
     registered: device.registered,
     trust: device.trust,
+    ...(device.alg === undefined ? {} : { alg: device.alg }),
     ...(device.payload === undefined ? {} : { payload: device.payload }),
     ...(device.units === undefined ? {} : { units: device.units }),
     meta: device.meta,
@@ -129,5 +148,7 @@ function summarise(id: string, device: DeviceState): DeviceSummary {
     lastSeen: device.lastSeen,
     latest: Object.fromEntries([...device.latest].sort(([a], [b]) => (a < b ? -1 : 1))),
     completeness: device.completeness,
+    counts: device.counts,
+    ...(alerts === undefined ? {} : { alerts }),
   };
 }

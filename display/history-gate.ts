@@ -11,6 +11,13 @@
  * request also its socket, which the connection caps bound). Past either bound the load is refused with
  * SERVER_BUSY at once: HTTP answers 503 with Retry-After, /live an error frame, and the refusal is
  * counted. Nothing here runs per frame or per reading: only per history load.
+ *
+ * A long load is a series of short ones: a raw CSV export (display/csv.ts) takes a slot per page and
+ * gives it back while its rows go out, so a download as long as its reader takes holds no slot between
+ * pages, and queues for the next one behind every load that asked before it (first come, first served:
+ * a burst of JSON requests waits at most for one page read per slot). Its later pages are `patient`:
+ * they wait as long as it takes, outside the waiting bound, since refusing one would cut a file half
+ * sent; they are bounded by the downloads running, which hold a socket each.
  */
 import { SensorpipeError } from '../core/errors.ts';
 import type { DisplayMetrics } from './metrics.ts';
@@ -34,7 +41,14 @@ export interface HistoryGateOptions {
 interface Waiter {
   admit(): void;
   refuse(err: Error): void;
-  timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout | undefined;
+  /** Outside the waiting bound (see the header). */
+  patient: boolean;
+}
+
+export interface RunOptions {
+  /** A later part of a load already admitted: waits for a slot without time limit, never refused as busy. */
+  patient?: boolean;
 }
 
 export class HistoryGate {
@@ -53,12 +67,24 @@ export class HistoryGate {
     return this.running;
   }
 
+  /** Loads waiting for a slot now (patient ones included). */
+  get queued(): number {
+    return this.waiting.length;
+  }
+
+  /** Waiting loads that count against the bound (not the patient ones). */
+  private impatientWaiting(): number {
+    let count = 0;
+    for (const waiter of this.waiting) if (!waiter.patient) count++;
+    return count;
+  }
+
   /**
    * Runs `load` in a slot, waiting for one if need be; rejects with SERVER_BUSY (and runs nothing) when
    * none frees up in time or too many wait already. `signal` aborts a wait whose requester has gone.
    */
-  async run<T>(via: HistoryVia, load: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    await this.acquire(via, signal);
+  async run<T>(via: HistoryVia, load: () => Promise<T>, signal?: AbortSignal, options: RunOptions = {}): Promise<T> {
+    await this.acquire(via, signal, options.patient === true);
     try {
       return await load();
     } finally {
@@ -66,14 +92,14 @@ export class HistoryGate {
     }
   }
 
-  private acquire(via: HistoryVia, signal: AbortSignal | undefined): Promise<void> | void {
+  private acquire(via: HistoryVia, signal: AbortSignal | undefined, patient: boolean): Promise<void> | void {
     if (this.running < this.options.maxConcurrent && this.waiting.length === 0) {
       this.running++;
       this.options.metrics.historyLoads.set(this.running);
       return;
     }
     if (signal?.aborted === true) throw new SensorpipeError('SERVER_BUSY', 'the request went away before it got a history slot');
-    if (this.waiting.length >= this.maxWaiting) throw this.refuse(via, 'queue_full', `${this.options.maxConcurrent} history loads are running and ${this.maxWaiting} waiting`);
+    if (!patient && this.impatientWaiting() >= this.maxWaiting) throw this.refuse(via, 'queue_full', `${this.options.maxConcurrent} history loads are running and ${this.maxWaiting} waiting`);
     return new Promise<void>((resolve, reject) => {
       const leave = () => {
         const at = this.waiting.indexOf(waiter);
@@ -95,7 +121,8 @@ export class HistoryGate {
           leave();
           reject(err);
         },
-        timer: setTimeout(() => waiter.refuse(this.refuse(via, 'timeout', `no history slot free within ${this.maxWaitMs} ms (${this.options.maxConcurrent} loads at once)`)), this.maxWaitMs),
+        timer: patient ? undefined : setTimeout(() => waiter.refuse(this.refuse(via, 'timeout', `no history slot free within ${this.maxWaitMs} ms (${this.options.maxConcurrent} loads at once)`)), this.maxWaitMs),
+        patient,
       };
       this.waiting.push(waiter);
       this.options.metrics.historyWaiting.set(this.waiting.length);

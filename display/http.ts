@@ -4,7 +4,9 @@
  * Every query string is parsed with its core/ schema and every path parameter is decoded in one place
  * (`pathParam`); every error is `{code, message}` with the HTTP status of its code (core/errors.ts),
  * written by core/ops-http.ts as in every process, which also answers /metrics, /healthz, /livez and
- * /readyz. A request gets its own child logger when something is logged.
+ * /readyz. A request gets its own child logger when something is logged. The paths it answers are one
+ * table, display/routes.ts, which its OpenAPI description (display/openapi.ts, served at /api/openapi.json
+ * with the AsyncAPI one of core/asyncapi.ts at /api/asyncapi.json, both without a token) must describe.
  *
  * An API readings request (JSON or CSV) reads the store within a slot of the fleet-wide bound on
  * history loads (history-gate.ts), shared with /live: over it, 503 SERVER_BUSY with Retry-After.
@@ -26,22 +28,32 @@ import { pipeline } from 'node:stream';
 import { constants as zlibConstants, createGzip } from 'node:zlib';
 import { extname, join } from 'node:path';
 import type { WebSocketServer } from 'ws';
-import { parseDevicesQuery, type DevicesQuery } from '../core/api.ts';
+import { parseAlertsQuery, parseDevicesQuery, parseQuarantineQuery, type AlertsQuery, type DevicesQuery, type QuarantineQuery } from '../core/api.ts';
 import { ERROR_CODES, SensorpipeError, isSensorpipeError, type ErrorCode } from '../core/errors.ts';
 import { TOKEN_SUBPROTOCOL_PREFIX } from '../core/live-subprotocol.ts';
 import type { Logger } from '../core/logger.ts';
 import { answerOps, OPS_PATHS, sendError as sendOpsError, type OpsEndpoints } from '../core/ops-http.ts';
 import { sameSecret } from '../core/secret.ts';
 import { parseHistoryParams, type HistoryParams } from '../core/query.ts';
-import type { QueryResult, TimeSeriesStore } from '../store/index.ts';
+import { asyncApi } from '../core/asyncapi.ts';
+import type { TimeSeriesStore } from '../store/index.ts';
+import type { AlertBoard } from './alerts.ts';
+import { sendAggregatedCsv, sendRawCsv, type CsvOut } from './csv.ts';
 import type { FleetState } from './fleet.ts';
 import { HISTORY_RETRY_AFTER_S, type HistoryGate } from './history-gate.ts';
 import type { LiveHub } from './hub.ts';
+import { displayOpenApi } from './openapi.ts';
+import { matchRoute, routeLabel } from './routes.ts';
+import { answerQuarantine } from './quarantine.ts';
 import type { DisplayMetrics } from './metrics.ts';
 
 export interface HttpOptions {
   store: TimeSeriesStore;
   fleet: FleetState;
+  /** The alert states of the fleet (GET /api/alerts). */
+  alerts: AlertBoard;
+  /** The quarantine folder GET /api/quarantine reads (read-only; absent: an empty, unavailable list). */
+  quarantineDir: string;
   hub: LiveHub;
   /** The fleet-wide bound on history loads, shared with /live. */
   history: HistoryGate;
@@ -127,13 +139,19 @@ const DATE_LIMIT_MS = 8.64e15;
 /** What an API request asks for, read from its URL before anything is answered. */
 type ApiRequest =
   | { route: 'devices'; query: DevicesQuery }
+  | { route: 'alerts'; query: AlertsQuery }
+  | { route: 'quarantine'; query: QuarantineQuery }
   | { route: 'device'; device: string }
   | { route: 'readings'; params: HistoryParams; format: 'json' | 'csv' };
 
 /** Reads an API request (route, path parameter, query); throws the SensorpipeError that answers a bad one. */
 function readApiRequest(url: URL): ApiRequest {
   const path = url.pathname;
+  // Only the route table's API routes are answered (display/routes.ts): what it lacks, its description lacks too.
+  if (matchRoute(path)?.route.kind !== 'api') throw new SensorpipeError('NOT_FOUND', `no such API route: ${path.slice(0, 100)}`);
   if (path === '/api/devices') return { route: 'devices', query: parseDevicesQuery(url.searchParams, TRANSPORT_PARAMS) };
+  if (path === '/api/alerts') return { route: 'alerts', query: parseAlertsQuery(url.searchParams, TRANSPORT_PARAMS) };
+  if (path === '/api/quarantine') return { route: 'quarantine', query: parseQuarantineQuery(url.searchParams, TRANSPORT_PARAMS) };
   const match = /^\/api\/devices\/([^/]+)(\/readings)?$/.exec(path);
   if (match === null) throw new SensorpipeError('NOT_FOUND', `no such API route: ${path.slice(0, 100)}`);
   const params = parseHistoryParams(pathParam(match[1]!, 'device'), url.searchParams, Date.now(), TRANSPORT_PARAMS);
@@ -164,8 +182,6 @@ const CORS_MAX_AGE_S = 600;
  * are not worth it, and a small JSON document hardly shrinks.
  */
 export const COMPRESS_MIN_BYTES = 1024;
-/** A CSV export is streamed, so its size is not known up front: it is compressed from this many rows on. */
-const CSV_COMPRESS_MIN_ROWS = 32;
 
 /**
  * True if `Accept-Encoding` accepts gzip (RFC 9110 §12.5.3): `gzip` or `x-gzip` with a non-zero
@@ -223,20 +239,6 @@ function bodySink(request: IncomingMessage, response: ServerResponse, compress: 
   return gzip;
 }
 
-/** Writes `text`, waiting for the sink to drain (or to be gone: a client that left never drains it). */
-function writeWithBackpressure(sink: Writable, text: string): Promise<void> {
-  if (sink.write(text)) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    const done = () => {
-      sink.off('drain', done);
-      sink.off('close', done);
-      resolve();
-    };
-    sink.once('drain', done);
-    sink.once('close', done);
-  });
-}
-
 // The one error shape of every process (core/ops-http.ts), with the display's headers.
 const BUSY_HEADERS = { ...SECURITY_HEADERS, 'retry-after': String(HISTORY_RETRY_AFTER_S) };
 const sendError = (response: ServerResponse, err: SensorpipeError): void => sendOpsError(response, err, err.code === 'SERVER_BUSY' ? BUSY_HEADERS : SECURITY_HEADERS);
@@ -258,13 +260,27 @@ function tokenOf(request: IncomingMessage, url: URL): string | undefined {
   return url.searchParams.get('token') ?? undefined;
 }
 
+/** A request's route label on the metrics: its route in the table (display/routes.ts), else api-other or static. */
 function routeOf(pathname: string | undefined): string {
   if (pathname === undefined) return 'invalid';
-  if (pathname === '/api/devices') return '/api/devices';
-  if (/^\/api\/devices\/[^/]+\/readings$/.test(pathname)) return '/api/devices/:id/readings';
-  if (/^\/api\/devices\/[^/]+$/.test(pathname)) return '/api/devices/:id';
-  if (OPS_PATHS.has(pathname) || pathname === '/live') return pathname;
+  const matched = matchRoute(pathname);
+  if (matched !== undefined) return routeLabel(matched.route);
   return pathname.startsWith('/api/') ? 'api-other' : 'static';
+}
+
+/**
+ * The API's descriptions (display/openapi.ts, core/asyncapi.ts), generated once, when first asked for.
+ * They need no token: they describe the API, as the source and README do, and hold no data; a client
+ * (or a code generator) reads them before it has a token.
+ */
+const apiDocuments = new Map<string, unknown>();
+function apiDocument(path: string): unknown {
+  let document = apiDocuments.get(path);
+  if (document === undefined) {
+    document = path === '/api/openapi.json' ? displayOpenApi() : asyncApi();
+    apiDocuments.set(path, document);
+  }
+  return document;
 }
 
 // ---- the server's request and upgrade handlers ---------------------------------------------------------------
@@ -310,9 +326,37 @@ export function createHandlers(options: HttpOptions) {
     return undefined;
   };
 
+  /** A CSV export's answer (display/csv.ts): the display's headers, gzip when worth it, and an early end on failure. */
+  const csvOut = (request: IncomingMessage, response: ServerResponse, signal: AbortSignal): CsvOut => ({
+    begin: (headers, compress) => {
+      const sink = bodySink(request, response, compress);
+      response.writeHead(200, { ...headers, 'cache-control': 'no-store', ...SECURITY_HEADERS });
+      return sink;
+    },
+    bodyWanted: request.method !== 'HEAD',
+    signal,
+    fail: (err) => {
+      requestLog(request, requestUrl(request.url ?? '/')).warn({ err }, 'CSV export ended early: the store failed');
+      response.destroy();
+    },
+  });
+
   const answerApi = async (request: IncomingMessage, response: ServerResponse, api: ApiRequest): Promise<void> => {
     if (api.route === 'devices') {
       sendApiJson(request, response, fleet.list(api.query));
+      return;
+    }
+    if (api.route === 'quarantine') {
+      // Reading the quarantine's files is disk work like a history load (a filter that matches little
+      // reads them whole): it takes a slot of the same fleet-wide bound.
+      const gone = new AbortController();
+      response.once('close', () => gone.abort());
+      sendApiJson(request, response, await history.run('http', () => answerQuarantine(options.quarantineDir, api.query), gone.signal));
+      return;
+    }
+    if (api.route === 'alerts') {
+      if (api.query.device !== undefined && !fleet.has(api.query.device)) throw new SensorpipeError('NOT_FOUND', `no device ${api.query.device}`);
+      sendApiJson(request, response, options.alerts.list(api.query));
       return;
     }
     const device = api.route === 'device' ? api.device : api.params.device;
@@ -326,9 +370,11 @@ export function createHandlers(options: HttpOptions) {
     // CSV export holds its socket (bounded by the idle timeout), not a slot other viewers need.
     const gone = new AbortController();
     response.once('close', () => gone.abort());
+    // A raw CSV export streams any range, a slot per page (display/csv.ts); JSON and aggregates are one load.
+    if (api.format === 'csv' && api.params.mode === 'raw') return sendRawCsv({ store, history, params: api.params, out: csvOut(request, response, gone.signal) });
     const result = await history.run('http', () => store.query(api.params), gone.signal);
     if (api.format === 'json') sendApiJson(request, response, result);
-    else await sendCsv(request, response, result);
+    else await sendAggregatedCsv(csvOut(request, response, gone.signal), result);
   };
 
   /**
@@ -336,7 +382,7 @@ export function createHandlers(options: HttpOptions) {
    * here was still caused by the request's text (a parser that did not expect it): it is answered
    * 400, and logged, since it points at a parser to fix.
    */
-  const readRequest = (request: IncomingMessage, url: URL | undefined): ApiRequest | { route: 'ops'; path: string } | { route: 'static'; path: string } => {
+  const readRequest = (request: IncomingMessage, url: URL | undefined): ApiRequest | { route: 'ops'; path: string } | { route: 'docs'; path: string } | { route: 'static'; path: string } => {
     try {
       if (url === undefined) throw new SensorpipeError('QUERY_INVALID', 'the request target is not a URL path', { param: 'path' });
       if (request.method !== 'GET' && request.method !== 'HEAD') {
@@ -345,8 +391,10 @@ export function createHandlers(options: HttpOptions) {
       }
       if (OPS_PATHS.has(url.pathname)) return { route: 'ops', path: url.pathname };
       if (!url.pathname.startsWith('/api/')) return { route: 'static', path: url.pathname };
-      const refused = admit(request, url, true);
+      const docs = matchRoute(url.pathname)?.route.kind === 'docs';
+      const refused = admit(request, url, !docs);
       if (refused !== undefined) throw refused;
+      if (docs) return { route: 'docs', path: url.pathname };
       return readApiRequest(url);
     } catch (err) {
       if (isSensorpipeError(err)) throw err;
@@ -387,6 +435,8 @@ export function createHandlers(options: HttpOptions) {
           await answerOps(what.path, response, ops);
         } else if (what.route === 'static') {
           serveStatic(response, what.path, options.staticFiles);
+        } else if (what.route === 'docs') {
+          sendApiJson(request, response, apiDocument(what.path));
         } else {
           await answerApi(request, response, what);
         }
@@ -480,35 +530,4 @@ function serveStatic(response: ServerResponse, pathname: string, files: StaticFi
     ...SECURITY_HEADERS,
   });
   response.end(file.body);
-}
-
-function csvTime(ts: number): string {
-  return new Date(ts).toISOString();
-}
-
-/** Long format (one row per point), so any metric set fits one header; written with backpressure. */
-async function sendCsv(request: IncomingMessage, response: ServerResponse, result: QueryResult): Promise<void> {
-  const aggregated = result.mode === 'aggregate';
-  const rows = result.series.reduce((sum, series) => sum + series.points.length, 0);
-  const sink = bodySink(request, response, rows >= CSV_COMPRESS_MIN_ROWS);
-  response.writeHead(200, {
-    'content-type': 'text/csv; charset=utf-8',
-    'content-disposition': `attachment; filename="${result.device}-${csvTime(result.from).replace(/[:.]/g, '')}.csv"`,
-    'cache-control': 'no-store',
-    ...SECURITY_HEADERS,
-  });
-  const write = (text: string) => writeWithBackpressure(sink, text);
-  await write(aggregated ? `time,ts,metric,${result.fn ?? 'mean'},min,max\n` : 'time,ts,metric,value\n');
-  for (const series of result.series) {
-    let chunk = '';
-    for (const p of series.points) {
-      chunk += aggregated ? `${csvTime(p.ts)},${p.ts},${series.metric},${p.value},${p.min ?? ''},${p.max ?? ''}\n` : `${csvTime(p.ts)},${p.ts},${series.metric},${p.value}\n`;
-      if (chunk.length > 64 * 1024) {
-        await write(chunk);
-        chunk = '';
-      }
-    }
-    if (chunk !== '') await write(chunk);
-  }
-  sink.end();
 }

@@ -2,20 +2,22 @@
  * display — live readings for browsers, history over HTTP, and the dashboard.
  *
  * Talks to: the MQTT broker (as the read-only `svc:display` service account: the verified live feed
- * pipeline/readings/+, device status sensors/+/status, completeness pipeline/completeness/+), the store
- * (history, latest values; read only), the device registry (its file, or Redis: which devices exist), and browsers
- * (HTTP: /api/…, /healthz, /metrics, the dashboard at /; WebSocket: /live).
+ * pipeline/readings/+, device status sensors/+/status, completeness pipeline/completeness/+, message counts
+ * pipeline/counts/+, alert states alerts/+), the store (history, latest values; read only), the device
+ * registry (its file, or Redis: which devices exist), ingest's quarantine files (read only, for
+ * /api/quarantine), and browsers (HTTP: /api/…, /healthz, /metrics, the dashboard at /; WebSocket: /live).
  */
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer } from 'ws';
-import type { ConfigOf, configSpecs } from '../core/config.ts';
+import { quarantineDirOf, type ConfigOf, type configSpecs } from '../core/config.ts';
 import { LIVE_LIMITS } from '../core/live.ts';
 import { LIVE_SUBPROTOCOL } from '../core/live-subprotocol.ts';
 import type { Logger } from '../core/logger.ts';
 import { instrumentRegistryStore, openRegistryStore } from '../core/registry-store.ts';
 import { instrumentStore, type TimeSeriesStore } from '../store/index.ts';
 import { checkConnectionLimits, createLimitedServer, type ConnectionLimits } from './connections.ts';
+import { AlertBoard } from './alerts.ts';
 import { PipelineFeed } from './feed.ts';
 import { FleetState } from './fleet.ts';
 import { HistoryGate } from './history-gate.ts';
@@ -43,6 +45,7 @@ export interface RunningDisplay {
   url: string;
   metrics: DisplayMetrics;
   fleet: FleetState;
+  alerts: AlertBoard;
   hub: LiveHub;
   feed: PipelineFeed;
   close(): Promise<void>;
@@ -61,7 +64,9 @@ export async function startDisplay({ config, registryPath, store: unmeasured, lo
   const metrics = createDisplayMetrics();
   // Every store call the display makes (history, latest values, health) shows on its own /metrics.
   const store = instrumentStore(unmeasured, metrics.registry);
-  const fleet = new FleetState();
+  // The alert states are kept only for registered devices, and show in each device's summary.
+  const alerts: AlertBoard = new AlertBoard({ isRegistered: (device) => fleet.has(device), metrics, logger: log });
+  const fleet = new FleetState((device) => alerts.summaryOf(device));
   // The registry file, or Redis with SENSORPIPE_REDIS_URL (core/registry-store.ts); its reloads on /metrics.
   const registryStore = instrumentRegistryStore(openRegistryStore({ registryPath, redisUrl: config.redisUrl, logger: log }), metrics.registry);
   try {
@@ -70,7 +75,13 @@ export async function startDisplay({ config, registryPath, store: unmeasured, lo
     await registryStore.close();
     throw err;
   }
-  const registryWatch = registryStore.watch((registry) => fleet.setRegistry(registry), {
+  // Set once the MQTT feed exists; before that, no replay is needed: its first subscription reads them all.
+  let replayAlerts = (): void => undefined;
+  const registryWatch = registryStore.watch((registry) => {
+    fleet.setRegistry(registry);
+    // A device added now may have had its alert state refused before: have the broker send it again.
+    if (alerts.registryChanged()) replayAlerts();
+  }, {
     onError: (err) => log.error({ err: err.message, registry: registryStore.location }, 'registry reload failed; keeping the previous one'),
   });
   try {
@@ -111,8 +122,11 @@ export async function startDisplay({ config, registryPath, store: unmeasured, lo
         if (fleet.applyStatus(message)) hub.publishStatus(message);
       },
       completeness: (message) => fleet.applyCompleteness(message),
+      counts: (message) => fleet.applyCounts(message),
+      alerts: (device, payload) => alerts.receive(device, payload),
     },
   });
+  replayAlerts = () => feed.replayAlerts();
 
   const staticFiles = await loadStaticFiles(dashboardDir);
   if (staticFiles.size === 0) log.warn({ dashboardDir }, 'the dashboard is not built (npm run build:web); the API and /live work without it');
@@ -127,6 +141,8 @@ export async function startDisplay({ config, registryPath, store: unmeasured, lo
   const { onRequest, onUpgrade } = createHandlers({
     store,
     fleet,
+    alerts,
+    quarantineDir: quarantineDirOf(config),
     hub,
     history,
     wss,
@@ -163,6 +179,7 @@ export async function startDisplay({ config, registryPath, store: unmeasured, lo
     url: `http://${host}:${port}`,
     metrics,
     fleet,
+    alerts,
     hub,
     feed,
     close: async () => {

@@ -22,6 +22,8 @@ export function createDisplayMetrics() {
     liveDisconnects: new Counter({ name: 'sensorpipe_display_live_disconnects_total', help: '/live clients disconnected by the server, by reason.', labelNames: ['reason'] as const, registers }),
     liveBadFrames: new Counter({ name: 'sensorpipe_display_live_bad_frames_total', help: 'Frames from clients refused, by code.', labelNames: ['code'] as const, registers }),
     feedMessages: new Counter({ name: 'sensorpipe_display_feed_messages_total', help: 'MQTT messages received from the pipeline, by kind.', labelNames: ['kind'] as const, registers }),
+    alertStatesInvalid: new Counter({ name: 'sensorpipe_display_alert_states_invalid_total', help: 'Alert state messages (alerts/{device}) ignored, by reason: PAYLOAD_TOO_LARGE, PAYLOAD_INVALID (not the schema of core/alerts.ts), TOPIC_DEVICE_MISMATCH, DEVICE_UNKNOWN (not in the registry).', labelNames: ['reason'] as const, registers }),
+    alertDevices: new Gauge({ name: 'sensorpipe_display_alert_devices', help: 'Devices whose alert state the display holds (from the retained alerts/{device} messages).', registers }),
     feedInvalid: new Counter({ name: 'sensorpipe_display_feed_invalid_total', help: 'MQTT messages dropped as malformed, by kind.', labelNames: ['kind'] as const, registers }),
     historyLoads: new Gauge({ name: 'sensorpipe_display_history_loads', help: 'History loads reading the store now (API readings requests and /live subscriptions\' histories together; at most SENSORPIPE_HISTORY_MAX_CONCURRENT).', registers }),
     historyWaiting: new Gauge({ name: 'sensorpipe_display_history_waiting', help: 'History loads waiting for a free slot.', registers }),

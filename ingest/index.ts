@@ -2,7 +2,7 @@
  * ingest — verifies every telemetry message and writes accepted readings to the store, losing nothing.
  *
  * Talks to: the MQTT broker (as the `svc:ingest` service account; telemetry in, the verified live feed
- * out on pipeline/readings/{device}), the device registry (its file, or Redis), the store (the store
+ * out on pipeline/readings/{device}; per-device counts, retained, on pipeline/counts/{device}), the device registry (its file, or Redis), the store (the store
  * port, measured into ingest's metrics by store/metrics.ts), and its data folder (seq memory, spool, quarantine). Serves /metrics, /healthz,
  * /livez and /readyz on a small HTTP port (core/ops-http.ts), on 127.0.0.1 unless
  * SENSORPIPE_INGEST_METRICS_HOST says otherwise.
@@ -18,6 +18,7 @@ import { PROTOCOL_VERSION, type CompletenessMessage, type VerifiedReadings } fro
 import { topics } from '../core/topics.ts';
 import { instrumentStore } from '../store/metrics.ts';
 import type { StorePoint, TimeSeriesStore } from '../store/port.ts';
+import { COUNTS_INTERVAL_MS, DeviceCounts } from './device-counts.ts';
 import { createIngestMetrics, type IngestMetrics } from './metrics.ts';
 import { IngestLink } from './mqtt-link.ts';
 import { IngestPipeline } from './pipeline.ts';
@@ -40,6 +41,8 @@ export interface RunningIngest {
   metricsPort: number;
   pipeline: IngestPipeline;
   link: IngestLink;
+  /** Per-device counts (what pipeline/counts/{device} carries). */
+  counts: DeviceCounts;
   close(): Promise<void>;
 }
 
@@ -85,6 +88,7 @@ export async function startIngest({ config, registryPath, store: givenStore, log
     signal: stopping.signal,
   });
   const spool = await Spool.open<StorePoint>(join(dir, 'spool'), { maxBytes: config.spoolMaxBytes });
+  const counts = await DeviceCounts.open(dir, { logger });
   metrics.spoolBytes.set(spool.bytes);
 
   // Signed telemetry, and the topics of the payload mappings of broker-authenticated devices.
@@ -110,6 +114,7 @@ export async function startIngest({ config, registryPath, store: givenStore, log
       spool,
       store,
       metrics,
+      counts,
       logger,
       signal: stopping.signal,
       publishVerified: (device, readings, meta, trust) => {
@@ -148,6 +153,16 @@ export async function startIngest({ config, registryPath, store: givenStore, log
   }, config.completenessIntervalMs);
   completenessTimer.unref();
 
+  // Device counts: written to counts.json, then published retained (QoS 1), once a second when they
+  // changed, and all of them after a start (ingest/device-counts.ts says what a kill -9 costs).
+  const publishCounts = () =>
+    counts.tick(
+      (message) => link.publish(topics.counts(message.device), JSON.stringify(message), { retain: true, qos: 1 }),
+      () => link.client.connected,
+    );
+  const countsTimer = setInterval(() => void publishCounts(), COUNTS_INTERVAL_MS);
+  countsTimer.unref();
+
   const status = async () => ({
     broker: link.client.connected,
     store: await store.health().then(
@@ -181,15 +196,19 @@ export async function startIngest({ config, registryPath, store: givenStore, log
     metricsPort: ops.port,
     pipeline,
     link,
+    counts,
     close: async () => {
       clearInterval(completenessTimer);
+      clearInterval(countsTimer);
       stopping.abort();
       // Stop taking messages, make everything received durable and acknowledged, then disconnect.
       await pipeline.drain();
+      await publishCounts(); // the last counts, written and published (QoS 1: end waits for their PUBACK)
       await link.close();
       await pipeline.close();
       await seqs.close();
       await quarantine.close();
+      await counts.close();
       await spool.close();
       registry.close();
       await registryStore.close();

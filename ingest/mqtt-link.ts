@@ -162,10 +162,11 @@ export class IngestLink {
     return this.notDoneBytes;
   }
 
-  publish(topic: string, payload: string, options: { retain?: boolean } = {}): void {
+  publish(topic: string, payload: string, options: { retain?: boolean; qos?: 0 | 1 } = {}): void {
     this.coalesceWrites();
-    // The live feed is QoS 0: a viewer wants the newest value, not a backlog.
-    this.client.publish(topic, payload, { qos: 0, retain: options.retain ?? false });
+    // The live feed is QoS 0: a viewer wants the newest value, not a backlog. Device counts are QoS 1
+    // (retained state that the alerts component reads as increases: it must not miss one).
+    this.client.publish(topic, payload, { qos: options.qos ?? 0, retain: options.retain ?? false });
   }
 
   /**

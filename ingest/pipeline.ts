@@ -11,6 +11,9 @@
  *                      │                                      └─ not: replay ─ quarantine ─── ack
  *                      └─ rejected ─ quarantine (fsync) ──────────────────────────────── ack
  *
+ * Each registered device's outcomes are counted (./device-counts.ts) when its messages are acknowledged:
+ * readings accepted and duplicates with their batch, rejections once their quarantine entries are durable.
+ *
  * Batches are written one at a time, in order. While the spool holds anything, new batches go to the
  * spool too (the store is down, or catching up), and a replayer drains it oldest first with capped
  * exponential backoff and jitter. When the spool is full, batches wait in memory unacknowledged: the
@@ -32,6 +35,7 @@ import type { IncomingMessage } from './mqtt-link.ts';
 import type { IngestMetrics } from './metrics.ts';
 import { quarantineEntry, type Quarantine } from './quarantine.ts';
 import type { SeqBatch, SeqStore } from './seq-store.ts';
+import type { DeviceCounts } from './device-counts.ts';
 import type { Spool } from './spool.ts';
 import { BrokerReadingMemory } from './broker-readings.ts';
 import { verifyTelemetryMessage } from './verify.ts';
@@ -64,6 +68,8 @@ export interface PipelineDeps {
   /** `trust` is 'broker' for a broker-authenticated device's readings, absent for signed ones. */
   publishVerified(device: string, readings: Reading[], meta: DeviceMeta, trust?: 'broker'): void;
   metrics: IngestMetrics;
+  /** Per registered device: readings accepted, duplicates, rejections by reason (counted once acknowledged). */
+  counts?: DeviceCounts;
   logger: Logger;
   now?: () => number;
   /** Aborted when ingest stops: retries give up, leaving their messages unacknowledged. */
@@ -81,6 +87,16 @@ interface Batch {
   seq: SeqBatch;
   /** Its points are in the store or the spool (a retry after a later step failed skips this one). */
   stored: boolean;
+  /**
+   * Readings accepted and duplicates per device, counted (./device-counts.ts) once the batch is
+   * acknowledged: one map entry per device of the batch, an addition per message, nothing per reading.
+   */
+  accepted: Map<string, number>;
+  duplicates: Map<string, number>;
+}
+
+function addTo(tally: Map<string, number>, device: string, n: number): void {
+  if (n > 0) tally.set(device, (tally.get(device) ?? 0) + n);
 }
 
 export class IngestPipeline {
@@ -90,6 +106,8 @@ export class IngestPipeline {
   /** Batches that found the spool full; written (or spooled) once there is room again. */
   private blocked: Batch[] = [];
   private rejectAcks: Acknowledgeable[] = [];
+  /** The registered devices and reasons of the rejections in rejectAcks, counted once they are acknowledged. */
+  private rejectCounted: { device: string; reason: RejectReason }[] = [];
   private rejectFlushQueued = false;
   /** Quarantine flushes for rejected messages, one after another. */
   private rejecting: Promise<void> = Promise.resolve();
@@ -127,6 +145,7 @@ export class IngestPipeline {
         // The original may still sit in a batch that is not durable yet (a redelivery after a
         // reconnect): acknowledge with the current batch, which persists after every earlier one.
         metrics.duplicates.inc();
+        addTo(this.current.duplicates, verdict.device, verdict.readings);
         this.current.acks.push(message);
         this.timer ??= setTimeout(() => this.flushBatch(), this.options.batchMaxDelayMs);
         return;
@@ -149,6 +168,7 @@ export class IngestPipeline {
         metrics.acceptedMessages.inc();
         metrics.acceptedReadings.inc();
         this.deps.publishVerified(device, [reading], meta, 'broker');
+        addTo(this.current.accepted, device, 1);
         const points = this.current.points;
         for (const metric of Object.keys(reading.values)) points.push({ device, metric, ts: reading.ts, value: reading.values[metric]!, meta, trust: 'broker' });
         this.current.acks.push(message);
@@ -161,6 +181,8 @@ export class IngestPipeline {
         metrics.acceptedMessages.inc();
         metrics.acceptedReadings.inc(verdict.readings.length);
         this.deps.publishVerified(verdict.device, verdict.readings, verdict.meta);
+        addTo(this.current.accepted, verdict.device, verdict.readings.length);
+        addTo(this.current.duplicates, verdict.device, verdict.repeated);
         const points = this.current.points;
         for (const reading of verdict.readings) {
           const values = reading.values;
@@ -206,6 +228,8 @@ export class IngestPipeline {
     if (logger.isLevelEnabled('debug')) (device === undefined ? logger : logger.child({ device })).debug({ reason, topic }, 'message rejected');
     this.deps.quarantine.add(quarantineEntry({ reason, topic, device, message: text, payload, at: this.now() }, this.options.quarantinePayloadBytes));
     this.rejectAcks.push(message);
+    // Only registered devices are counted: made-up ids must not create state (or topics) per id.
+    if (this.deps.counts !== undefined && device !== undefined && this.deps.registry().get(device) !== undefined) this.rejectCounted.push({ device, reason });
     if (this.rejectFlushQueued) return;
     // One flush for the rejections of this turn (they come in floods), after the flushes before it.
     this.rejectFlushQueued = true;
@@ -215,7 +239,9 @@ export class IngestPipeline {
   /** Acknowledges rejected messages once their quarantine entries are durable. Never rejects. */
   private async flushRejected(): Promise<void> {
     const acks = this.rejectAcks;
+    const counted = this.rejectCounted;
     this.rejectAcks = [];
+    this.rejectCounted = [];
     this.rejectFlushQueued = false;
     try {
       await this.deps.quarantine.flush(); // retries until durable; rejects only once ingest is stopping
@@ -224,6 +250,7 @@ export class IngestPipeline {
       return;
     }
     for (const pending of acks) pending.ack();
+    for (const { device, reason } of counted) this.deps.counts?.rejected(device, reason);
   }
 
   /**
@@ -239,13 +266,13 @@ export class IngestPipeline {
    */
   private lookUpOutsideWindow(message: IncomingMessage, device: string, readings: Reading[], range: [number, number]): void {
     if (this.lookupsWaiting >= MAX_WAITING_LOOKUPS) {
-      this.resolveOutsideWindow(message, device, range, undefined);
+      this.resolveOutsideWindow(message, device, range, readings.length, undefined);
       return;
     }
     this.lookupsWaiting++;
     this.lookups = this.lookups.then(async () => {
       try {
-        this.resolveOutsideWindow(message, device, range, await this.storedAsSent(device, readings));
+        this.resolveOutsideWindow(message, device, range, readings.length, await this.storedAsSent(device, readings));
       } catch (err) {
         this.deps.logger.error({ err, device }, 'store lookup failed');
       } finally {
@@ -254,7 +281,7 @@ export class IngestPipeline {
     });
   }
 
-  private resolveOutsideWindow(message: IncomingMessage, device: string, range: [number, number], stored: boolean | undefined): void {
+  private resolveOutsideWindow(message: IncomingMessage, device: string, range: [number, number], readings: number, stored: boolean | undefined): void {
     const { metrics } = this.deps;
     if (stored === false) {
       metrics.outsideWindow.inc({ outcome: 'replay' });
@@ -262,8 +289,10 @@ export class IngestPipeline {
       return;
     }
     metrics.outsideWindow.inc({ outcome: stored === true ? 'duplicate' : 'unverified' });
-    if (stored === true) metrics.duplicates.inc();
-    else this.deps.logger.debug({ device, seqs: range }, 'seqs accepted before, outside the redelivery window; the store could not be asked: acknowledged, not written');
+    if (stored === true) {
+      metrics.duplicates.inc();
+      this.deps.counts?.duplicates(device, readings);
+    } else this.deps.logger.debug({ device, seqs: range }, 'seqs accepted before, outside the redelivery window; the store could not be asked: acknowledged, not written');
     // Its readings are durable already (in the store), or were accepted long ago.
     message.ack();
   }
@@ -305,7 +334,7 @@ export class IngestPipeline {
   }
 
   private newBatch(): Batch {
-    return { points: [], acks: [], seq: this.deps.seqs.openBatch(), stored: false };
+    return { points: [], acks: [], seq: this.deps.seqs.openBatch(), stored: false, accepted: new Map(), duplicates: new Map() };
   }
 
   private flushBatch(): void {
@@ -352,6 +381,11 @@ export class IngestPipeline {
     await this.deps.seqs.append(batch.seq);
     await this.deps.quarantine.flush();
     for (const message of batch.acks) message.ack();
+    const counts = this.deps.counts;
+    if (counts !== undefined) {
+      for (const [device, n] of batch.accepted) counts.accepted(device, n);
+      for (const [device, n] of batch.duplicates) counts.duplicates(device, n);
+    }
   }
 
   /** True once the batch's points are in the store or the spool. False: the spool is full. */
@@ -384,6 +418,8 @@ export class IngestPipeline {
       const point = points[index];
       if (point === undefined) continue;
       this.deps.metrics.rejected.inc({ reason: 'POINT_REJECTED_BY_STORE' });
+      // Counted now: its entry is flushed before the batch's (or spool record's) acknowledgement.
+      this.deps.counts?.rejected(point.device, 'POINT_REJECTED_BY_STORE');
       this.deps.quarantine.add(
         quarantineEntry({ reason: 'POINT_REJECTED_BY_STORE', topic: '', device: point.device, message, payload: Buffer.from(JSON.stringify(point)), at: this.now() }, this.options.quarantinePayloadBytes),
       );

@@ -6,30 +6,23 @@
  * retried (the messages it holds stay unacknowledged until their entries are durable): a quarantine
  * that cannot be written slows ingest down, never crashes it (issue 14).
  *
- * `sensorpipe quarantine list` reads the same files from another process; appends are whole lines.
+ * `sensorpipe quarantine list` and the display read the same files from other processes, through
+ * core/quarantine-file.ts (their format is defined there); appends are whole lines.
  */
 import { mkdir, open, readFile, rename, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RejectReason } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
+import { QUARANTINE_FILES, readQuarantineEvicted, type QuarantineEntry } from '../core/quarantine-file.ts';
 
-export interface QuarantineEntry {
-  at: number;
-  reason: RejectReason;
-  device?: string;
-  topic: string;
-  message: string;
-  /** The payload as text when it is UTF-8, else base64; cut at `payloadLimit` bytes. */
-  payload: string;
-  encoding: 'utf8' | 'base64';
-  payloadBytes: number;
-  truncated: boolean;
-}
+// The files' format and their reader are core/quarantine-file.ts (shared with the CLI and the display);
+// re-exported for the tests and tools that read a quarantine through ingest.
+export { readQuarantine, type QuarantineEntry } from '../core/quarantine-file.ts';
 
-const CURRENT = 'quarantine.jsonl';
-const PREVIOUS = 'quarantine.1.jsonl';
-const STATS = 'quarantine-stats.json';
+const CURRENT = QUARANTINE_FILES.current;
+const PREVIOUS = QUARANTINE_FILES.previous;
+const STATS = QUARANTINE_FILES.stats;
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -100,8 +93,7 @@ export class Quarantine {
     quarantine.linesInCurrent = countLines(current);
     quarantine.tornTail = current !== '' && !current.endsWith('\n');
     quarantine.linesInPrevious = countLines(await readFile(join(dir, PREVIOUS), 'utf8').catch(() => ''));
-    const stats = await readFile(join(dir, STATS), 'utf8').catch(() => '{}');
-    quarantine.evicted = (JSON.parse(stats) as { evicted?: number }).evicted ?? 0;
+    quarantine.evicted = await readQuarantineEvicted(dir);
     return quarantine;
   }
 
@@ -238,25 +230,4 @@ function countLines(text: string): number {
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-/** Reads the quarantine (oldest first), optionally filtered; for the CLI and tests. */
-export async function readQuarantine(dir: string, filter: { reason?: string; device?: string } = {}): Promise<{ entries: QuarantineEntry[]; evicted: number }> {
-  const entries: QuarantineEntry[] = [];
-  for (const file of [PREVIOUS, CURRENT]) {
-    const text = await readFile(join(dir, file), 'utf8').catch(() => '');
-    for (const line of text.split('\n')) {
-      if (line === '') continue;
-      try {
-        entries.push(JSON.parse(line) as QuarantineEntry);
-      } catch {
-        // a line being written right now by ingest
-      }
-    }
-  }
-  const stats = await readFile(join(dir, STATS), 'utf8').catch(() => '{}');
-  return {
-    entries: entries.filter((e) => (filter.reason === undefined || e.reason === filter.reason) && (filter.device === undefined || e.device === filter.device)),
-    evicted: (JSON.parse(stats) as { evicted?: number }).evicted ?? 0,
-  };
 }

@@ -19,12 +19,14 @@ import { BrokerReadingMemory, payloadDigest } from './broker-readings.ts';
 import { signatureDigest, type SeqTracker } from './seq-tracker.ts';
 
 export type Verdict =
-  | { kind: 'accepted'; device: string; meta: DeviceMeta; readings: Reading[]; fresh: number[]; range: [number, number]; digest: number }
+  /** `repeated`: readings of the message accepted before (a batch overlapping earlier ones), not written again. */
+  | { kind: 'accepted'; device: string; meta: DeviceMeta; readings: Reading[]; fresh: number[]; range: [number, number]; digest: number; repeated: number }
   /** A broker-authenticated device's reading (trust `broker`): one, with seq 0 (it has none). */
   | { kind: 'accepted-broker'; device: string; meta: DeviceMeta; reading: Reading; digest: number }
   /** Read and understood, but not a measurement (a Shelly NotifyEvent): acknowledged, counted, not stored. */
   | { kind: 'ignored'; device: string; message: string }
-  | { kind: 'duplicate'; device: string }
+  /** `readings`: how many the message carries (counted as duplicates per device: ./device-counts.ts). */
+  | { kind: 'duplicate'; device: string; readings: number }
   /** Every seq was accepted before, by a message no longer remembered: only the store can tell (pipeline.ts). */
   | { kind: 'outside-window'; device: string; readings: Reading[]; range: [number, number] }
   | { kind: 'rejected'; reason: RejectReason; device?: string | undefined; message: string };
@@ -89,7 +91,7 @@ export function verifyTelemetryMessage(topic: string, payload: Uint8Array, conte
   const range: [number, number] = [seqs[0]!, seqs[seqs.length - 1]!];
   const digest = signatureDigest(message.sig);
   const verdict = context.seqs.classify(device, seqs, digest);
-  if (verdict.kind === 'duplicate') return { kind: 'duplicate', device };
+  if (verdict.kind === 'duplicate') return { kind: 'duplicate', device, readings: message.readings.length };
   if (verdict.kind === 'replay') return { kind: 'rejected', reason: 'READING_REPLAYED', device, message: `seq ${range[0]}..${range[1]} was accepted before, with other content` };
   if (verdict.kind === 'outside-window') return { kind: 'outside-window', device, readings: message.readings, range };
   // Usually every seq is new; only a batch that overlaps earlier ones needs filtering.
@@ -98,7 +100,7 @@ export function verifyTelemetryMessage(topic: string, payload: Uint8Array, conte
     const fresh = new Set(verdict.fresh);
     readings = readings.filter((r) => fresh.has(r.seq));
   }
-  return { kind: 'accepted', device, meta: record.meta, readings, fresh: verdict.fresh, range, digest };
+  return { kind: 'accepted', device, meta: record.meta, readings, fresh: verdict.fresh, range, digest, repeated: message.readings.length - readings.length };
 }
 
 const FORMAT_TOPIC = { 'flat-json': 'telemetry', pointers: 'telemetry', tasmota: 'tasmota', 'shelly-gen2': 'shelly' } as const;
@@ -144,7 +146,7 @@ function verifyMappedMessage(parsedTopic: ParsedTopic, record: DeviceRecord | un
   if (ts < context.now - maxAgeMs) return { kind: 'rejected', reason: 'READING_TS_OUT_OF_RANGE', device, message: `ts ${ts} is ${context.now - ts} ms old` };
   const digest = payloadDigest(payload);
   const seen = memory.classify(device, ts, digest);
-  if (seen === 'duplicate') return { kind: 'duplicate', device };
+  if (seen === 'duplicate') return { kind: 'duplicate', device, readings: 1 };
   if (seen === 'replay') return { kind: 'rejected', reason: 'READING_REPLAYED', device, message: `ts ${ts} is not after the device's newest accepted reading, and no reading accepted at it had this content` };
   return { kind: 'accepted-broker', device, meta: record.meta, reading: { seq: 0, ts, values: mapped.reading.values }, digest };
 }

@@ -10,11 +10,12 @@
  * Reads use their own connection, so a long write never blocks the dashboard.
  *
  * Trust (core/PROTOCOL.md §7): signed readings live in `readings`, broker-authenticated ones in
- * `broker_readings` (same columns), and every read goes through the view
- * `readings_all(device, metric, ts, value, seq, trust)`, whose `trust` column is 'signed' or 'broker'.
- * Two tables rather than a column: a column appended per row costs the signed hot path a native call
- * per point (see META_TABLE), where this costs it nothing. An identity lives in one table at most: a
- * rewrite deletes it from both.
+ * `broker_readings` (same columns), and the view `readings_all(device, metric, ts, value, seq, trust)`
+ * joins them, its `trust` column 'signed' or 'broker'. Two tables rather than a column: a column appended
+ * per row costs the signed hot path a native call per point (see META_TABLE), where this costs it
+ * nothing. An identity lives in one table at most: a rewrite deletes it from both. A device's history
+ * reads the view only if the device has ever had broker rows (`brokerDevices`, kept in memory): reading
+ * `readings` alone, and knowing its trust without asking, took bench/store.ts's query from ~8 to ~5 ms.
  */
 import { mkdir } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
@@ -23,8 +24,8 @@ import { SensorpipeError, isSensorpipeError } from '../core/errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { DeviceMeta } from '../core/schemas.ts';
 import { checkBatch, sortRefused } from './points.ts';
-import type { DeviceLatestValue, LatestValue, QueryResult, RangeQuery, StoredSeq, StorePoint as Point, TimeSeriesStore, WriteResult } from './port.ts';
-import { planQuery, type PlannedQuery } from './query.ts';
+import type { DeviceLatestValue, LatestValue, QueryResult, RangeQuery, RawPage, RawPageQuery, StoredSeq, StorePoint as Point, TimeSeriesStore, WriteResult } from './port.ts';
+import { planQuery, planRawPage, type PlannedQuery } from './query.ts';
 import { DEFAULT_LATEST_WINDOW_MS, distinctSeqs, SeriesBuilder } from './result.ts';
 
 export interface EmbeddedStoreOptions {
@@ -95,6 +96,7 @@ export async function openEmbeddedStore(options: EmbeddedStoreOptions): Promise<
     kind: 'embedded',
     write: (points) => (closed ? Promise.reject(closedError()) : store.write(points)),
     query: (query) => (closed ? Promise.reject(closedError()) : store.query(query)),
+    rawPage: (query) => (closed ? Promise.reject(closedError()) : store.rawPage(query)),
     latest: (device, since) => (closed ? Promise.reject(closedError()) : store.latest(device, since)),
     latestAll: (since) => (closed ? Promise.reject(closedError()) : store.latestAll(since)),
     seqs: (device, from, to) => (closed ? Promise.reject(closedError()) : store.seqs(device, from, to)),
@@ -150,6 +152,12 @@ class EmbeddedStore implements TimeSeriesStore {
   readonly kind = 'embedded' as const;
   /** Greatest ts stored per (device, metric). */
   private readonly highWater = new Map<string, number>();
+  /**
+   * Devices that may have rows in `broker_readings` (every one that has; one whose broker rows were all
+   * rewritten as signed may stay: a superset only costs its reads the view). Loaded at open, added to
+   * before a write of broker rows begins, so a read never misses committed ones.
+   */
+  private readonly brokerDevices = new Set<string>();
   /** device → metaKey of the metadata stored for it. */
   private readonly storedMeta = new Map<string, string>();
   private writeChain: Promise<unknown> = Promise.resolve();
@@ -168,6 +176,8 @@ class EmbeddedStore implements TimeSeriesStore {
   async loadHighWaterMarks(): Promise<void> {
     const result = await this.writer.runAndReadAll('SELECT device, metric, max(ts) FROM readings_all GROUP BY ALL');
     for (const [device, metric, ts] of result.getRows()) this.highWater.set(seriesKey(String(device), String(metric)), Number(ts));
+    const brokers = await this.writer.runAndReadAll('SELECT DISTINCT device FROM broker_readings');
+    for (const [device] of brokers.getRows()) this.brokerDevices.add(String(device));
     const metas = await this.writer.runAndReadAll('SELECT device, site, model, profile FROM device_meta');
     for (const [device, site, model, profile] of metas.getRows()) {
       this.storedMeta.set(String(device), metaKey({ site: site === null ? undefined : String(site), model: model === null ? undefined : String(model), profile: profile === null ? undefined : String(profile) }));
@@ -214,6 +224,8 @@ class EmbeddedStore implements TimeSeriesStore {
       else rewrite.push(point);
       if (point.ts > (batchHigh.get(key) ?? -Infinity)) batchHigh.set(key, point.ts);
     }
+    for (const point of brokerAppend ?? []) this.brokerDevices.add(point.device);
+    for (const point of brokerRewrite ?? []) this.brokerDevices.add(point.device);
     try {
       if (appendNow.length > 0) await this.appendCommitted('readings', appendNow);
       if (rewrite.length > 0) await this.rewrite('readings', rewrite);
@@ -333,19 +345,28 @@ class EmbeddedStore implements TimeSeriesStore {
       .join(', ');
   }
 
+  /** Where a device's readings are read from: `readings` alone unless it may have broker rows. */
+  private hasBrokerRows(device: string): boolean {
+    return this.brokerDevices.has(device);
+  }
+
   private async queryRaw(query: PlannedQuery): Promise<QueryResult> {
     const where = this.whereClause(query);
+    const broker = this.hasBrokerRows(query.device);
     // One more than maxPoints per metric, so that `truncated` is exact.
     const result = await this.reader.runAndReadAll(
-      `SELECT metric, ts, value FROM readings_all WHERE ${where.sql}
+      `SELECT metric, ts, value${broker ? ', trust' : ''} FROM ${broker ? 'readings_all' : 'readings'} WHERE ${where.sql}
        QUALIFY row_number() OVER (PARTITION BY metric ORDER BY ts) <= ${query.maxPoints + 1}
        ORDER BY metric, ts`,
       where.params,
     );
     const builder = new SeriesBuilder(query);
-    const [metrics = [], times = [], values = []] = result.getColumns() as [string[]?, bigint[]?, number[]?];
+    const [metrics = [], times = [], values = [], trusts = []] = result.getColumns() as [string[]?, bigint[]?, number[]?, string[]?];
     for (let i = 0; i < metrics.length; i++) builder.add(metrics[i]!, { ts: Number(times[i]), value: values[i]! });
-    await this.addTrust(builder, where);
+    if (broker) {
+      builder.withTrust();
+      for (let i = 0; i < metrics.length; i++) builder.addTrust(metrics[i]!, trusts[i]);
+    } else builder.trustOfAll('signed');
     return builder.result();
   }
 
@@ -353,32 +374,58 @@ class EmbeddedStore implements TimeSeriesStore {
     const where = this.whereClause(query);
     const every = query.every;
     const pick = { mean: 'avg(value)', min: 'min(value)', max: 'max(value)', last: 'arg_max(value, ts)', count: 'count(*)::DOUBLE' }[query.fn];
+    const broker = this.hasBrokerRows(query.device);
+    // A device with broker rows: each window's trust levels ride along ('broker' < 'signed').
     const result = await this.reader.runAndReadAll(
-      `SELECT metric, (ts // ${every}) * ${every} AS w, ${pick} AS v, min(value) AS lo, max(value) AS hi
-       FROM readings_all WHERE ${where.sql} GROUP BY metric, w ORDER BY metric, w`,
+      `SELECT metric, (ts // ${every}) * ${every} AS w, ${pick} AS v, min(value) AS lo, max(value) AS hi${broker ? ', min(trust), max(trust)' : ''}
+       FROM ${broker ? 'readings_all' : 'readings'} WHERE ${where.sql} GROUP BY metric, w ORDER BY metric, w`,
       where.params,
     );
     const builder = new SeriesBuilder(query);
-    const [metrics = [], windows = [], picked = [], lows = [], highs = []] = result.getColumns() as [string[]?, bigint[]?, number[]?, number[]?, number[]?];
+    const [metrics = [], windows = [], picked = [], lows = [], highs = [], lowTrust = [], highTrust = []] = result.getColumns() as [string[]?, bigint[]?, number[]?, number[]?, number[]?, string[]?, string[]?];
     for (let i = 0; i < metrics.length; i++) {
       builder.add(metrics[i]!, { ts: Number(windows[i]), value: picked[i]!, min: lows[i]!, max: highs[i]! });
     }
-    await this.addTrust(builder, where);
+    if (broker) {
+      builder.withTrust();
+      for (let i = 0; i < metrics.length; i++) {
+        builder.addTrust(metrics[i]!, lowTrust[i]);
+        builder.addTrust(metrics[i]!, highTrust[i]);
+      }
+    } else builder.trustOfAll('signed');
     return builder.result();
   }
 
-  /** The trust levels of each metric's readings in the query's range. */
-  private async addTrust(builder: SeriesBuilder, where: { sql: string; params: DuckDBValue[] }): Promise<void> {
-    const result = await this.reader.runAndReadAll(`SELECT DISTINCT metric, trust FROM readings_all WHERE ${where.sql}`, where.params);
-    builder.withTrust();
-    for (const [metric, trust] of result.getRows()) builder.addTrust(String(metric), trust);
+  async rawPage(input: RawPageQuery): Promise<RawPage> {
+    const page = planRawPage(input);
+    this.assertOpen();
+    const params: DuckDBValue[] = [page.device, BigInt(page.from), BigInt(page.to)];
+    let where = 'device = $1 AND ts >= $2 AND ts < $3';
+    if (page.metrics !== undefined) where += ` AND metric IN (${this.slots(params, page.metrics)})`;
+    if (page.after !== undefined) {
+      params.push(BigInt(page.after.ts), page.after.metric);
+      where += ` AND (ts > $${params.length - 1} OR (ts = $${params.length - 1} AND metric > $${params.length}))`;
+    }
+    try {
+      // The (ts, metric) key is unique across both tables (one identity, one row), so the order is total.
+      const result = await this.reader.runAndReadAll(
+        `SELECT ts, metric, value FROM ${this.hasBrokerRows(page.device) ? 'readings_all' : 'readings'} WHERE ${where} ORDER BY ts, metric LIMIT ${page.limit}`,
+        params,
+      );
+      const [times = [], metrics = [], values = []] = result.getColumns() as [bigint[]?, string[]?, number[]?];
+      const rows = metrics.map((metric, i) => ({ ts: Number(times[i]), metric, value: values[i]! }));
+      const last = rows.at(-1);
+      return rows.length < page.limit || last === undefined ? { rows } : { rows, next: { ts: last.ts, metric: last.metric } };
+    } catch (err) {
+      throw unavailable('raw page failed', err);
+    }
   }
 
   async latest(device: string, since?: number): Promise<LatestValue[]> {
     this.assertOpen();
     try {
       const result = await this.reader.runAndReadAll(
-        'SELECT metric, max(ts), arg_max(value, ts) FROM readings_all WHERE device = $1 AND ts >= $2 GROUP BY metric ORDER BY metric',
+        `SELECT metric, max(ts), arg_max(value, ts) FROM ${this.hasBrokerRows(device) ? 'readings_all' : 'readings'} WHERE device = $1 AND ts >= $2 GROUP BY metric ORDER BY metric`,
         [device, BigInt(since ?? this.now() - DEFAULT_LATEST_WINDOW_MS)],
       );
       return result.getRows().map(([metric, ts, value]) => ({ metric: String(metric), ts: Number(ts), value: Number(value) }));

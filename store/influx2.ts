@@ -15,9 +15,9 @@ import { LIMITS } from '../core/limits.ts';
 import type { Logger } from '../core/logger.ts';
 import type { DeviceMeta } from '../core/schemas.ts';
 import { checkBatch, sortRefused } from './points.ts';
-import type { DeviceLatestValue, LatestValue, QueryResult, RangeQuery, StoredSeq, StorePoint, TimeSeriesStore, WriteResult } from './port.ts';
+import type { DeviceLatestValue, LatestValue, QueryResult, RangeQuery, RawPage, RawPageQuery, RawRow, StoredSeq, StorePoint, TimeSeriesStore, WriteResult } from './port.ts';
 import { decodeTagValue, MEASUREMENT, META_TAGS, postNarrowing, retryAfterMs, SEQ_FIELD, toLines, type Line, type PostOutcome } from './line-protocol.ts';
-import { planQuery, type PlannedQuery } from './query.ts';
+import { planQuery, planRawPage, type PlannedQuery } from './query.ts';
 import { DEFAULT_LATEST_WINDOW_MS, distinctSeqs, SeriesBuilder } from './result.ts';
 
 export interface Influx2StoreOptions {
@@ -159,6 +159,34 @@ class Influx2Store implements TimeSeriesStore {
       }
     }
     return builder.result();
+  }
+
+  /**
+   * A page of raw points: the device's tables merged into one, sorted by (time, field), from after the
+   * cursor on. Copies of a point in two tag sets (SCHEMA.md) sort side by side: one is kept, and one
+   * that straddles a page boundary is passed over by the cursor. (The client library's collectRows has
+   * no way to cancel, so `signal` is not used here; the page is bounded all the same.)
+   */
+  async rawPage(input: RawPageQuery): Promise<RawPage> {
+    const page = planRawPage(input);
+    this.assertOpen();
+    const after = page.after === undefined
+      ? ''
+      : `\n  |> filter(fn: (r) => r._time > ${fluxTime(page.after.ts)} or (r._time == ${fluxTime(page.after.ts)} and r._field > ${fluxString(page.after.metric)}))`;
+    const rows = await this.rows(`${this.source(page.device, page.from, page.to)}${this.fieldFilter(page.metrics)}${after}
+  |> group()
+  |> sort(columns: ["_time", "_field"])
+  |> limit(n: ${page.limit})
+  |> keep(columns: ["_time", "_field", "_value"])`);
+    const out: RawRow[] = [];
+    for (const row of rows) {
+      const point = { ts: Date.parse(String(row._time)), metric: String(row._field), value: Number(row._value) };
+      const last = out.at(-1);
+      if (last !== undefined && last.ts === point.ts && last.metric === point.metric) out[out.length - 1] = point;
+      else out.push(point);
+    }
+    const last = out.at(-1);
+    return rows.length < page.limit || last === undefined ? { rows: out } : { rows: out, next: { ts: last.ts, metric: last.metric } };
   }
 
   /** Epoch-aligned windows (Flux's default), labelled by their start, empty ones left out. */

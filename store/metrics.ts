@@ -72,6 +72,7 @@ export function instrumentStore<S extends StorePart>(store: S, registry: Registr
       return result;
     };
   if (inner.query) wrapper.query = (query) => timed(query.mode === 'raw' ? 'query_raw' : 'query_aggregate', () => inner.query!(query));
+  if (inner.rawPage) wrapper.rawPage = (query) => timed('raw_page', () => inner.rawPage!(query));
   if (inner.latest) wrapper.latest = (device, since) => timed('latest', () => inner.latest!(device, since));
   if (inner.latestAll) wrapper.latestAll = (since) => timed('latest_all', () => inner.latestAll!(since));
   if (inner.seqs) wrapper.seqs = (device, from, to) => timed('seqs', () => inner.seqs!(device, from, to));

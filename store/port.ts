@@ -69,9 +69,48 @@ export interface RangeQuery {
   /**
    * Most points per series (default 1000, at most 10,000). Aggregation picks (or grows) the window so
    * that the epoch-aligned windows over [from, to) number at most this; raw queries stop here and set
-   * `truncated`.
+   * `truncated` and `nextFrom` (for any number of raw points, read pages: `rawPage`).
    */
   maxPoints?: number;
+}
+
+/** A place in a device's raw points, which are ordered by (ts, metric): a page starts after it. */
+export interface RawCursor {
+  ts: number;
+  metric: string;
+}
+
+/**
+ * One page of a device's raw points over [from, to), in (ts, metric) order. Any range a query may span
+ * (store/query.ts QUERY_LIMITS.maxRangeMs) is read this way, page by page, each a bounded read: the
+ * raw CSV export.
+ */
+export interface RawPageQuery {
+  device: string;
+  /** Metrics to return; all of the device's metrics when omitted. */
+  metrics?: string[];
+  from: number;
+  /** Exclusive. */
+  to: number;
+  /** The previous page's `next`: this page holds only points after it. */
+  after?: RawCursor;
+  /** Most points in the page (default QUERY_LIMITS.defaultPageSize, at most maxPageSize). */
+  limit?: number;
+  /** Cancels the read (where the adapter can) once its caller has gone, e.g. a closed download. */
+  signal?: AbortSignal | undefined;
+}
+
+export interface RawRow {
+  ts: number;
+  metric: string;
+  value: number;
+}
+
+export interface RawPage {
+  /** Each (ts, metric) once, in (ts, metric) order, all after the query's `after`. */
+  rows: RawRow[];
+  /** Where the next page starts (its `after`); absent when no point is left in the range. */
+  next?: RawCursor;
 }
 
 /** One window (or one raw point). `min`/`max` are the envelope of the window, so spikes stay visible. */
@@ -101,8 +140,13 @@ export interface QueryResult {
   fn?: AggregateFunction;
   /** Window length actually used (ms), for aggregates. */
   every?: number;
-  /** True when a raw query had more points than maxPoints and was cut. */
+  /**
+   * True when a raw query had more points than maxPoints in a series and was cut: the answer then holds
+   * every point of [from, nextFrom), of every series, and none after.
+   */
   truncated: boolean;
+  /** With `truncated`: where to ask again (as `from`) for the rest; the first time left out. */
+  nextFrom?: number;
   series: Series[];
 }
 
@@ -141,6 +185,12 @@ export interface TimeSeriesStore {
    * named metrics with no data come back as empty series, in the order named.
    */
   query(query: RangeQuery): Promise<QueryResult>;
+  /**
+   * One page of raw points (see RawPageQuery): read page after page with `after: page.next` until a
+   * page has no `next`; together they hold every point of the range once. A page may hold fewer points
+   * than `limit` (even none) and still have a `next`.
+   */
+  rawPage(query: RawPageQuery): Promise<RawPage>;
   /** Newest value per metric of one device (from `since` on, default 30 days ago), sorted by metric. */
   latest(device: string, since?: number): Promise<LatestValue[]>;
   /**

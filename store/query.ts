@@ -4,7 +4,7 @@
  */
 import { SensorpipeError } from '../core/errors.ts';
 import { DeviceIdSchema, MetricNameSchema } from '../core/schemas.ts';
-import { AGGREGATE_FUNCTIONS, type AggregateFunction, type RangeQuery } from './port.ts';
+import { AGGREGATE_FUNCTIONS, type AggregateFunction, type RangeQuery, type RawCursor, type RawPageQuery } from './port.ts';
 
 export const QUERY_LIMITS = {
   defaultMaxPoints: 1000,
@@ -14,6 +14,9 @@ export const QUERY_LIMITS = {
   /** Any query may span at most this long. */
   maxRangeMs: 20 * 365 * 86_400_000,
   maxMetrics: 32,
+  /** Points per raw page (rawPage), by default and at most. */
+  defaultPageSize: 5000,
+  maxPageSize: 50_000,
 } as const;
 
 /** Window lengths a chosen window is rounded up to, so windows line up with clock units. */
@@ -55,6 +58,32 @@ export function planQuery(query: RangeQuery): PlannedQuery {
   // Windows align to the epoch, so an unaligned `from` adds a partial first window: grow until they fit.
   while (windowCount(query.from, query.to, every) > maxPoints) every = query.every === undefined ? niceWindow(every + Math.ceil(every / 1000)) : every + Math.ceil(every / 1000);
   return { device: query.device, metrics: query.metrics, from: query.from, to: query.to, mode, fn, every, maxPoints };
+}
+
+export interface PlannedRawPage {
+  device: string;
+  metrics: string[] | undefined;
+  from: number;
+  to: number;
+  after: RawCursor | undefined;
+  limit: number;
+}
+
+/** Checks a raw page query as planQuery checks a query; raw pages may span any range a query may. */
+export function planRawPage(query: RawPageQuery): PlannedRawPage {
+  const limit = query.limit ?? QUERY_LIMITS.defaultPageSize;
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > QUERY_LIMITS.maxPageSize) throw new SensorpipeError('QUERY_INVALID', `a page holds 1 to ${QUERY_LIMITS.maxPageSize} points`);
+  const { device, metrics, from, to } = planQuery({ device: query.device, ...(query.metrics === undefined ? {} : { metrics: query.metrics }), from: query.from, to: query.to });
+  const after = query.after;
+  if (after !== undefined && (!Number.isSafeInteger(after.ts) || !MetricNameSchema.safeParse(after.metric).success)) {
+    throw new SensorpipeError('QUERY_INVALID', 'after must be a page cursor: an integer ts and a metric name');
+  }
+  return { device, metrics, from, to, after, limit };
+}
+
+/** True when (ts, metric) comes after the cursor in raw page order. */
+export function isAfter(ts: number, metric: string, cursor: RawCursor | undefined): boolean {
+  return cursor === undefined || ts > cursor.ts || (ts === cursor.ts && metric > cursor.metric);
 }
 
 function niceWindow(atLeast: number): number {

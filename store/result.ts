@@ -6,6 +6,8 @@ import type { PlannedQuery } from './query.ts';
 export class SeriesBuilder {
   private readonly byMetric = new Map<string, SeriesPoint[]>();
   private truncated = false;
+  /** Per cut series, the time of its first point left out (the (maxPoints + 1)th). */
+  private readonly firstCut = new Map<string, number>();
   private trust: Map<string, Set<ReadingTrust>> | undefined;
 
   constructor(private readonly query: PlannedQuery) {
@@ -28,6 +30,7 @@ export class SeriesBuilder {
     }
     if (points.length >= this.query.maxPoints) {
       this.truncated = true;
+      if (!this.firstCut.has(metric)) this.firstCut.set(metric, point.ts);
       return;
     }
     points.push(point);
@@ -50,19 +53,32 @@ export class SeriesBuilder {
     this.trust ??= new Map();
   }
 
-  /** Series in the order asked for; all metrics found, sorted by name, when none were named. */
+  /** Every series with points has readings of this one trust level (a device known to have no others). */
+  trustOfAll(trust: ReadingTrust): void {
+    for (const [metric, points] of this.byMetric) if (points.length > 0) this.addTrust(metric, trust);
+    this.withTrust();
+  }
+
+  /**
+   * Series in the order asked for; all metrics found, sorted by name, when none were named. A cut raw
+   * answer is made complete up to `nextFrom` (the earliest time any series was cut at): every series
+   * keeps only its points before it, so asking again from `nextFrom` continues without gap or overlap.
+   */
   result(): QueryResult {
     const metrics = this.query.metrics ?? [...this.byMetric.keys()].sort();
     const trust = this.trust;
+    const nextFrom = this.truncated ? Math.min(...this.firstCut.values()) : undefined;
     const series: Series[] = metrics.map((metric) => {
-      const points = this.byMetric.get(metric) ?? [];
+      let points = this.byMetric.get(metric) ?? [];
+      if (nextFrom !== undefined && (points.at(-1)?.ts ?? -Infinity) >= nextFrom) points = points.filter((p) => p.ts < nextFrom);
       if (trust === undefined) return { metric, points };
       // Trust of the points returned; an empty series has none (and says nothing of it).
       return points.length === 0 ? { metric, points } : { metric, points, trust: [...(trust.get(metric) ?? [])].sort() };
     });
     const { device, from, to, mode, fn, every } = this.query;
+    if (mode === 'raw' && nextFrom !== undefined) return { device, from, to, mode, truncated: true, nextFrom, series };
     return mode === 'raw'
-      ? { device, from, to, mode, truncated: this.truncated, series }
+      ? { device, from, to, mode, truncated: false, series }
       : { device, from, to, mode, fn, every, truncated: false, series };
   }
 }

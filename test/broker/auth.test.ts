@@ -23,7 +23,7 @@ describe('checkLogin', () => {
   registry.revoke('dev-r');
   const policy: LoginPolicy = {
     registry,
-    servicePasswords: { ingest: 'ingest-secret', display: undefined, admin: 'admin-secret' },
+    servicePasswords: { ingest: 'ingest-secret', display: undefined, alerts: undefined, admin: 'admin-secret' },
     topicLimits: { maxTopicLevels: 4, maxTopicBytes: 64 },
   };
   const asDevice = (extra: Partial<LoginAttempt> = {}): LoginAttempt => ({

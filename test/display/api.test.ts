@@ -132,7 +132,7 @@ describe('GET /api/devices/:id/readings', () => {
     expect(lines).toContain(`${new Date(last.ts).toISOString()},${last.ts},temperature,${last.temperature}`);
     expect(lines).toHaveLength(1 + 6 * 2);
     const agg = await get(`/api/devices/dev-0/readings?metrics=humidity&from=${T0 - 3_600_000}&to=${T0}&every=1h&fn=min&format=csv`);
-    expect(agg.text.trim().split('\n')).toEqual(['time,ts,metric,min,min,max', `${new Date(T0 - 3_600_000).toISOString()},${T0 - 3_600_000},humidity,40,40,46`]);
+    expect(agg.text.trim().split('\n')).toEqual(['time,ts,metric,min_1h,low_1h,high_1h', `${new Date(T0 - 3_600_000).toISOString()},${T0 - 3_600_000},humidity,40,40,46`]);
   });
 
   it.each([

@@ -96,6 +96,7 @@ describe('fleet model', () => {
     lastSeen: 5_000,
     latest: { temperature: { ts: 5_000, value: 21.5 } },
     completeness: { received: 99, missing: 1, ratio: 0.99 },
+    counts: null,
   };
 
   it('keeps the newer value whichever way it came', () => {
@@ -193,9 +194,9 @@ describe('routes', () => {
   it.each([
     ['', { view: 'fleet' }],
     ['#/', { view: 'fleet' }],
-    ['#/device/boiler-7', { view: 'device', id: 'boiler-7', range: '1h' }],
+    ['#/device/boiler-7', { view: 'device', id: 'boiler-7' }],
     ['#/device/boiler-7?range=7d', { view: 'device', id: 'boiler-7', range: '7d' }],
-    ['#/device/boiler-7?range=2y', { view: 'device', id: 'boiler-7', range: '1h' }],
+    ['#/device/boiler-7?range=2y', { view: 'device', id: 'boiler-7' }],
     ['#/device/Boiler%207', { view: 'fleet' }],
     ['#/device/%E0%A4%A', { view: 'fleet' }],
     ['#/device/..%2F..%2Fapi', { view: 'fleet' }],

@@ -156,7 +156,8 @@ describe('dashboard', () => {
     await page.click('[data-device="sim-0001"] a');
     await page.waitForURL(/#\/device\/sim-0001$/);
     // sim-0001 is an industrial sensor: one chart per metric.
-    await page.locator('[data-history="1h"]').waitFor({ timeout: 10_000 });
+    // The fleet has run for less than 15 minutes: the view opens on 15 minutes (fitted to the data).
+    await page.locator('[data-history="15m"]').waitFor({ timeout: 10_000 });
     await waitFor(async () => (await page.locator('[data-chart]').count()) === 3, 'three charts', 10_000);
     expect(await page.locator('[data-chart]').evaluateAll((charts) => charts.map((c) => c.getAttribute('data-chart')))).toEqual(['current', 'motor_temp', 'vibration_rms']);
     const drawn = await chartPoints('motor_temp');
@@ -167,11 +168,11 @@ describe('dashboard', () => {
     expect(await page.locator('[data-device-state]').textContent()).toBe('online');
 
     // Another range: a new subscription, its history drawn again.
-    await page.click('button[data-range="15m"]');
-    await page.waitForURL(/range=15m$/);
-    await page.locator('[data-history="15m"]').waitFor({ timeout: 10_000 });
+    await page.click('button[data-range="1h"]');
+    await page.waitForURL(/range=1h$/);
+    await page.locator('[data-history="1h"]').waitFor({ timeout: 10_000 });
     expect(await chartPoints('motor_temp')).toBeGreaterThan(0);
-    expect(await page.locator('[data-csv]').getAttribute('href')).toMatch(/\/api\/devices\/sim-0001\/readings\?from=-15m&format=csv$/);
+    expect(await page.locator('[data-csv]').getAttribute('href')).toMatch(/\/api\/devices\/sim-0001\/readings\?from=-1h&mode=raw&format=csv$/);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-device.png'), fullPage: true });
   });
 

@@ -55,6 +55,7 @@ function gatedStore(inner: TimeSeriesStore) {
       if (holding) await new Promise<void>((resolve) => held.push(resolve));
       return inner.query(query);
     },
+    rawPage: (query) => inner.rawPage(query),
     latest: (device, since) => inner.latest(device, since),
     latestAll: (since) => inner.latestAll(since),
     seqs: (device, from, to) => inner.seqs(device, from, to),

@@ -158,6 +158,9 @@ describe('ingest with a real broker and a real influxd', () => {
     const stored = await storedPoints(rig.database, a.id);
     const written = stored.find((p) => p.ts === pa.acked[0]!.ts);
     expect(written?.fields).toMatchObject({ temperature: 21.5, co2: 415 });
+    // Counted for the device: its reading (stored, but for the refused point), and the refused point.
+    await waitFor(() => rig.ingest.counts.message(a.id)?.accepted === 1, 'counts of the batch');
+    expect(rig.ingest.counts.message(a.id)).toMatchObject({ accepted: 1, duplicates: 0, rejected: { POINT_REJECTED_BY_STORE: 1 } });
     await pa.close();
   });
 

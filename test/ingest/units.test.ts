@@ -444,10 +444,10 @@ describe('verifyTelemetryMessage', () => {
       if (verdict.kind !== 'accepted') throw new Error('expected accepted');
       ctx.seqs.accept('dev-1', verdict.fresh, verdict.range, verdict.digest);
     }
-    expect(verifyTelemetryMessage(topics.telemetry('dev-1'), payload(6), ctx)).toEqual({ kind: 'duplicate', device: 'dev-1' });
+    expect(verifyTelemetryMessage(topics.telemetry('dev-1'), payload(6), ctx)).toEqual({ kind: 'duplicate', device: 'dev-1', readings: 1 });
     expect(verifyTelemetryMessage(topics.telemetry('dev-1'), payload(6, { ts: now - 1 }), ctx)).toMatchObject({ kind: 'rejected', reason: 'READING_REPLAYED' });
     // Six messages ago, with a device window of 4 and a fleet window of 8: still remembered.
-    expect(verifyTelemetryMessage(topics.telemetry('dev-1'), payload(1), ctx)).toEqual({ kind: 'duplicate', device: 'dev-1' });
+    expect(verifyTelemetryMessage(topics.telemetry('dev-1'), payload(1), ctx)).toEqual({ kind: 'duplicate', device: 'dev-1', readings: 1 });
     expect(verifyTelemetryMessage(topics.telemetry('dev-1'), payload(1, { ts: now - 1 }), ctx)).toMatchObject({ kind: 'rejected', reason: 'READING_REPLAYED' });
     // Seen, but not a message it sent: only the store can tell (the pipeline asks it).
     const twoReadings = Buffer.from(JSON.stringify(signTelemetry({ v: 1, device: 'dev-1', readings: [{ seq: 1, ts: now, values: { t: 1 } }, { seq: 2, ts: now, values: { t: 2 } }] }, key)));

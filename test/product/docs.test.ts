@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
+import { createAlertsMetrics } from '../../alerts/metrics.ts';
 import { createBrokerMetrics } from '../../broker/metrics.ts';
 import { configSpecs } from '../../core/config.ts';
 import { createDisplayMetrics } from '../../display/metrics.ts';
@@ -26,6 +27,7 @@ describe('README and docs', () => {
       createBrokerMetrics({ connections: () => 0, devicesOnline: () => 0, bannedAddresses: () => 0 }).registry,
       createIngestMetrics().registry,
       createDisplayMetrics().registry,
+      createAlertsMetrics().registry,
       storeMetrics,
     ];
     const names = (await Promise.all(registries.map((r) => r.getMetricsAsJSON()))).flat().map((m) => m.name);

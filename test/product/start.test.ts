@@ -288,7 +288,7 @@ describe('sensorpipe start, as a child process', () => {
   }, 30_000);
 
   it('every command the README shows answers --help', async () => {
-    const commands = ['start', 'broker', 'ingest', 'display', 'sim', 'sign', 'devices', 'quarantine'];
+    const commands = ['start', 'broker', 'ingest', 'display', 'alerts', 'sim', 'sign', 'devices', 'quarantine'];
     const results = await Promise.all(commands.map((command) => runCli([command, '--help'])));
     results.forEach((result, i) => {
       expect(result.code, `${commands[i]} --help: ${result.stderr}`).toBe(0);

@@ -72,6 +72,40 @@ describe('embedded store', () => {
     }
   });
 
+  it('reads a broker-authenticated device\'s readings after a reopen, with their trust, and a signed one\'s as signed', async () => {
+    const dir = await tempDir('sensorpipe-store-');
+    const path = join(dir.path, 'trust.duckdb');
+    try {
+      let store = await openEmbeddedStore({ path });
+      await store.write([
+        { device: 'plain', metric: 'temperature', ts: T0, value: 1 },
+        { device: 'thirdparty', metric: 'temperature', ts: T0, value: 2, trust: 'broker' },
+        { device: 'thirdparty', metric: 'temperature', ts: T0 + 1000, value: 3, trust: 'broker' },
+      ]);
+      await store.close();
+      // Which devices have broker rows is known again from the file, not from the writes of this process.
+      store = await openEmbeddedStore({ path });
+      const raw = await store.query({ device: 'thirdparty', from: T0, to: T0 + 60_000, mode: 'raw' });
+      expect(raw.series).toEqual([{ metric: 'temperature', points: [{ ts: T0, value: 2 }, { ts: T0 + 1000, value: 3 }], trust: ['broker'] }]);
+      const windows = await store.query({ device: 'thirdparty', from: T0, to: T0 + 60_000, every: 60_000 });
+      expect(windows.series).toEqual([{ metric: 'temperature', points: [{ ts: T0, value: 2.5, min: 2, max: 3 }], trust: ['broker'] }]);
+      expect((await store.rawPage({ device: 'thirdparty', from: T0, to: T0 + 60_000 })).rows).toEqual([
+        { ts: T0, metric: 'temperature', value: 2 },
+        { ts: T0 + 1000, metric: 'temperature', value: 3 },
+      ]);
+      expect(await store.latest('thirdparty', T0)).toEqual([{ metric: 'temperature', ts: T0 + 1000, value: 3 }]);
+      // A signed device's reading written now, beside it: still signed; then a broker one for it.
+      await store.write([{ device: 'plain', metric: 'temperature', ts: T0 + 1000, value: 4 }]);
+      expect((await store.query({ device: 'plain', from: T0, to: T0 + 60_000, mode: 'raw' })).series[0]!.trust).toEqual(['signed']);
+      await store.write([{ device: 'plain', metric: 'humidity', ts: T0 + 2000, value: 5, trust: 'broker' }]);
+      const mixed = await store.query({ device: 'plain', from: T0, to: T0 + 60_000, mode: 'raw' });
+      expect(mixed.series.map((s) => [s.metric, s.trust, s.points.length])).toEqual([['humidity', ['broker'], 1], ['temperature', ['signed'], 2]]);
+      await store.close();
+    } finally {
+      await dir.remove();
+    }
+  });
+
   it('refuses calls after close with a retryable error, and closes twice without harm', async () => {
     const dir = await tempDir('sensorpipe-store-');
     try {

@@ -71,6 +71,72 @@ describe('InfluxDB adapter against a real influxd', () => {
     await store.close();
   });
 
+  it('merges the trust levels of one device back together: raw in time order, each window over both, a raw page over both', async () => {
+    const store = await openInfluxStore({ url, database: database() });
+    await store.write([
+      { device: 'mixed', metric: 'temperature', ts: T0, value: 5 },
+      { device: 'mixed', metric: 'temperature', ts: T0 + 2000, value: 1 },
+      { device: 'mixed', metric: 'temperature', ts: T0 + 1000, value: -3, trust: 'broker' },
+      { device: 'mixed', metric: 'temperature', ts: T0 + 3000, value: 9, trust: 'broker' },
+      // The same identity in both tag sets (a device made broker-authenticated and back): two copies in InfluxDB.
+      { device: 'mixed', metric: 'temperature', ts: T0 + 2000, value: 1, trust: 'broker' },
+    ]);
+    const raw = await store.query({ device: 'mixed', from: T0, to: T0 + 10_000, mode: 'raw' });
+    expect(raw.series).toEqual([{ metric: 'temperature', points: [5, -3, 1, 9].map((value, i) => ({ ts: T0 + i * 1000, value })), trust: ['broker', 'signed'] }]);
+    const cut = await store.query({ device: 'mixed', from: T0, to: T0 + 10_000, mode: 'raw', maxPoints: 2 });
+    expect(cut).toMatchObject({ truncated: true, nextFrom: T0 + 2000, series: [{ points: [{ ts: T0, value: 5 }, { ts: T0 + 1000, value: -3 }] }] });
+    for (const [fn, value] of [['mean', 3], ['min', -3], ['max', 9], ['count', 4]] as const) {
+      const windows = await store.query({ device: 'mixed', metrics: ['temperature'], from: T0, to: T0 + 10_000, every: 10_000, fn });
+      expect(windows.series, fn).toEqual([{ metric: 'temperature', points: [{ ts: T0, value, min: -3, max: 9 }], trust: ['broker', 'signed'] }]);
+    }
+    // Pages of two rows: a full page ends before its last time (another tag set's row may follow it).
+    const values: number[] = [];
+    let page = await store.rawPage({ device: 'mixed', from: T0, to: T0 + 10_000, limit: 2 });
+    for (let pages = 1; ; pages++) {
+      expect(page.rows.length).toBeLessThanOrEqual(2);
+      values.push(...page.rows.map((r) => r.value));
+      if (page.next === undefined || pages > 10) break;
+      page = await store.rawPage({ device: 'mixed', from: T0, to: T0 + 10_000, limit: 2, after: page.next });
+    }
+    expect(values).toEqual([5, -3, 1, 9]);
+    await store.close();
+  });
+
+  it('a raw page never ends inside a time that two tag sets hold (one row each): every point once, whatever the page size', async () => {
+    const store = await openInfluxStore({ url, database: database() });
+    const points: StorePoint[] = [];
+    // Each time: a signed row (site a: `temperature`) and then, sorted after it, a broker row (site b: `humidity`).
+    for (let i = 0; i < 10; i++) {
+      points.push({ device: 'split', metric: 'temperature', ts: T0 + i * 1000, value: i, meta: { site: 'a' } });
+      points.push({ device: 'split', metric: 'humidity', ts: T0 + i * 1000, value: 100 + i, meta: { site: 'b' }, trust: 'broker' });
+    }
+    await store.write(points);
+    const expected = points.map((p) => ({ ts: p.ts, metric: p.metric, value: p.value })).sort((a, b) => a.ts - b.ts || (a.metric < b.metric ? -1 : 1));
+    for (const limit of [1, 2, 3, 4, 5, 7]) {
+      const rows: unknown[] = [];
+      let page = await store.rawPage({ device: 'split', from: T0, to: T0 + 60_000, limit });
+      for (let pages = 1; ; pages++) {
+        expect(page.rows.length).toBeLessThanOrEqual(limit);
+        rows.push(...page.rows);
+        if (page.next === undefined || pages > 100) break;
+        page = await store.rawPage({ device: 'split', from: T0, to: T0 + 60_000, limit, after: page.next });
+      }
+      expect(rows, `pages of ${limit}`).toEqual(expected);
+    }
+    await store.close();
+  });
+
+  it('a raw page whose reader has gone is not read: its query is cancelled', async () => {
+    const store = await openInfluxStore({ url, database: database() });
+    await store.write([{ device: 'gone', metric: 'temperature', ts: T0, value: 1 }]);
+    expect((await store.rawPage({ device: 'gone', from: T0, to: T0 + 1000 })).rows).toHaveLength(1);
+    const gone = new AbortController();
+    gone.abort();
+    const err = await store.rawPage({ device: 'gone', from: T0, to: T0 + 1000, signal: gone.signal }).then(() => undefined, (e: unknown) => e);
+    expect(isSensorpipeError(err) && err.code).toBe('STORE_UNAVAILABLE');
+    await store.close();
+  });
+
   it('refuses a point whose field has the wrong type, alone, and writes the rest of its batch', async () => {
     const db = database();
     const store = await openInfluxStore({ url, database: db });

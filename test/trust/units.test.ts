@@ -170,7 +170,7 @@ describe('the broker fences each device to its own topics', () => {
   const tas = registry.add('plug-1', { trust: 'broker-authenticated', payload: { format: 'tasmota' } });
   const shelly = registry.add('shelly-1', { trust: 'broker-authenticated', payload: { format: 'shelly-gen2' } });
   const login = (id: string, password: string, willTopic?: string): Principal =>
-    checkLogin({ clientId: id, clientIdWasEmpty: false, cleanSession: true, username: id, password: Buffer.from(password), willTopic }, { registry, servicePasswords: { ingest: 'i', display: 'd', admin: undefined }, topicLimits: { maxTopicLevels: 8, maxTopicBytes: 256 } });
+    checkLogin({ clientId: id, clientIdWasEmpty: false, cleanSession: true, username: id, password: Buffer.from(password), willTopic }, { registry, servicePasswords: { ingest: 'i', display: 'd', alerts: undefined, admin: undefined }, topicLimits: { maxTopicLevels: 8, maxTopicBytes: 256 } });
 
   it('a Tasmota device: tele|stat|cmnd/<id>/…, its LWT as Will, nothing of another device', () => {
     const p = login('plug-1', tas.mqttPassword, 'tele/plug-1/LWT');
@@ -231,7 +231,7 @@ describe('ingest verdicts for broker-authenticated devices', () => {
     const verdict = verifyTelemetryMessage(topics.telemetry('plug-1'), first, context(memory));
     if (verdict.kind !== 'accepted-broker') throw new Error(verdict.kind);
     memory.accept('plug-1', verdict.reading.ts, verdict.digest);
-    expect(verifyTelemetryMessage(topics.telemetry('plug-1'), first, context(memory))).toEqual({ kind: 'duplicate', device: 'plug-1' });
+    expect(verifyTelemetryMessage(topics.telemetry('plug-1'), first, context(memory))).toEqual({ kind: 'duplicate', device: 'plug-1', readings: 1 });
     expect(verifyTelemetryMessage(topics.telemetry('plug-1'), bytes({ temperature: 2, ts: NOW - 1000 }), context(memory))).toMatchObject({ kind: 'rejected', reason: 'READING_REPLAYED' });
     expect(verifyTelemetryMessage(topics.telemetry('plug-1'), bytes({ temperature: 2, ts: NOW - 2000 }), context(memory))).toMatchObject({ kind: 'rejected', reason: 'READING_REPLAYED' });
     expect(verifyTelemetryMessage(topics.telemetry('plug-1'), bytes({ temperature: 2, ts: NOW }), context(memory))).toMatchObject({ kind: 'accepted-broker' });

@@ -2,7 +2,7 @@
  * The display's HTTP API (core/api.ts, core/query.ts), same origin as the page. URLs are relative to
  * the page, so the dashboard also works behind a reverse proxy under a sub-path.
  */
-import type { DevicesResponse } from '../../../core/api.ts';
+import type { AlertsResponse, DevicesResponse, QuarantineResponse } from '../../../core/api.ts';
 import { getToken } from './token.ts';
 
 /** The API answered 401 AUTH_REQUIRED: there is no token, or it is not the configured one. */
@@ -68,8 +68,44 @@ export async function fetchDevices(params: Record<string, string> = {}, signal?:
   return (await response.json()) as DevicesResponse;
 }
 
+/** GET /api/alerts: the fleet's firing and pending alerts and recent events, or one device's (with its rules). */
+export async function fetchAlerts(params: { device?: string; limit?: number } = {}, signal?: AbortSignal): Promise<AlertsResponse> {
+  const query: Record<string, string> = {};
+  if (params.device !== undefined) query.device = params.device;
+  if (params.limit !== undefined) query.limit = String(params.limit);
+  const response = await apiFetch(apiUrl('api/alerts', query), signal);
+  return (await response.json()) as AlertsResponse;
+}
+
+/** GET /api/quarantine: rejected messages, newest first, filtered; `before` is the previous page's `next`. */
+export async function fetchQuarantine(params: { device?: string; reason?: string; before?: string; limit?: number } = {}, signal?: AbortSignal): Promise<QuarantineResponse> {
+  const query: Record<string, string> = {};
+  if (params.device) query.device = params.device;
+  if (params.reason) query.reason = params.reason;
+  if (params.before) query.before = params.before;
+  if (params.limit !== undefined) query.limit = String(params.limit);
+  const response = await apiFetch(apiUrl('api/quarantine', query), signal);
+  return (await response.json()) as QuarantineResponse;
+}
+
+/** The raw CSV export of a device's readings from `from` on: every stored point, streamed (display/csv.ts). */
 export function readingsCsvUrl(device: string, from: string): string {
-  return apiUrl(`api/devices/${encodeURIComponent(device)}/readings`, { from, format: 'csv' });
+  return apiUrl(`api/devices/${encodeURIComponent(device)}/readings`, { from, mode: 'raw', format: 'csv' });
+}
+
+/**
+ * The time of a device's first reading from `from` on, or undefined when it has none: the first raw
+ * point of each metric (`maxPoints=1`; a cut answer holds each series' first point), the earliest of them.
+ */
+export async function fetchFirstReading(device: string, from: string, signal?: AbortSignal): Promise<number | undefined> {
+  const response = await apiFetch(apiUrl(`api/devices/${encodeURIComponent(device)}/readings`, { from, mode: 'raw', maxPoints: '1' }), signal);
+  const body = (await response.json()) as { series?: { points?: { ts?: unknown }[] }[] };
+  let first: number | undefined;
+  for (const series of body.series ?? []) {
+    const ts = series.points?.[0]?.ts;
+    if (typeof ts === 'number' && (first === undefined || ts < first)) first = ts;
+  }
+  return first;
 }
 
 /**

@@ -4,21 +4,28 @@
  *
  * One /live subscription with history per range. Changing the range unsubscribes and subscribes anew
  * under a fresh id, so a history frame of the old range arriving late is recognised and ignored.
+ * Without a range in the URL the view first asks when the device's first reading was and opens on the
+ * smallest range that holds it (ranges.ts fitRange); a range the user chose (URL or button) is kept.
  */
 import type { DeviceSummary } from '../../../core/api.ts';
 import type { LiveServerFrame } from '../../../core/live.ts';
-import { AuthRequiredError, downloadCsv, fetchDevices, readingsCsvUrl } from './api.ts';
+import { mountDeviceAlerts } from './alerts-device.ts';
+import { AuthRequiredError, downloadCsv, fetchDevices, fetchFirstReading, readingsCsvUrl } from './api.ts';
 import { MetricChart } from './chart.ts';
 import { frameBatcher, h, setAttr, setText, textNode } from './dom.ts';
+import { rejectedTotal, rejectionsByReason } from './counts-format.ts';
 import { formatAgo, formatPercent } from './format.ts';
-import { RANGES, type RangeName } from './ranges.ts';
+import { DEFAULT_RANGE, fitRange, LONGEST_RANGE, RANGES, type RangeName } from './ranges.ts';
+import { quarantineHash } from './route.ts';
 import { getToken } from './token.ts';
 import type { Unmount, ViewContext } from './view.ts';
 
 let subscriptionCounter = 0;
 
-export function mountDeviceView(root: HTMLElement, ctx: ViewContext, deviceId: string, initialRange: RangeName): Unmount {
-  let range = initialRange;
+export function mountDeviceView(root: HTMLElement, ctx: ViewContext, deviceId: string, chosenRange: RangeName | undefined): Unmount {
+  let range = chosenRange ?? DEFAULT_RANGE;
+  /** The user chose the range (in the URL, or by a button): it is not fitted to the data. */
+  let rangeChosen = chosenRange !== undefined;
   let subscriptionId = '';
   /** Live readings are applied only once the history of the current subscription is in. */
   let historyIn = false;
@@ -37,6 +44,8 @@ export function mountDeviceView(root: HTMLElement, ctx: ViewContext, deviceId: s
   const completeness = textNode('–');
   const trust = textNode('–');
   const trustField = h('span', { 'data-device-trust': '', 'data-trust': 'unknown' }, trust);
+  // What became of its messages (ingest's counts), with links to the rejected ones in the quarantine.
+  const countsBox = h('div', { class: 'counts-detail', 'data-device-counts': '' });
   const message = h('p', { class: 'message' }, 'Loading history…');
   const csv = h('a', { class: 'button', 'data-csv': '' }, 'Download CSV');
   const rangeButtons = (Object.keys(RANGES) as RangeName[]).map((name) => {
@@ -54,11 +63,14 @@ export function mountDeviceView(root: HTMLElement, ctx: ViewContext, deviceId: s
       h('h2', {}, dot, ' ', deviceId),
       h('dl', { class: 'meta' },
         field('State', h('span', { 'data-device-state': '' }, stateText)), field('Site', site), field('Model', model),
-        field('Profile', profile), field('Last seen', seen), field('Complete', completeness), field('Readings', trustField))),
+        field('Profile', profile), field('Last seen', seen), field('Complete', completeness), field('Readings', trustField)),
+      countsBox),
     h('div', { class: 'toolbar' }, h('div', { class: 'ranges', role: 'group', 'aria-label': 'Time range' }, ...rangeButtons), csv),
     message,
     chartGrid,
   );
+  // Threshold lines and firing spans on the charts, and the device's recent alerts (alerts-device.ts).
+  const alerts = mountDeviceAlerts(root, ctx, deviceId, () => charts.values(), () => batcher.schedule());
 
   const batcher = frameBatcher(() => {
     const now = Date.now() + ctx.live.clockOffset;
@@ -75,6 +87,7 @@ export function mountDeviceView(root: HTMLElement, ctx: ViewContext, deviceId: s
     let chart = charts.get(metric);
     if (chart !== undefined) return chart;
     chart = new MetricChart(metric);
+    alerts.decorate(chart);
     charts.set(metric, chart);
     const next = [...charts.keys()].sort().find((m) => m > metric);
     chartGrid.insertBefore(chart.element, next === undefined ? null : (charts.get(next)?.element ?? null));
@@ -97,15 +110,36 @@ export function mountDeviceView(root: HTMLElement, ctx: ViewContext, deviceId: s
     ctx.live.subscribe({ type: 'subscribe', id: subscriptionId, devices: [deviceId], history: { from: `-${range}`, maxPoints } });
     const csvUrl = readingsCsvUrl(deviceId, `-${range}`);
     csv.setAttribute('href', csvUrl);
-    csv.setAttribute('download', `${deviceId}-${range}.csv`);
+    csv.setAttribute('download', `${deviceId}-raw-${range}.csv`);
+  }
+
+  function showRange(name: RangeName): void {
+    range = name;
+    for (const button of rangeButtons) button.setAttribute('aria-pressed', String(button.dataset.range === name));
+  }
+
+  /** Opens on the smallest range that holds the device's data, unless the user chooses one meanwhile. */
+  async function fitRangeToData(): Promise<void> {
+    let fitted = DEFAULT_RANGE;
+    try {
+      fitted = fitRange(await fetchFirstReading(deviceId, `-${LONGEST_RANGE}`, abort.signal), Date.now() + ctx.live.clockOffset);
+    } catch (error) {
+      // The chart still opens, on the default range; a refused token is asked for as anywhere.
+      if (!unmounted && error instanceof AuthRequiredError) ctx.authRequired();
+    }
+    if (unmounted || rangeChosen) return;
+    showRange(fitted);
+    subscribe();
   }
 
   function selectRange(name: RangeName): void {
-    if (name === range) return;
-    range = name;
-    for (const button of rangeButtons) button.setAttribute('aria-pressed', String(button.dataset.range === name));
-    // The range lives in the URL so a reload keeps it; replaceState does not fire hashchange (no re-mount).
+    rangeChosen = true;
+    // The range lives in the URL so a reload keeps it (a click on the fitted range pins it too);
+    // replaceState does not fire hashchange (no re-mount).
     history.replaceState(null, '', `#/device/${encodeURIComponent(deviceId)}?range=${name}`);
+    // Before the fit came back there is no subscription yet, whatever the range shown.
+    if (name === range && subscriptionId !== '') return;
+    showRange(name);
     subscribe();
   }
 
@@ -157,17 +191,40 @@ export function mountDeviceView(root: HTMLElement, ctx: ViewContext, deviceId: s
     const unsigned = summary.trust === 'broker';
     setAttr(trustField, 'data-trust', unsigned ? 'broker' : 'signed');
     setAttr(trustField, 'title', unsigned ? 'broker-authenticated: only the MQTT login vouches for these readings' : 'every message verified with the device key');
-    setText(trust, unsigned ? `unsigned (broker-authenticated${summary.payload === undefined ? '' : `, ${summary.payload}`})` : 'signed');
+    setText(trust, unsigned ? `unsigned (broker-authenticated${summary.payload === undefined ? '' : `, ${summary.payload}`})` : `signed${summary.alg === undefined ? '' : ` (${summary.alg})`}`);
+    showCounts(summary);
     state = summary.registered === 'revoked' ? 'offline' : summary.state;
     if (summary.lastSeen !== null && (lastSeen === null || summary.lastSeen > lastSeen)) lastSeen = summary.lastSeen;
     batcher.schedule();
+  }
+
+  function showCounts(summary: DeviceSummary): void {
+    const counts = summary.counts;
+    if (counts === null) {
+      countsBox.replaceChildren('Messages: ingest has not reported counts for this device yet.');
+      return;
+    }
+    const rejected = rejectedTotal(counts);
+    countsBox.replaceChildren(
+      h('span', {}, 'Since ', new Date(counts.since).toLocaleString(), ': ',
+        h('strong', { 'data-count-accepted': '' }, String(counts.accepted)), ' readings accepted, ',
+        h('strong', { 'data-count-duplicates': '' }, String(counts.duplicates)), ' duplicates, ',
+        rejected === 0
+          ? h('strong', { 'data-count-rejected': '' }, '0')
+          : h('a', { href: quarantineHash({ device: deviceId }), 'data-count-rejected': '' }, String(rejected)),
+        ' messages rejected'),
+      ...(rejected === 0
+        ? []
+        : [h('ul', {}, ...rejectionsByReason(counts).map(([reason, n]) =>
+            h('li', { 'data-rejected-reason': reason }, h('a', { href: quarantineHash({ device: deviceId, reason }) }, reason), `: ${n}`)))]),
+    );
   }
 
   csv.addEventListener('click', (event) => {
     // A link cannot send the Authorization header: with a token the file is fetched and saved from a blob.
     if (getToken() === null) return;
     event.preventDefault();
-    downloadCsv(csv.href, `${deviceId}-${range}.csv`).catch((error: unknown) => {
+    downloadCsv(csv.href, `${deviceId}-raw-${range}.csv`).catch((error: unknown) => {
       if (error instanceof AuthRequiredError) ctx.authRequired();
       else setText(message.firstChild as Text, `CSV download failed: ${error instanceof Error ? error.message : String(error)}`);
     });
@@ -182,7 +239,8 @@ export function mountDeviceView(root: HTMLElement, ctx: ViewContext, deviceId: s
   // The time axis slides even when the device is silent.
   const slideTimer = setInterval(() => batcher.schedule(), 1000);
   void loadMeta();
-  subscribe();
+  if (rangeChosen) subscribe();
+  else void fitRangeToData();
 
   return () => {
     unmounted = true;
@@ -190,6 +248,7 @@ export function mountDeviceView(root: HTMLElement, ctx: ViewContext, deviceId: s
     ctx.live.unsubscribe(subscriptionId);
     stopFrames();
     stopReconnected();
+    alerts.unmount();
     resizeObserver.disconnect();
     clearInterval(slideTimer);
     batcher.cancel();

@@ -25,6 +25,8 @@ export interface FleetDevice {
   lastSeen: number | null;
   latest: Map<string, LatestValue>;
   completeness: number | null;
+  /** Readings accepted, duplicates, rejections by reason, from ingest (null until reported). */
+  counts: DeviceSummary['counts'];
   /** Lower-cased id, site and model: what the search box matches against. */
   searchText: string;
 }
@@ -39,7 +41,7 @@ export interface FleetFilter {
 export const NO_FILTER: FleetFilter = { text: '', status: '', site: '', profile: '' };
 
 export function emptyDevice(id: string): FleetDevice {
-  return { id, registered: 'active', trust: 'signed', units: {}, site: '', model: '', profile: '', state: 'offline', since: null, lastSeen: null, latest: new Map(), completeness: null, searchText: id };
+  return { id, registered: 'active', trust: 'signed', units: {}, site: '', model: '', profile: '', state: 'offline', since: null, lastSeen: null, latest: new Map(), completeness: null, counts: null, searchText: id };
 }
 
 /** Newer wins: a value only replaces one with an older (or equal) timestamp, whichever path it came by. */
@@ -69,6 +71,7 @@ export function applySummary(device: FleetDevice, summary: DeviceSummary): void 
   device.profile = summary.meta.profile ?? '';
   applyStatus(device, summary.state, summary.since);
   device.completeness = summary.completeness?.ratio ?? null;
+  device.counts = summary.counts ?? null;
   device.searchText = `${device.id} ${device.site} ${device.model}`.toLowerCase();
   for (const [metric, latest] of Object.entries(summary.latest)) applyValue(device, metric, latest.ts, latest.value);
   if (summary.lastSeen !== null && (device.lastSeen === null || summary.lastSeen > device.lastSeen)) device.lastSeen = summary.lastSeen;

@@ -16,9 +16,11 @@
  */
 import type { DeviceSummary } from '../../../core/api.ts';
 import type { LiveServerFrame } from '../../../core/live.ts';
+import { mountFleetAlerts } from './alerts-fleet.ts';
 import { AuthRequiredError, fetchDevices } from './api.ts';
 import { frameBatcher, h, setAttr, setText, textNode } from './dom.ts';
 import { applyStatus, applySummary, applyValue, emptyDevice, matchesFilter, NO_FILTER, type FleetDevice, type FleetFilter } from './fleet-model.ts';
+import { formatCountsCell } from './counts-format.ts';
 import { formatAgo, formatPercent, formatValue, unitOf } from './format.ts';
 import type { Unmount, ViewContext } from './view.ts';
 
@@ -38,6 +40,9 @@ class FleetRow {
   private readonly model = textNode();
   private readonly seen = textNode();
   private readonly completeness = textNode();
+  /** accepted / duplicates / rejected, the reasons in its title (counts-format.ts). */
+  private readonly counts = textNode();
+  private readonly countsCell: HTMLElement;
   private readonly values: HTMLElement;
   private readonly valueTexts = new Map<string, Text>();
 
@@ -45,6 +50,7 @@ class FleetRow {
     const id = device.id;
     this.dot = h('span', { class: 'dot', 'data-state': device.state, title: device.state });
     this.values = h('div', { class: 'values', role: 'cell' });
+    this.countsCell = h('div', { class: 'msg-counts', role: 'cell', 'data-counts': '' }, this.counts);
     this.tr = h(
       'div',
       { class: 'row', role: 'row', 'data-device': id },
@@ -61,6 +67,7 @@ class FleetRow {
       h('div', { class: 'seen', role: 'cell' }, this.seen),
       this.values,
       h('div', { class: 'completeness', role: 'cell' }, this.completeness),
+      this.countsCell,
     );
   }
 
@@ -74,6 +81,9 @@ class FleetRow {
     setText(this.site, d.site);
     setText(this.model, [d.model, d.profile].filter((t) => t !== '').join(' · '));
     setText(this.completeness, formatPercent(d.completeness));
+    const counts = formatCountsCell(d.counts);
+    setText(this.counts, counts.text);
+    setAttr(this.countsCell, 'title', counts.hint);
     for (const [metric, latest] of d.latest) setText(this.valueText(metric), formatValue(latest.value));
   }
 
@@ -136,7 +146,7 @@ export function mountFleetView(root: HTMLElement, ctx: ViewContext): Unmount {
   const table = h(
     'div',
     { class: 'fleet', role: 'table', 'aria-label': 'Devices' },
-    h('div', { role: 'rowgroup' }, h('div', { class: 'row head', role: 'row' }, ...['', 'Device', 'Site', 'Model · profile', 'Last seen', 'Latest values', 'Complete'].map((t) => h('div', { role: 'columnheader' }, t)))),
+    h('div', { role: 'rowgroup' }, h('div', { class: 'row head', role: 'row' }, ...['', 'Device', 'Site', 'Model · profile', 'Last seen', 'Latest values', 'Complete', 'Accepted / dup. / rejected'].map((t) => h('div', { role: 'columnheader' }, t)))),
     tbody,
   );
   root.append(
@@ -145,6 +155,8 @@ export function mountFleetView(root: HTMLElement, ctx: ViewContext): Unmount {
     message,
     table,
   );
+  // Alert badges on the rows and the fleet's alert history below the table (alerts-fleet.ts).
+  const stopAlerts = mountFleetAlerts(root, tbody, ctx.alerts);
 
   const batcher = frameBatcher(flush);
 
@@ -340,6 +352,7 @@ export function mountFleetView(root: HTMLElement, ctx: ViewContext): Unmount {
     abort.abort();
     ctx.live.unsubscribe(SUBSCRIPTION_ID);
     stopFrames();
+    stopAlerts();
     clearInterval(seenTimer);
     clearInterval(snapshotTimer);
     if (refreshTimer !== null) clearTimeout(refreshTimer);

@@ -1,0 +1,96 @@
+/**
+ * The alerts component's own small HTTP port: the ops endpoints every process serves (/metrics,
+ * /healthz, /livez, /readyz: core/ops-http.ts) and the read-only alert API:
+ *
+ *   GET /api/alerts            every rule and device pair firing now: { firing: [...] }
+ *   GET /api/alerts/history    the alert log, newest first: ?device=&rule=&from=&to=&limit= (default 100, at most 1000)
+ *
+ * Query parameters are outside input: checked with zod, errors answered as {code, message}; other
+ * methods get 405 METHOD_NOT_ALLOWED with `Allow: GET, HEAD`.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AlertHistoryQuerySchema } from '../core/alert-rules.ts';
+import type { AlertEvent, AlertRuleState } from '../core/alerts.ts';
+import { SensorpipeError } from '../core/errors.ts';
+import { answerOps, OPS_PATHS, sendError, sendJson, type OpsEndpoints } from '../core/ops-http.ts';
+import { parseTimeParam, queryParamError, queryParamsOf } from '../core/query.ts';
+
+export interface AlertsApi {
+  firing(): (AlertRuleState & { device: string })[];
+  history(filter: { device?: string | undefined; rule?: string | undefined; from?: number | undefined; to?: number | undefined; limit: number }): AlertEvent[];
+}
+
+const API_PATHS = new Set(['/api/alerts', '/api/alerts/history']);
+
+export function parseHistoryQuery(params: URLSearchParams, now: number): { device?: string | undefined; rule?: string | undefined; from?: number | undefined; to?: number | undefined; limit: number } {
+  const parsed = AlertHistoryQuerySchema.safeParse(queryParamsOf(params));
+  if (!parsed.success) throw queryParamError(parsed.error);
+  const time = (name: 'from' | 'to'): number | undefined => {
+    const text = parsed.data[name];
+    if (text === undefined) return undefined;
+    const ms = parseTimeParam(text, now);
+    if (!Number.isSafeInteger(ms)) throw new SensorpipeError('QUERY_RANGE_INVALID', `${name}: must be ms since the epoch, an ISO-8601 date, now, or relative such as -1h`, { param: name });
+    return ms;
+  };
+  const from = time('from');
+  const to = time('to');
+  if (from !== undefined && to !== undefined && from >= to) throw new SensorpipeError('QUERY_RANGE_INVALID', 'from must be before to', { param: 'from' });
+  return { device: parsed.data.device, rule: parsed.data.rule, from, to, limit: parsed.data.limit ?? 100 };
+}
+
+async function route(request: IncomingMessage, response: ServerResponse, api: AlertsApi, ops: OpsEndpoints): Promise<void> {
+  const url = new URL(request.url ?? '/', 'http://alerts.invalid');
+  const known = API_PATHS.has(url.pathname) || OPS_PATHS.has(url.pathname);
+  if (!known) return sendError(response, new SensorpipeError('NOT_FOUND', 'try /api/alerts, /api/alerts/history, /metrics or /healthz'));
+  if (request.method !== 'GET' && request.method !== 'HEAD') {
+    return sendError(response, new SensorpipeError('METHOD_NOT_ALLOWED', `${url.pathname} takes GET and HEAD`), { allow: 'GET, HEAD' });
+  }
+  if (OPS_PATHS.has(url.pathname)) {
+    await answerOps(url.pathname, response, ops);
+    return;
+  }
+  try {
+    if (url.pathname === '/api/alerts') {
+      if ([...url.searchParams.keys()].length > 0) throw new SensorpipeError('QUERY_INVALID', '/api/alerts takes no parameters');
+      return sendJson(response, 200, { firing: api.firing() });
+    }
+    return sendJson(response, 200, { events: api.history(parseHistoryQuery(url.searchParams, Date.now())) });
+  } catch (err) {
+    if (err instanceof SensorpipeError) return sendError(response, err);
+    throw err;
+  }
+}
+
+export interface AlertsHttp {
+  server: Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function serveAlertsHttp(host: string, port: number, api: AlertsApi, ops: OpsEndpoints): Promise<AlertsHttp> {
+  const server = createServer((request, response) => {
+    route(request, response, api, ops).catch((err: unknown) => {
+      if (response.headersSent) response.destroy();
+      else sendError(response, new SensorpipeError('INTERNAL', `alerts endpoint failed: ${(err as Error).message}`));
+    });
+  });
+  server.headersTimeout = 5_000;
+  server.requestTimeout = 10_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
