@@ -11,6 +11,7 @@
  *   welcome    once, on connect
  *   subscribed the subscription is in force (live readings for it follow)
  *   history    per device of a subscription that asked for history, before any live reading of it
+ *              (`truncated` and `nextFrom` when it had to be cut)
  *   readings   live readings, many per frame: [device, seq, ts, {metric: value}], + "broker" if unsigned
  *   status     a device went online or offline
  *   error      a refused frame or subscription, with a stable code (core/errors.ts)
@@ -71,6 +72,12 @@ export const LiveSubscribeSchema = z.strictObject({
     .optional(),
 });
 export type LiveSubscribe = z.infer<typeof LiveSubscribeSchema>;
+
+/**
+ * Most raw points per metric a history frame holds for the last seconds before live (the raw join, see
+ * display/history.ts): a device that sent more in that time gets a frame marked `truncated`.
+ */
+export const LIVE_HISTORY_RAW_CAP = 10_000;
 
 /** Points per device and metric when a subscription's history names no `maxPoints`. */
 export const LIVE_HISTORY_DEFAULT_MAX_POINTS = 1000;
@@ -146,6 +153,15 @@ export const LiveHistorySchema = z.strictObject({
   every: z.number().int().optional(),
   /** Aggregate mode: points from this time on are raw readings (the last seconds, for a seamless join with live). */
   rawFrom: z.number().int().optional(),
+  /**
+   * Present (true) only when the history was cut: its raw part had more points per metric than the
+   * server sends (LIVE_HISTORY_RAW_CAP, in the last seconds before live). The frame then holds every
+   * point of [from, nextFrom) and none from `nextFrom` on; the live readings follow as usual, so what
+   * lies between `nextFrom` and them is missing unless read from GET /api/devices/{id}/readings.
+   */
+  truncated: z.literal(true).optional(),
+  /** With `truncated`: the first time left out (as the history API's `nextFrom`). */
+  nextFrom: z.number().int().optional(),
   /** `trust`: the trust levels of the series' stored readings (signed, broker), as the history API gives them. */
   series: z.array(z.strictObject({ metric: MetricNameSchema, points: z.array(HistoryPointSchema), trust: z.array(ReadingTrustSchema).optional() })),
 });

@@ -6,14 +6,15 @@
  * from the store. Raw history is used when the range holds few enough points; otherwise the range is
  * aggregated up to `now - RECENT_MS` and raw after that, so the join with live is always raw and is
  * deduplicated exactly on (metric, ts). The caller drops every held-back live reading whose identity
- * is in `seen`.
+ * is in `seen`. The raw part after `now - RECENT_MS` holds at most LIVE_HISTORY_RAW_CAP points per
+ * metric (core/live.ts): a frame cut there says so (`truncated`, `nextFrom`) instead of ending silently.
  *
  * Those identities are kept for a while per client and device (see readingsAfterHistory), so they are
  * kept small: a history's raw points as one sorted array of timestamps per metric, 8 bytes a point. As
  * `${metric}@${ts}` strings in a Set they took about 130 bytes each: 40 MB for one device's history of
  * 32 metrics × 10,000 points, 800 MB for a subscription's 20 devices, held by one client for 30 s.
  */
-import { withValues, type LiveHistory, type LiveReading } from '../core/live.ts';
+import { LIVE_HISTORY_RAW_CAP, withValues, type LiveHistory, type LiveReading } from '../core/live.ts';
 import type { AggregateFunction } from '../core/query.ts';
 import type { ReadingTrust } from '../core/schemas.ts';
 import type { QueryResult, TimeSeriesStore } from '../store/index.ts';
@@ -131,7 +132,7 @@ export async function loadHistory(store: TimeSeriesStore, request: HistoryReques
   const rawFrom = Math.max(from + 1, now - RECENT_MS);
   const [aggregated, tail] = await Promise.all([
     store.query({ ...base, from, to: rawFrom, mode: 'aggregate', ...(fn === undefined ? {} : { fn }) }),
-    store.query({ ...base, from: rawFrom, to, mode: 'raw', maxPoints: 10_000 }),
+    store.query({ ...base, from: rawFrom, to, mode: 'raw', maxPoints: LIVE_HISTORY_RAW_CAP }),
   ]);
   return join(request, from, to, tail, aggregated);
 }
@@ -176,6 +177,12 @@ function join(request: HistoryRequest, from: number, to: number, raw: QueryResul
   if (aggregated !== undefined) {
     if (aggregated.every !== undefined) frame.every = aggregated.every;
     frame.rawFrom = raw.from;
+  }
+  // A raw part the store cut (more points than LIVE_HISTORY_RAW_CAP in the last seconds) is said so,
+  // never sent as if it were whole: the frame holds [from, nextFrom) of every series, none after.
+  if (raw.truncated) {
+    frame.truncated = true;
+    if (raw.nextFrom !== undefined) frame.nextFrom = raw.nextFrom;
   }
   return { frame, seen: new SeenReadings(rawTimes), rawFrom: aggregated === undefined ? Number.NEGATIVE_INFINITY : raw.from };
 }

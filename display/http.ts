@@ -1,7 +1,8 @@
 /**
  * The display's HTTP side: the JSON API, CSV export, health and metrics, the dashboard's static files,
  * and the `/live` WebSocket upgrade (token, Origin and client-count checks before the handshake).
- * Every query string is parsed with its core/ schema and every path parameter is decoded in one place
+ * Every query string is checked against its route's parameters (display/api-params.ts: one it does not
+ * take is refused, not ignored) and parsed with its core/ schema, every path parameter is decoded in one place
  * (`pathParam`); every error is `{code, message}` with the HTTP status of its code (core/errors.ts),
  * written by core/ops-http.ts as in every process, which also answers /metrics, /healthz, /livez and
  * /readyz. A request gets its own child logger when something is logged. The paths it answers are one
@@ -35,6 +36,7 @@ import type { Logger } from '../core/logger.ts';
 import { answerOps, OPS_PATHS, sendError as sendOpsError, type OpsEndpoints } from '../core/ops-http.ts';
 import { sameSecret } from '../core/secret.ts';
 import { parseHistoryParams, type HistoryParams } from '../core/query.ts';
+import { DeviceIdSchema } from '../core/schemas.ts';
 import { asyncApi } from '../core/asyncapi.ts';
 import type { TimeSeriesStore } from '../store/index.ts';
 import type { AlertBoard } from './alerts.ts';
@@ -43,6 +45,7 @@ import type { FleetState } from './fleet.ts';
 import { HISTORY_RETRY_AFTER_S, type HistoryGate } from './history-gate.ts';
 import type { LiveHub } from './hub.ts';
 import { displayOpenApi } from './openapi.ts';
+import { FORMAT_PARAM, refuseUnknownParams } from './api-params.ts';
 import { matchRoute, routeLabel } from './routes.ts';
 import { answerQuarantine } from './quarantine.ts';
 import type { DisplayMetrics } from './metrics.ts';
@@ -69,8 +72,8 @@ export interface HttpOptions {
   staticFiles: StaticFiles;
 }
 
-/** Parameters the API reads itself, besides each route's schema. */
-const TRANSPORT_PARAMS = ['token', 'format'] as const;
+/** Parameters the API reads itself, besides each route's schema (left out of the schemas' checks). */
+const PARAMS_READ_HERE = ['token', FORMAT_PARAM] as const;
 
 const SECURITY_HEADERS = {
   'x-content-type-options': 'nosniff',
@@ -148,14 +151,23 @@ type ApiRequest =
 function readApiRequest(url: URL): ApiRequest {
   const path = url.pathname;
   // Only the route table's API routes are answered (display/routes.ts): what it lacks, its description lacks too.
-  if (matchRoute(path)?.route.kind !== 'api') throw new SensorpipeError('NOT_FOUND', `no such API route: ${path.slice(0, 100)}`);
-  if (path === '/api/devices') return { route: 'devices', query: parseDevicesQuery(url.searchParams, TRANSPORT_PARAMS) };
-  if (path === '/api/alerts') return { route: 'alerts', query: parseAlertsQuery(url.searchParams, TRANSPORT_PARAMS) };
-  if (path === '/api/quarantine') return { route: 'quarantine', query: parseQuarantineQuery(url.searchParams, TRANSPORT_PARAMS) };
+  const route = matchRoute(path)?.route;
+  if (route?.kind !== 'api') throw new SensorpipeError('NOT_FOUND', `no such API route: ${path.slice(0, 100)}`);
+  // A parameter the route does not take is refused, not ignored (display/api-params.ts).
+  refuseUnknownParams(route.path, url.searchParams);
+  if (path === '/api/devices') return { route: 'devices', query: parseDevicesQuery(url.searchParams, PARAMS_READ_HERE) };
+  if (path === '/api/alerts') return { route: 'alerts', query: parseAlertsQuery(url.searchParams, PARAMS_READ_HERE) };
+  if (path === '/api/quarantine') return { route: 'quarantine', query: parseQuarantineQuery(url.searchParams, PARAMS_READ_HERE) };
   const match = /^\/api\/devices\/([^/]+)(\/readings)?$/.exec(path);
   if (match === null) throw new SensorpipeError('NOT_FOUND', `no such API route: ${path.slice(0, 100)}`);
-  const params = parseHistoryParams(pathParam(match[1]!, 'device'), url.searchParams, Date.now(), TRANSPORT_PARAMS);
-  if (match[2] === undefined) return { route: 'device', device: params.device };
+  const device = pathParam(match[1]!, 'device');
+  if (match[2] === undefined) {
+    // The device itself takes no parameters (refused above): only its id is read, as every device id is.
+    const id = DeviceIdSchema.safeParse(device);
+    if (!id.success) throw new SensorpipeError('QUERY_INVALID', `device: ${id.error.issues[0]?.message ?? 'not a device id'}`, { param: 'device' });
+    return { route: 'device', device: id.data };
+  }
+  const params = parseHistoryParams(device, url.searchParams, Date.now(), PARAMS_READ_HERE);
   const format = url.searchParams.get('format') ?? 'json';
   if (format !== 'json' && format !== 'csv') throw new SensorpipeError('QUERY_INVALID', 'format must be json or csv', { param: 'format' });
   for (const param of ['from', 'to'] as const) {
@@ -394,7 +406,10 @@ export function createHandlers(options: HttpOptions) {
       const docs = matchRoute(url.pathname)?.route.kind === 'docs';
       const refused = admit(request, url, !docs);
       if (refused !== undefined) throw refused;
-      if (docs) return { route: 'docs', path: url.pathname };
+      if (docs) {
+        refuseUnknownParams(url.pathname, url.searchParams);
+        return { route: 'docs', path: url.pathname };
+      }
       return readApiRequest(url);
     } catch (err) {
       if (isSensorpipeError(err)) throw err;

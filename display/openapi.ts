@@ -110,7 +110,7 @@ const ROUTE_DOCS: Record<string, RouteDoc> = {
     operationId: 'getDevice',
     summary: 'One device, as in the list.',
     success: [{ status: 200, description: 'The device.', content: { 'application/json': { schema: DeviceSummarySchema } } }],
-    errors: ['QUERY_INVALID', 'QUERY_RANGE_INVALID', 'QUERY_FUNCTION_UNKNOWN', 'NOT_FOUND'],
+    errors: ['NOT_FOUND'],
   },
   '/api/devices/{id}/readings': {
     operationId: 'getReadings',
@@ -165,13 +165,13 @@ const ROUTE_DOCS: Record<string, RouteDoc> = {
     operationId: 'getOpenApi',
     summary: 'This description of the HTTP API (OpenAPI 3.1). No token needed: it describes, it holds no data.',
     success: [{ status: 200, description: 'The OpenAPI document.', content: { 'application/json': { schema: { type: 'object', description: 'An OpenAPI 3.1 document.' } } } }],
-    errors: [],
+    errors: ['QUERY_INVALID'],
   },
   '/api/asyncapi.json': {
     operationId: 'getAsyncApi',
     summary: 'The description of the MQTT topics and of /live (AsyncAPI 3.0). No token needed: it describes, it holds no data.',
     success: [{ status: 200, description: 'The AsyncAPI document.', content: { 'application/json': { schema: { type: 'object', description: 'An AsyncAPI 3.0 document.' } } } }],
-    errors: [],
+    errors: ['QUERY_INVALID'],
   },
   '/metrics': {
     operationId: 'getMetrics',
@@ -345,7 +345,9 @@ export function displayOpenApi(): JsonObject {
         'The read-only viewer API of sensorpipe\'s display: devices, their history (JSON or CSV), alerts, health and metrics; the live feed is the /live WebSocket (its frames: /api/asyncapi.json). ' +
         'With SENSORPIPE_VIEWER_TOKEN set, the API and /live need the token (`Authorization: Bearer <token>`, or `?token=` as a last resort); without it they are open. ' +
         'Browser requests are refused (403 FORBIDDEN) unless their Origin is the dashboard\'s own or in SENSORPIPE_ALLOWED_ORIGINS. ' +
-        'Every error is `{code, message}` with the HTTP status of its code (docs/ERRORS.md). Paths outside /api/ and the routes here are files of the dashboard.',
+        'Every error is `{code, message}` with the HTTP status of its code (docs/ERRORS.md). ' +
+        'A URL parameter a route does not list, or one given twice, is refused (400 QUERY_INVALID, `details.param` naming it); `token` is taken on every /api route. ' +
+        'Paths outside /api/ and the routes here are files of the dashboard.',
     },
     servers: [{ url: '/', description: 'The display (SENSORPIPE_HTTP_HOST, SENSORPIPE_HTTP_PORT).' }],
     paths,

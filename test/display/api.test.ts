@@ -170,6 +170,60 @@ describe('GET /api/devices/:id/readings', () => {
   });
 });
 
+describe('parameters a route does not take', () => {
+  it.each([
+    // GET /api/devices/{id} read the history parameters and ignored them (issue 19 follow-up).
+    ['/api/devices/dev-0?from=-1h', 'from'],
+    ['/api/devices/dev-0?metrics=temperature&maxPoints=5', 'metrics'],
+    ['/api/devices/dev-0?format=csv', 'format'],
+    ['/api/devices/dev-0?device=dev-1', 'device'],
+    ['/api/devices/dev-0?colour=', 'colour'],
+    ['/api/devices/no-such-device?q=x', 'q'],
+    ['/api/devices?format=csv', 'format'],
+    ['/api/devices?from=-1h', 'from'],
+    ['/api/devices?colour=', 'colour'],
+    [`/api/devices?${'x'.repeat(300)}=1`, 'x'.repeat(64)],
+    ['/api/devices/dev-0/readings?colour=red', 'colour'],
+    ['/api/devices/dev-0/readings?device=dev-1', 'device'],
+    ['/api/devices/dev-0/readings?limit=', 'limit'],
+    ['/api/alerts?from=-1h', 'from'],
+    ['/api/alerts?format=csv', 'format'],
+    ['/api/quarantine?q=dev-0', 'q'],
+    ['/api/quarantine?__proto__=1', '__proto__'],
+    ['/api/openapi.json?v=2', 'v'],
+    ['/api/asyncapi.json?format=yaml', 'format'],
+    // Given twice: refused on the routes without a schema as on the others.
+    ['/api/devices/dev-0?token=a&token=a', 'token'],
+    ['/api/openapi.json?token=a&token=b', 'token'],
+  ])('%s is 400 QUERY_INVALID naming %s', async (path, param) => {
+    const { status, body } = await get(path);
+    expect(status).toBe(400);
+    expect(body).toMatchObject({ code: 'QUERY_INVALID', details: { param } });
+    expect(String(body.message)).toContain(param.slice(0, 10));
+  });
+
+  it('each route still takes its own parameters and the token', async () => {
+    for (const path of [
+      '/api/devices/dev-0',
+      '/api/devices/dev-0?token=t',
+      '/api/devices?status=offline&site=site%200&profile=env&q=dev&token=t',
+      '/api/devices?q=',
+      `/api/devices/dev-0/readings?metrics=temperature&from=${T0 - 60_000}&to=${T0}&mode=raw&maxPoints=5&format=json&token=t`,
+      `/api/devices/dev-0/readings?from=${T0 - 3_600_000}&to=${T0}&fn=max&every=10m`,
+      '/api/alerts?device=dev-0&limit=5&token=t',
+      '/api/quarantine?device=dev-0&reason=READING_BAD_SIGNATURE&limit=5&token=t',
+      '/api/openapi.json?token=t',
+      '/api/asyncapi.json',
+    ]) {
+      const { status, body } = await get(path);
+      expect(status, `${path}: ${JSON.stringify(body).slice(0, 200)}`).toBe(200);
+    }
+    // The device's own answer is the device, whatever its id's route.
+    expect((await get('/api/devices/dev-0')).body).toMatchObject({ id: 'dev-0' });
+    expect(await get('/api/devices/NOT_A_DEVICE')).toMatchObject({ status: 400, body: { code: 'QUERY_INVALID', details: { param: 'device' } } });
+  });
+});
+
 describe('health and metrics', () => {
   it('reports the broker link and the store', async () => {
     const { status, body } = await get('/healthz');

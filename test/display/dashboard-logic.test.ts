@@ -66,6 +66,7 @@ describe('server frames', () => {
     ['{"type":"readings","items":[["d-1",1,1700000000000,{"t":1}],["plug-1",0,1700000000000,{"t":2},"broker"]]}', 'readings'],
     ['{"type":"status","device":"d-1","state":"online","since":1}', 'status'],
     ['{"type":"history","id":"dev-1","device":"d","from":0,"to":1,"mode":"aggregate","every":60000,"series":[{"metric":"t","points":[[0,1,0,2],[1,2]]}]}', 'history'],
+    ['{"type":"history","id":"dev-1","device":"d","from":0,"to":9,"mode":"raw","truncated":true,"nextFrom":5,"series":[{"metric":"t","points":[[4,1]]}]}', 'history'],
     ['{"type":"welcome","v":1,"serverTime":1,"tickMs":20,"limits":{}}', 'welcome'],
     ['{"type":"error","code":"QUERY_INVALID","message":"m","id":"x"}', 'error'],
   ])('accepts %s', (text, type) => expect(parseServerFrame(text)?.type).toBe(type));
@@ -82,6 +83,9 @@ describe('server frames', () => {
     '{"type":"status","device":"d-1","state":"maybe","since":1}',
     '{"type":"history","id":"x","device":"d","from":0,"to":1,"series":[{"metric":"t","points":[[0,"1"]]}]}',
     '{"type":"history","id":"x","device":"d","from":0,"to":1,"series":[{"metric":"t","points":[[0,1,2]]}]}',
+    // A cut mark of the wrong type: the frame is dropped, never drawn as if it were whole.
+    '{"type":"history","id":"x","device":"d","from":0,"to":9,"truncated":"yes","nextFrom":5,"series":[]}',
+    '{"type":"history","id":"x","device":"d","from":0,"to":9,"truncated":true,"nextFrom":"5","series":[]}',
   ])('drops %s', (text) => expect(parseServerFrame(text)).toBeNull());
 });
 

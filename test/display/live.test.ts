@@ -9,7 +9,7 @@
  */
 import mqtt from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { LIVE_CLOSE, type LiveServerFrame } from '../../core/live.ts';
+import { LIVE_CLOSE, LIVE_HISTORY_RAW_CAP, type LiveServerFrame } from '../../core/live.ts';
 import { LIVE_SUBPROTOCOL, liveSubprotocols } from '../../core/live-subprotocol.ts';
 import { topics } from '../../core/topics.ts';
 import { DevicePublisher, signedPayload, waitFor } from '../../harness/publisher.ts';
@@ -172,6 +172,39 @@ describe('history then live', () => {
     expect(new Set(all).size).toBe(all.length);
     expect(all.sort((a, b) => a - b)).toEqual(acked);
   });
+});
+
+describe('a history cut at its cap', () => {
+  it('says so: truncated, with nextFrom the first time left out and every point before it; a history at the cap is whole', async () => {
+    // More points in the last seconds than a frame's raw part carries: dev-20's temperature 1 ms apart
+    // (a device far faster than any real one, written straight into the store), its humidity sparse;
+    // dev-21 has exactly the cap.
+    const base = Date.now() - 20_000;
+    const over = LIVE_HISTORY_RAW_CAP + 2000;
+    await pipeline.store.write([
+      ...Array.from({ length: over }, (_, i) => ({ device: 'dev-20', metric: 'temperature', ts: base + i, value: i })),
+      ...Array.from({ length: 120 }, (_, i) => ({ device: 'dev-20', metric: 'humidity', ts: base + i * 100, value: i })),
+      ...Array.from({ length: LIVE_HISTORY_RAW_CAP }, (_, i) => ({ device: 'dev-21', metric: 'temperature', ts: base + i, value: i })),
+    ]);
+    const client = await LiveTestClient.connect(liveUrl);
+    // Every frame the client gets is parsed with core/live.ts's strict schemas (harness/pipeline.ts).
+    client.send({ type: 'subscribe', id: 'cut', devices: ['dev-20', 'dev-21'], history: { from: '-1m' } });
+    await waitFor(() => client.frames.filter((f) => f.type === 'history').length === 2, 'both histories');
+    const history = (device: string) => client.frames.find((f): f is Extract<LiveServerFrame, { type: 'history' }> => f.type === 'history' && f.device === device)!;
+    const cut = history('dev-20');
+    expect(cut.truncated).toBe(true);
+    expect(cut.nextFrom).toBe(base + LIVE_HISTORY_RAW_CAP);
+    const temperature = cut.series.find((s) => s.metric === 'temperature')!.points.filter((p) => p.length === 2);
+    expect(temperature.map(([ts]) => ts)).toEqual(Array.from({ length: LIVE_HISTORY_RAW_CAP }, (_, i) => base + i));
+    // One time for every series: humidity keeps what lies before it, nothing after.
+    const humidity = cut.series.find((s) => s.metric === 'humidity')!.points.map(([ts]) => ts);
+    expect(humidity).toEqual(Array.from({ length: 100 }, (_, i) => base + i * 100));
+    const whole = history('dev-21');
+    expect(whole).not.toHaveProperty('truncated');
+    expect(whole).not.toHaveProperty('nextFrom');
+    expect(whole.series.find((s) => s.metric === 'temperature')!.points).toHaveLength(LIVE_HISTORY_RAW_CAP);
+    await client.close();
+  }, 30_000);
 });
 
 describe('hostile clients', () => {

@@ -17,6 +17,7 @@ import { AlertsQuerySchema, DevicesQuerySchema, QuarantineQuerySchema } from '..
 import { ERROR_CODES } from '../../core/errors.ts';
 import { liveSubprotocols } from '../../core/live-subprotocol.ts';
 import { historyRequestSchema } from '../../core/query.ts';
+import { API_ROUTE_PARAMS } from '../../display/api-params.ts';
 import { OPENAPI_PATH, displayOpenApi, openApiFileCurrent } from '../../display/openapi.ts';
 import { DISPLAY_ROUTES, matchRoute } from '../../display/routes.ts';
 import { startTestPipeline, type TestPipeline } from '../../harness/pipeline.ts';
@@ -76,6 +77,17 @@ describe('display/openapi.json', () => {
       for (const p of query) expect(p.description, `${path} ${p.name}`).toBeTruthy();
       const templated = [...path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]);
       expect((get.parameters ?? []).filter((p) => p.in === 'path').map((p) => p.name), path).toEqual(templated);
+    }
+  });
+
+  it('the parameters the server takes on each /api route (display/api-params.ts) are the ones described', () => {
+    const apiRoutes = DISPLAY_ROUTES.filter((r) => r.kind === 'api' || r.kind === 'docs').map((r) => r.path);
+    expect(Object.keys(API_ROUTE_PARAMS).sort(), 'an /api route without its list of parameters').toEqual(apiRoutes.sort());
+    for (const path of apiRoutes) {
+      const described = (doc.paths[path]!.get!.parameters ?? []).filter((p) => p.in === 'query').map((p) => p.name);
+      expect([...API_ROUTE_PARAMS[path]!].sort(), path).toEqual(described.sort());
+      // Every one of them answers QUERY_INVALID for a parameter it does not take.
+      expect(doc.paths[path]!.get!.responses['400']?.description, path).toContain('`QUERY_INVALID`');
     }
   });
 
@@ -189,6 +201,10 @@ describe('the running display against its description', () => {
       ['get', '/api/devices/{id}/readings', '/api/devices/dev-0/readings?from=-1h&to=-2h', withToken, 'QUERY_RANGE_INVALID'],
       ['get', '/api/alerts', '/api/alerts?limit=many', withToken, 'QUERY_INVALID'],
       ['get', '/api/quarantine', '/api/quarantine?reason=NOPE', withToken, 'QUERY_INVALID'],
+      ['get', '/api/devices/{id}', '/api/devices/dev-0?from=-1h', withToken, 'QUERY_INVALID'],
+      ['get', '/api/devices/{id}/readings', '/api/devices/dev-0/readings?colour=red', withToken, 'QUERY_INVALID'],
+      ['get', '/api/openapi.json', '/api/openapi.json?v=2', {}, 'QUERY_INVALID'],
+      ['get', '/api/asyncapi.json', '/api/asyncapi.json?format=yaml', {}, 'QUERY_INVALID'],
       ['options', '/api/devices', '/api/devices', { origin: FOREIGN }, 'FORBIDDEN'],
     ];
     for (const [method, template, path, headers, code] of cases) {

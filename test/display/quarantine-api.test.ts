@@ -148,8 +148,8 @@ describe('GET /api/quarantine', () => {
     ['before=99999999999999999', 'before'],
     ['before=1:2:3', 'before'],
     ['limit=1&limit=2', 'limit'],
-    ['evil=1', 'query'],
-    ['__proto__=x', 'query'],
+    ['evil=1', 'evil'],
+    ['__proto__=x', '__proto__'],
   ])('?%s is 400 QUERY_INVALID naming %s', async (query, param) => {
     const { status, body } = await get(`/api/quarantine?${query}`);
     expect(status).toBe(400);

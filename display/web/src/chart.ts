@@ -3,6 +3,9 @@
  * max as faint lines with a band between them, so a spike inside a window stays visible.
  * The element carries data-chart (the metric) and data-points (points drawn), for tests.
  *
+ * A history the server had to cut (core/live.ts `truncated`) is never drawn as if it were whole: a note
+ * on the chart says where it was cut, and the element carries data-truncated (that time, ms).
+ *
  * Alerts (alerts-model.ts) are drawn over it: each above/below rule's threshold as a dashed horizontal
  * line in its severity's colour (the value scale stretches to include it), and the spans its rules were
  * firing shaded behind the data. After each draw the element says what it drew, for tests:
@@ -26,6 +29,7 @@ const SPAN_FILL = { info: 'rgba(107, 114, 128, 0.12)', warning: 'rgba(217, 119, 
 export class MetricChart {
   readonly element: HTMLElement;
   private readonly target: HTMLElement;
+  private readonly note: HTMLElement;
   private readonly data = new SeriesData();
   private plot: uPlot;
   private withBand = false;
@@ -36,10 +40,12 @@ export class MetricChart {
   constructor(readonly metric: string) {
     const unit = unitOf(metric);
     this.target = h('div', { class: 'plot' });
+    this.note = h('p', { class: 'chart-note', role: 'note', hidden: '' });
     this.element = h(
       'section',
       { class: 'chart', 'data-chart': metric, 'data-points': '0' },
       h('h3', {}, metric, unit === '' ? null : h('span', { class: 'unit' }, ` (${unit})`)),
+      this.note,
       this.target,
     );
     this.plot = this.createPlot();
@@ -57,6 +63,21 @@ export class MetricChart {
       this.plot.destroy();
       this.plot = this.createPlot();
     }
+  }
+
+  /**
+   * Where the history was cut (the first time left out), or undefined when it is whole. The note stays
+   * until the next history: what lies between the cut and the first live reading is missing.
+   */
+  setCut(at: number | undefined): void {
+    this.note.hidden = at === undefined;
+    if (at === undefined) {
+      this.note.textContent = '';
+      this.element.removeAttribute('data-truncated');
+      return;
+    }
+    this.note.textContent = `History cut at ${new Date(at).toLocaleTimeString()}: more points than one answer carries. Readings after that may be missing until live ones arrive (the CSV export has them all).`;
+    this.element.setAttribute('data-truncated', String(at));
   }
 
   append(ts: number, value: number): void {

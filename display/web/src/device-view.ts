@@ -150,6 +150,9 @@ export function mountDeviceView(root: HTMLElement, ctx: ViewContext, deviceId: s
       const metrics = new Set(frame.series.map((s) => s.metric));
       for (const [metric, chart] of charts) if (!metrics.has(metric)) chart.setHistory([], undefined);
       for (const series of frame.series) chartOf(series.metric).setHistory(series.points, frame.mode === 'aggregate' ? frame.every : undefined);
+      // A cut history (core/live.ts `truncated`) cuts every series at one time: each chart says so.
+      const cutAt = frame.truncated === true ? (frame.nextFrom ?? frame.to) : undefined;
+      for (const chart of charts.values()) chart.setCut(cutAt);
       const points = frame.series.reduce((sum, s) => sum + s.points.length, 0);
       setText(message.firstChild as Text, points === 0 ? `No readings in the last ${range}; live readings will appear here.` : '');
       message.hidden = points > 0;

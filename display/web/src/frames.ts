@@ -28,7 +28,9 @@ const CHECKS: Record<LiveServerFrame['type'], (frame: Json) => boolean> = {
   welcome: (f) => isNumber(f.serverTime),
   subscribed: (f) => isString(f.id),
   unsubscribed: (f) => isString(f.id),
-  history: (f) => isString(f.id) && isString(f.device) && isNumber(f.from) && isNumber(f.to) && Array.isArray(f.series) && f.series.every(isSeries),
+  history: (f) =>
+    isString(f.id) && isString(f.device) && isNumber(f.from) && isNumber(f.to) && Array.isArray(f.series) && f.series.every(isSeries) &&
+    (f.truncated === undefined || f.truncated === true) && (f.nextFrom === undefined || isNumber(f.nextFrom)),
   readings: (f) => Array.isArray(f.items) && f.items.every(isReading),
   status: (f) => isString(f.device) && (f.state === 'online' || f.state === 'offline') && isNumber(f.since),
   error: (f) => isString(f.code) && isString(f.message),
