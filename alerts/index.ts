@@ -10,6 +10,8 @@
  *
  * Each change goes out in this order: appended to the alert log and fsynced; the device's retained
  * state published; queued in each interested webhook's outbox. Only then is the next change handled.
+ * A crash between the log and an outbox loses no delivery: each outbox, when opened, catches up with the
+ * log (WebhookOutbox.catchUp).
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
@@ -149,6 +151,15 @@ export async function startAlerts({ config, registryPath, logger, now = Date.now
   const applyFile = async (file: AlertRulesFile) => {
     const rules: ResolvedRule[] = file.rules.map(resolveRule);
     engine.setFileRules(rules, now());
+    // In the output chain: an event is never half way between the log and the outboxes while they change,
+    // so an outbox opened now either catches up with it from the log or gets it from `emit`, never neither.
+    const step = output.then(() => applyWebhooks(file));
+    output = step.catch(() => undefined);
+    await step;
+    metrics.ruleReloads.inc();
+    log.info({ rules: rules.length, webhooks: file.webhooks.length, file: rulesPath }, 'alert rules in force');
+  };
+  const applyWebhooks = async (file: AlertRulesFile) => {
     const urls = new Set(file.webhooks.map((w) => w.url));
     for (const [url, outbox] of outboxes) {
       if (urls.has(url)) continue;
@@ -174,9 +185,11 @@ export async function startAlerts({ config, registryPath, logger, now = Date.now
         onDropped: () => metrics.deliveryDropped.inc(),
       });
       outboxes.set(webhook.url, outbox);
+      // Events the log has and this outbox never took: a crash came between the two appends (or the
+      // webhook was out of the rules file for a while). A new webhook starts at the log's end.
+      const missed = await outbox.catchUp(alertLog.all());
+      if (missed > 0) log.warn({ webhook: redactUrl(webhook.url), events: missed }, 'webhook outbox caught up with the alert log');
     }
-    metrics.ruleReloads.inc();
-    log.info({ rules: rules.length, webhooks: file.webhooks.length, file: rulesPath }, 'alert rules in force');
   };
   let applying: Promise<void> = Promise.resolve();
   const rulesWatch = watchRulesFile(rulesPath, {

@@ -12,13 +12,19 @@
  * holds up no other receiver and never the evaluation. Beyond `maxQueued` events the oldest is dropped
  * and counted (a receiver gone for good must not fill the disk).
  *
+ * The outbox also remembers the last event it ever took from the alert log (`catchUp`): the last line
+ * of its file or, once a compaction took that line away, a marker file beside it (`….taken`, written
+ * before the compacted file replaces the old one). A crash between the log's append and the outbox's
+ * loses nothing: at the next start every logged event after that one which the webhook wants is
+ * enqueued. A new outbox starts at the log's end (a webhook added later gets no history).
+ *
  * The body is the AlertEvent; its `id` lets a receiver drop a redelivery (after a timeout whose answer
  * was lost). With a secret, `x-sensorpipe-signature: sha256=<hex HMAC-SHA256 of the body>`.
  */
 import { createHash, createHmac } from 'node:crypto';
-import { open, rename } from 'node:fs/promises';
+import { open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { AlertEvent } from '../core/alerts.ts';
+import { AlertEventSchema, type AlertEvent } from '../core/alerts.ts';
 import { parseEventLines, readTextIfExists } from './event-lines.ts';
 import type { Webhook } from '../core/alert-rules.ts';
 import type { Logger } from '../core/logger.ts';
@@ -56,9 +62,32 @@ export function outboxFileOf(dir: string, url: string): string {
   return join(dir, `webhook-${createHash('sha256').update(url).digest('hex').slice(0, 16)}.jsonl`);
 }
 
+/** A file's text, or undefined when it does not exist (unlike '' for an empty one). */
+async function readIfExists(path: string): Promise<string | undefined> {
+  return readFile(path, 'utf8').catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? undefined : Promise.reject(err)));
+}
+
+/**
+ * The marker file's text: an event id; empty, for "before the log's first event"; anything else (damage)
+ * is undefined, as if there were no marker.
+ */
+function takenMarkerOf(text: string | undefined): string | null | undefined {
+  const id = text?.trim();
+  if (id === '') return null;
+  return id !== undefined && AlertEventSchema.shape.id.safeParse(id).success ? id : undefined;
+}
+
 export class WebhookOutbox {
   readonly path: string;
   readonly cursorPath: string;
+  readonly takenPath: string;
+  /**
+   * The id of the last log event this outbox took; null: none, and the log was empty when the outbox
+   * began (every logged event is after it); undefined: a new outbox, to be anchored by `catchUp`.
+   */
+  private takenId: string | null | undefined;
+  /** What the `….taken` marker file holds (undefined: no file). */
+  private takenOnDisk: string | null | undefined;
   private queue: AlertEvent[] = [];
   /** Events in the outbox file, delivered or not. */
   private fileEvents = 0;
@@ -76,6 +105,7 @@ export class WebhookOutbox {
     this.webhook = options.webhook;
     this.path = outboxFileOf(options.dir, options.webhook.url);
     this.cursorPath = `${this.path}.done`;
+    this.takenPath = `${this.path}.taken`;
   }
 
   static async open(options: OutboxOptions): Promise<WebhookOutbox> {
@@ -88,6 +118,11 @@ export class WebhookOutbox {
     const after = cursor === '' ? -1 : events.findIndex((e) => e.id === cursor);
     outbox.queue = events.slice(after + 1);
     outbox.fileEvents = events.length;
+    outbox.takenOnDisk = takenMarkerOf(await readIfExists(outbox.takenPath));
+    // Newest first: a line appended after the last compaction; the marker that compaction left; a cursor
+    // (an outbox from before markers existed: its file was compacted only once all was delivered, so the
+    // last delivered was the last taken). None of them: a new outbox.
+    outbox.takenId = events.at(-1)?.id ?? (outbox.takenOnDisk !== undefined ? outbox.takenOnDisk : cursor !== '' ? cursor : undefined);
     // A torn last line is dropped from the file too, so the next append starts a line of its own.
     if (text !== '' && !text.endsWith('\n')) await outbox.compact();
     outbox.loop = outbox.run();
@@ -125,6 +160,7 @@ export class WebhookOutbox {
       }
       this.queue.push(event);
       this.fileEvents++;
+      this.takenId = event.id;
       if (this.queue.length > this.options.maxQueued) {
         // The oldest are given up: counted as dropped, and the cursor moves past them.
         const dropped = this.queue.splice(0, this.queue.length - this.options.maxQueued);
@@ -147,8 +183,39 @@ export class WebhookOutbox {
     if (this.queue.length === 0 || deliveredInFile >= COMPACT_AFTER) await this.compact();
   }
 
+  /**
+   * Enqueues every event of the alert log (oldest first) after the last one this outbox took, that the
+   * webhook wants: those a crash caught between the log's append and this outbox's. A new outbox takes
+   * nothing and remembers the log's end instead. When the last taken event is no longer in the log (rotated
+   * away), every event the log keeps came after it. Returns how many were enqueued.
+   */
+  catchUp(log: readonly AlertEvent[]): Promise<number> {
+    const done = this.writing.then(async () => {
+      if (this.takenId !== undefined) return;
+      this.takenId = log.at(-1)?.id ?? null;
+      await this.writeTaken();
+    });
+    this.writing = done.catch(() => undefined);
+    return done.then(async () => {
+      const taken = this.takenId;
+      // `done` anchored a new outbox at the log's end: nothing follows it. Otherwise not found (-1) is the start.
+      const start = taken === null ? 0 : log.findIndex((e) => e.id === taken) + 1;
+      const missed = log.slice(start).filter((event) => this.wants(event));
+      for (const event of missed) await this.enqueue(event);
+      return missed.length;
+    });
+  }
+
+  private async writeTaken(): Promise<void> {
+    if (this.takenId === undefined || this.takenId === this.takenOnDisk) return;
+    await writeAtomic(this.takenPath, this.takenId ?? '');
+    this.takenOnDisk = this.takenId;
+  }
+
   /** The file rewritten with what is left to deliver (temporary file, fsync, rename). */
   private async compact(): Promise<void> {
+    // The marker first: the rewrite may take away the line that says what was taken last.
+    await this.writeTaken();
     await writeAtomic(this.path, this.queue.map((e) => `${JSON.stringify(e)}\n`).join(''));
     this.fileEvents = this.queue.length;
   }

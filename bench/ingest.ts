@@ -50,7 +50,6 @@
  * --cpu-prof-dir=/tmp/prof"` to profile it (Node 20 refuses --cpu-prof in NODE_OPTIONS).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { connect } from 'node:net';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
@@ -61,7 +60,7 @@ import { startInfluxd, type InfluxServer } from '../harness/influxd.ts';
 import { provision } from '../harness/publisher.ts';
 import { freePort } from '../harness/ports.ts';
 import { tempDir } from '../harness/tmp.ts';
-import { argValue, brokerWalEnv, machine, printJson, processUsage, summarize } from './lib.ts';
+import { argValue, brokerWalEnv, machine, printJson, processUsage, stopChild, summarize, waitForPort } from './lib.ts';
 import { METRICS_PER_READING, RawDevices, dueMsOf, planLoad } from './loadgen.ts';
 
 const storeKind = argValue('store', 'influx') as 'influx' | 'embedded';
@@ -100,26 +99,6 @@ function spawnNode(args: string[], env: Record<string, string>): ChildProcess {
   return child;
 }
 
-function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  return exited.finally(() => clearTimeout(timer));
-}
-
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => resolve(socket.destroy() !== undefined));
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

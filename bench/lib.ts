@@ -1,6 +1,7 @@
 /** Small helpers shared by the bench scripts: percentiles, CPU and memory of a process, JSON output. */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { cpus } from 'node:os';
 import { configSpecs, type OptionSpec } from '../core/config.ts';
 
@@ -100,4 +101,27 @@ export function runBenchScript(script: string, args: string[], options: { env?: 
       }
     });
   });
+}
+
+/** SIGTERM, then SIGKILL if the child has not exited within `killAfterMs` (a product process flushes on SIGTERM). */
+export function stopChild(child: ChildProcess, killAfterMs = 30_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+  return exited.finally(() => clearTimeout(timer));
+}
+
+/** Resolves once something accepts TCP connections on the loopback port (tries every 50 ms for `timeoutMs`). */
+export async function waitForPort(port: number, timeoutMs = 30_000): Promise<void> {
+  for (let waited = 0; waited < timeoutMs; waited += 50) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => resolve(socket.destroy() !== undefined));
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`nothing listens on ${port}`);
 }

@@ -1,5 +1,5 @@
 /** A webhook outbox on real files and a real HTTP receiver: durable across reopening, in order, bounded. */
-import { appendFile, readFile } from 'node:fs/promises';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { WebhookOutbox } from '../../alerts/outbox.ts';
 import type { AlertEvent } from '../../core/alerts.ts';
@@ -15,10 +15,10 @@ describe('webhook outbox', () => {
   let dir: TempDir;
   let receiver: WebhookReceiver;
   const opened: WebhookOutbox[] = [];
-  const openOutbox = async (maxQueued = 100, dropped?: () => void) => {
+  const openOutbox = async (maxQueued = 100, dropped?: () => void, filters: { severities?: AlertEvent['severity'][]; rules?: string[] } = {}) => {
     const outbox = await WebhookOutbox.open({
       dir: dir.path,
-      webhook: { url: receiver.url, timeout: 2000 },
+      webhook: { url: receiver.url, timeout: 2000, ...filters },
       retryMinMs: 20,
       retryMaxMs: 100,
       maxQueued,
@@ -97,5 +97,86 @@ describe('webhook outbox', () => {
     await receiver.start();
     await waitFor(() => receiver.events.length === 2, 'both', 10_000);
     expect(receiver.events.map((e) => e.id)).toEqual(['e-0', 'e-1']);
+  });
+
+  describe('catching up with the alert log', () => {
+    const log = (n: number) => Array.from({ length: n }, (_, i) => event(i));
+
+    it('a new outbox takes no history: it starts at the log\'s end, and remembers it', async () => {
+      await receiver.start();
+      const outbox = await openOutbox();
+      expect(await outbox.catchUp(log(3))).toBe(0);
+      await outbox.close();
+      // e-3 reached the log, then a crash before the outbox took it: only e-3 is owed.
+      const again = await openOutbox();
+      expect(await again.catchUp(log(4))).toBe(1);
+      await waitFor(() => receiver.events.length === 1, 'e-3', 10_000);
+      expect(receiver.events.map((e) => e.id)).toEqual(['e-3']);
+    });
+
+    it('after a compaction emptied the outbox, the marker still says what it took: only later events are owed, once', async () => {
+      await receiver.start();
+      const outbox = await openOutbox();
+      await outbox.catchUp([]);
+      for (const e of log(3)) await outbox.enqueue(e);
+      await waitFor(() => receiver.events.length === 3 && outbox.depth === 0, 'three delivered', 10_000);
+      await outbox.close();
+      expect(await readFile(outbox.path, 'utf8')).toBe(''); // compacted: the file no longer says e-2 was taken
+      expect(await readFile(outbox.takenPath, 'utf8')).toBe('e-2');
+      // The torn state of a crash between the two appends: e-3 and e-4 in the log, not in the outbox.
+      const again = await openOutbox();
+      expect(await again.catchUp(log(5))).toBe(2);
+      await waitFor(() => receiver.events.length === 5, 'e-3 and e-4', 10_000);
+      await again.close();
+      const third = await openOutbox();
+      expect(await third.catchUp(log(5))).toBe(0);
+      expect(receiver.events.map((e) => e.id)).toEqual(['e-0', 'e-1', 'e-2', 'e-3', 'e-4']);
+    });
+
+    it('undelivered events in the file: what follows the last of them is owed, not what is queued already', async () => {
+      const outbox = await openOutbox(); // receiver down
+      await outbox.catchUp([]);
+      await outbox.enqueue(event(0));
+      await outbox.enqueue(event(1));
+      await outbox.close();
+      const again = await openOutbox();
+      expect(await again.catchUp(log(3))).toBe(1);
+      expect(again.depth).toBe(3);
+      await receiver.start();
+      await waitFor(() => receiver.events.length === 3, 'all three', 10_000);
+      expect(receiver.events.map((e) => e.id)).toEqual(['e-0', 'e-1', 'e-2']);
+    });
+
+    it('only events the webhook wants are owed', async () => {
+      const outbox = await openOutbox(100, undefined, { rules: ['hot'] });
+      await outbox.catchUp([event(0)]);
+      await outbox.close();
+      const other = { ...event(1), rule: 'cold' };
+      const again = await openOutbox(100, undefined, { rules: ['hot'] });
+      expect(await again.catchUp([event(0), other, event(2)])).toBe(1);
+      await receiver.start();
+      await waitFor(() => receiver.events.length === 1, 'e-2', 10_000);
+      await again.close();
+      expect(receiver.events.map((e) => e.id)).toEqual(['e-2']);
+    });
+
+    it('when the log rotated past the last event taken, every event it keeps is owed', async () => {
+      const outbox = await openOutbox();
+      await outbox.catchUp(log(2));
+      await outbox.close();
+      const again = await openOutbox();
+      expect(await again.catchUp([event(5), event(6)])).toBe(2);
+      expect(again.depth).toBe(2);
+    });
+
+    it('a damaged marker reads as none: the outbox starts again at the log\'s end', async () => {
+      const outbox = await openOutbox();
+      await outbox.catchUp(log(2));
+      await outbox.close();
+      await writeFile(outbox.takenPath, 'x'.repeat(200)); // longer than any event id
+      const again = await openOutbox();
+      expect(await again.catchUp(log(4))).toBe(0);
+      expect(await readFile(again.takenPath, 'utf8')).toBe('e-3');
+    });
   });
 });

@@ -19,6 +19,7 @@ import { ALERT_RULES, PROMTOOL, readAlertRules } from './ops-files.ts';
 const run = promisify(execFile);
 const INGEST = { job: 'sensorpipe-ingest', instance: 'ingest:9101' };
 const BROKER = { job: 'sensorpipe-broker', instance: 'broker:9102' };
+const ALERTS = { job: 'sensorpipe-alerts', instance: 'alerts:9103' };
 const series = (name: string, labels: Record<string, string>) => `${name}{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')}}`;
 /** n samples, one a minute, alternating 0 and 1. */
 const flapping = (n: number) => Array.from({ length: n }, (_, i) => i % 2).join(' ');
@@ -77,6 +78,26 @@ const cases: Case[] = [
     // Held from minute 11: over 80 % of the 10-minute window from minute 19, firing 5 minutes later.
     input: { [series('sensorpipe_broker_backpressure', BROKER)]: '0x10 1x40', [series('sensorpipe_broker_backpressure', { ...BROKER, instance: 'broker-2:9102' })]: flapping(51) },
     expect: { SensorpipeBrokerBackpressure: [[21, undefined], [30, { ...BROKER, severity: 'warning' }]] },
+  },
+  {
+    name: 'webhooks that take nothing, and a backlog that is being delivered',
+    // Events wait from minute 2 and the deliveries counter stands still: firing 5 minutes later. The
+    // second instance has as many waiting but keeps delivering (a burst being worked off).
+    input: {
+      [series('sensorpipe_alerts_webhook_queue_depth', ALERTS)]: '0 0 3x20',
+      [series('sensorpipe_alerts_webhook_deliveries_total', ALERTS)]: '10x22',
+      [series('sensorpipe_alerts_webhook_queue_depth', { ...ALERTS, instance: 'alerts-2:9103' })]: '0 0 3x20',
+      [series('sensorpipe_alerts_webhook_deliveries_total', { ...ALERTS, instance: 'alerts-2:9103' })]: '10+5x22',
+    },
+    expect: { SensorpipeWebhookDeliveriesFailing: [[5, undefined], [9, { ...ALERTS, severity: 'critical' }]] },
+  },
+  {
+    name: 'a webhook backlog that keeps growing, and one that stands still',
+    input: {
+      [series('sensorpipe_alerts_webhook_queue_depth', ALERTS)]: '0+2x40',
+      [series('sensorpipe_alerts_webhook_queue_depth', { ...ALERTS, instance: 'alerts-2:9103' })]: '40x40',
+    },
+    expect: { SensorpipeWebhookBacklogGrowing: [[12, undefined], [20, { ...ALERTS, severity: 'warning' }]] },
   },
 ];
 

@@ -1,17 +1,23 @@
 /**
  * A real Prometheus (Debian's `prometheus`, on a free port) scrapes a real pipeline — our broker, ingest
- * writing to a real influxd, the display — while signed devices publish, a message is rejected, a login
- * is refused and the store goes away for a moment. Then every PromQL expression of the provisioned
+ * writing to a real influxd, the display, the alerts component (a rule firing, one webhook receiver up and
+ * one down) — while signed devices publish, a message is rejected, a login is refused and the store goes
+ * away for a moment. Then every PromQL expression of the provisioned
  * Grafana dashboards (ops/grafana/dashboards) and of the alert rules (ops/prometheus/alerts.yml) is asked
  * of Prometheus' HTTP API and must return data, and every metric name they use must exist; the alert
  * rules must evaluate without error. The fleet dashboard's InfluxQL queries and variables run against
  * the influxd and must return data too. A dashboard that names a metric nobody serves fails here.
  */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { influxQuery, startInfluxd, type InfluxServer } from '../../harness/influxd.ts';
 import { startTestPipeline, type TestPipeline } from '../../harness/pipeline.ts';
 import { DevicePublisher, waitFor, type TestDevice } from '../../harness/publisher.ts';
+import type { RunningAlerts } from '../../alerts/index.ts';
+import { freePort } from '../../harness/ports.ts';
+import { ALERTS_PASSWORD, startTestAlerts, WebhookReceiver } from '../alerts/helpers.ts';
 import { dashboardQueries, metricNames, promQlAsGrafanaSends, readAlertRules, readDashboards, startPrometheus, type PrometheusServer } from './ops-files.ts';
 
 const DATABASE = 'sensorpipe';
@@ -21,7 +27,10 @@ let devices: TestDevice[];
 let publishers: DevicePublisher[] = [];
 let prometheus: PrometheusServer;
 let known: Set<string>;
+let alerts: RunningAlerts;
+const receiver = new WebhookReceiver();
 
+const alertsMetric = async (name: string): Promise<number> => (await alerts.metrics.registry.getSingleMetric(name)!.get()).values.reduce((sum, v) => sum + v.value, 0);
 const ingestMetric = async (name: string): Promise<number> => (await pipeline.ingest.metrics.registry.getSingleMetric(name)!.get()).values[0]?.value ?? 0;
 
 beforeAll(async () => {
@@ -36,14 +45,23 @@ beforeAll(async () => {
       SENSORPIPE_RETRY_MIN: '50ms',
       SENSORPIPE_RETRY_MAX: '200ms',
     },
+    broker: { alertsPassword: ALERTS_PASSWORD },
   });
   const { broker, ingest, display } = pipeline;
   devices = pipeline.devices;
+
+  // The alerts component, with a rule the readings below cross, a receiver that takes the events and one
+  // that is down (its deliveries fail and wait: the webhook panels and alerts have data).
+  await receiver.start();
+  const rulesPath = join(pipeline.dir.path, 'alert-rules.yaml');
+  await writeFile(rulesPath, `rules:\n  - { id: warm, kind: above, metric: temperature, threshold: 21 }\nwebhooks:\n  - { url: "${receiver.url}" }\n  - { url: "http://127.0.0.1:${await freePort()}/down" }\n`);
+  alerts = await startTestAlerts({ broker, dataDir: join(pipeline.dir.path, 'alerts-data'), registryPath: pipeline.registryPath, rulesPath });
 
   prometheus = await startPrometheus({
     'sensorpipe-broker': new URL(broker.metricsUrl).host,
     'sensorpipe-ingest': `127.0.0.1:${ingest.metricsPort}`,
     'sensorpipe-display': new URL(display.url).host,
+    'sensorpipe-alerts': `127.0.0.1:${alerts.port}`,
   });
 
   // Devices publish.
@@ -55,6 +73,7 @@ beforeAll(async () => {
   await publishers[0]!.sendRaw('not json');
   await expect(mqtt.connectAsync(broker.url, { clientId: devices[1]!.id, username: devices[1]!.id, password: 'wrong', reconnectPeriod: 0 })).rejects.toThrow();
   await waitFor(async () => (await ingestMetric('sensorpipe_ingest_accepted_readings_total')) >= 9, 'nine readings accepted', 20_000);
+  await waitFor(async () => (await alertsMetric('sensorpipe_alerts_firing')) > 0 && receiver.events.length > 0 && (await alertsMetric('sensorpipe_alerts_webhook_failures_total')) > 0, 'an alert firing, delivered to one webhook, failing for the other', 20_000);
 
   // The store goes away: a batch is spooled and the failed write counted; then it comes back and drains.
   await influx.stop();
@@ -72,14 +91,16 @@ beforeAll(async () => {
 afterAll(async () => {
   await prometheus?.close();
   for (const publisher of publishers) await publisher.close();
+  await alerts?.close();
+  await receiver.stop();
   await pipeline?.close();
   await influx?.close();
 }, 60_000);
 
 describe('Prometheus scraping a running pipeline', () => {
-  it('scrapes broker, ingest and display', async () => {
+  it('scrapes broker, ingest, display and alerts', async () => {
     const up = await prometheus.query('up');
-    expect(Object.fromEntries(up.map((s) => [s.metric.job, s.value[1]]))).toEqual({ 'sensorpipe-broker': '1', 'sensorpipe-ingest': '1', 'sensorpipe-display': '1' });
+    expect(Object.fromEntries(up.map((s) => [s.metric.job, s.value[1]]))).toEqual({ 'sensorpipe-broker': '1', 'sensorpipe-ingest': '1', 'sensorpipe-display': '1', 'sensorpipe-alerts': '1' });
   });
 
   const promQueries = dashboardQueries().filter((q) => q.type === 'prometheus');
