@@ -20,7 +20,7 @@ export const ERROR_CODES = {
   READING_SIGNATURE_UNEXPECTED: { disposition: 'reject', http: 400, text: 'A broker-authenticated device sent a payload carrying a signature: nothing it sends is ever stored as signed, so such a payload is refused (make the device signed to use signatures).' },
   POINT_REJECTED_BY_STORE: { disposition: 'reject', http: 422, text: 'The store refused the point permanently (e.g. a field type conflict).' },
   STORE_UNAVAILABLE: { disposition: 'retry', http: 503, text: 'The store could not be reached or answered with a transient error.' },
-  QUERY_INVALID: { disposition: 'reject', http: 400, text: 'A query parameter is missing or malformed.' },
+  QUERY_INVALID: { disposition: 'reject', http: 400, text: 'A query parameter is missing, malformed, given twice, or not one the route takes (the message names it).' },
   QUERY_RANGE_INVALID: { disposition: 'reject', http: 400, text: 'The time range is reversed, empty or too long for the requested resolution.' },
   QUERY_FUNCTION_UNKNOWN: { disposition: 'reject', http: 400, text: 'The aggregation function is not one of mean, min, max, last, count.' },
   AUTH_REQUIRED: { disposition: 'reject', http: 401, text: 'A valid token or credential is required.' },
