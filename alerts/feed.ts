@@ -39,9 +39,22 @@ const SCHEMAS: Partial<Record<TopicKind, ZodType>> = {
   counts: DeviceCountsMessageSchema,
 };
 
+/**
+ * Where the subscription of the current MQTT connection stands: `none` (no connection), `pending` (asked,
+ * no SUBACK yet: messages published now would not reach us), `granted` (a SUBACK granting every filter)
+ * or `refused` (the broker refused a filter: its SUBACK said 0x80, MQTT 3.1.1 §3.9.3).
+ */
+export type SubscriptionState = 'none' | 'pending' | 'granted' | 'refused';
+
+const FILTERS = { [topics.allVerified]: { qos: 1 }, [topics.allStatus]: { qos: 1 }, [topics.allCompleteness]: { qos: 1 }, [topics.allCounts]: { qos: 1 } } as const;
+
 export class AlertsFeed {
   readonly client: MqttClient;
+  /** Resolves at the first SUBACK that grants every filter. */
   readonly ready: Promise<void>;
+  private subscriptionState: SubscriptionState = 'none';
+  /** Counts connections begun and ended: an answer that arrives for an earlier one changes nothing. */
+  private connection = 0;
 
   constructor(options: { url: string; clientId: string; password: string | undefined; logger: Logger; metrics: AlertsMetrics; handlers: AlertsFeedHandlers }) {
     this.client = mqtt.connect(options.url, {
@@ -52,16 +65,31 @@ export class AlertsFeed {
       reconnectPeriod: 1000,
       connectTimeout: 10_000,
       protocolVersion: 4,
+      // We subscribe on every connection ourselves (below): MQTT.js's own resubscription would make ours
+      // a no-op answered at once, before the broker's SUBACK, and readiness would come too early.
+      resubscribe: false,
     });
     this.ready = new Promise((resolve) => {
       this.client.on('connect', () => {
-        // QoS 1 for the verified feed: a lost reading could be the one that crosses a threshold.
-        const filters = { [topics.allVerified]: { qos: 1 }, [topics.allStatus]: { qos: 1 }, [topics.allCompleteness]: { qos: 1 }, [topics.allCounts]: { qos: 1 } } as const;
-        this.client.subscribe(filters, (err) => {
-          if (err) options.logger.error({ err: err.message }, 'alerts subscription failed');
-          else resolve();
+        const connection = ++this.connection;
+        this.subscriptionState = 'pending';
+        // QoS 1 for the verified feed: a lost reading could be the one that crosses a threshold. Asked
+        // again on every connection: the session is clean, so the broker forgot the last one's.
+        this.client.subscribe(FILTERS, (err, granted) => {
+          if (connection !== this.connection) return; // that connection is gone; 'close' said so
+          if (err || granted?.length !== Object.keys(FILTERS).length) {
+            this.subscriptionState = 'refused';
+            options.logger.error({ err: err?.message ?? 'not every filter answered' }, 'alerts subscription failed');
+            return;
+          }
+          this.subscriptionState = 'granted';
+          resolve();
         });
       });
+    });
+    this.client.on('close', () => {
+      this.connection++;
+      this.subscriptionState = 'none';
     });
     this.client.on('error', (err) => options.logger.warn({ err: err.message }, 'alerts MQTT error'));
     this.client.on('message', (topic, payload) => {
@@ -89,6 +117,10 @@ export class AlertsFeed {
 
   get connected(): boolean {
     return this.client.connected;
+  }
+
+  get subscription(): SubscriptionState {
+    return this.subscriptionState;
   }
 
   /** Retained, QoS 1: a display (re)starting anywhere gets every device's alert state. */

@@ -26,7 +26,7 @@ import { AlertLog } from './alert-log.ts';
 import { AlertEngine, type EngineChange } from './engine.ts';
 import { AlertsFeed } from './feed.ts';
 import { serveAlertsHttp } from './http.ts';
-import { createAlertsMetrics, type AlertsMetrics } from './metrics.ts';
+import { createAlertsMetrics, webhookLabel, type AlertsMetrics } from './metrics.ts';
 import { redactUrl, WebhookOutbox } from './outbox.ts';
 import { loadRulesFile, watchRulesFile } from './rules-file.ts';
 
@@ -157,6 +157,7 @@ export async function startAlerts({ config, registryPath, logger, now = Date.now
     output = step.catch(() => undefined);
     await step;
     metrics.ruleReloads.inc();
+    rulesApplied = true;
     log.info({ rules: rules.length, webhooks: file.webhooks.length, file: rulesPath }, 'alert rules in force');
   };
   const applyWebhooks = async (file: AlertRulesFile) => {
@@ -166,6 +167,7 @@ export async function startAlerts({ config, registryPath, logger, now = Date.now
       // A webhook taken out of the file: its loop stops; its outbox file stays, picked up if it comes back.
       outboxes.delete(url);
       await outbox.close();
+      await metrics.removeWebhook(url, urls);
     }
     for (const webhook of file.webhooks) {
       const existing = outboxes.get(webhook.url);
@@ -173,6 +175,7 @@ export async function startAlerts({ config, registryPath, logger, now = Date.now
         existing.update(webhook);
         continue;
       }
+      const label = webhookLabel(webhook.url);
       const outbox = await WebhookOutbox.open({
         dir,
         webhook,
@@ -180,10 +183,11 @@ export async function startAlerts({ config, registryPath, logger, now = Date.now
         retryMaxMs: config.webhookRetryMaxMs,
         maxQueued: config.webhookQueueMax,
         logger: log,
-        onDelivered: () => metrics.deliveries.inc(),
-        onFailed: (reason) => metrics.deliveryFailures.inc({ reason }),
-        onDropped: () => metrics.deliveryDropped.inc(),
+        onDelivered: () => metrics.deliveries.inc({ webhook: label }),
+        onFailed: (reason) => metrics.deliveryFailures.inc({ webhook: label, reason }),
+        onDropped: () => metrics.deliveryDropped.inc({ webhook: label }),
       });
+      metrics.addWebhook(webhook.url);
       outboxes.set(webhook.url, outbox);
       // Events the log has and this outbox never took: a crash came between the two appends (or the
       // webhook was out of the rules file for a while). A new webhook starts at the log's end.
@@ -192,9 +196,20 @@ export async function startAlerts({ config, registryPath, logger, now = Date.now
     }
   };
   let applying: Promise<void> = Promise.resolve();
+  /**
+   * The last rules file accepted is wholly in force (its rules and every webhook's outbox open). False
+   * until the first one is, and while the last one failed half way (an outbox file that cannot be opened):
+   * not ready, as the file's receivers would not be told.
+   */
+  let rulesApplied = false;
   const rulesWatch = watchRulesFile(rulesPath, {
     onRules: (file) => {
-      applying = applying.then(() => applyFile(file)).catch((err: unknown) => log.error({ err: (err as Error).message }, 'alert rules not applied'));
+      applying = applying
+        .then(() => applyFile(file))
+        .catch((err: unknown) => {
+          rulesApplied = false;
+          log.error({ err: (err as Error).message }, 'alert rules not applied');
+        });
     },
     onError: (err) => {
       metrics.ruleErrors.inc({ code: err.code });
@@ -250,7 +265,13 @@ export async function startAlerts({ config, registryPath, logger, now = Date.now
     http = await serveAlertsHttp(config.alertsHost, config.alertsPort, { firing: () => engine.firing(), history: (filter) => alertLog.query(filter) }, {
       metrics: metrics.registry,
       health: () => ({ ok: connectedFeed.connected, mqtt: connectedFeed.connected, firing: engine.firing().length }),
-      readiness: () => ({ ok: connectedFeed.connected, mqtt: connectedFeed.connected }),
+      // Ready once it can see every change: connected, the broker's SUBACK granting every filter (before
+      // it, readings go past unseen), and the rules file in force.
+      readiness: () => {
+        const subscription = connectedFeed.subscription;
+        const notReady = [...(connectedFeed.connected ? [] : ['mqtt']), ...(subscription === 'granted' ? [] : ['subscription']), ...(rulesApplied ? [] : ['rules'])];
+        return { ok: notReady.length === 0, notReady, mqtt: connectedFeed.connected, subscription, rules: rulesApplied };
+      },
     });
   } catch (err) {
     clearInterval(tick);

@@ -1,46 +1,30 @@
 /**
  * The admin API's OpenAPI description: admin/openapi.json is what the code generates (regenerate with
- * `npx tsx admin/openapi.ts --write`), it has the shape of an OpenAPI 3.1 document (checked here
- * structurally: no OpenAPI 3.1 meta-schema validator is installed, ajv here is 6.x, draft-07 only), and
- * it describes every route the server answers and nothing it does not: probed on a real listener.
+ * `npx tsx admin/openapi.ts --write`), it validates against the OpenAPI 3.1 schema
+ * (@seriousme/openapi-schema-validator, every $ref resolved: test/core/api-doc-validators.ts), it keeps
+ * the rules that schema cannot express (unique operationIds, path templates that declare their
+ * parameters, error answers filed under their codes' status), it describes every route the server
+ * answers and nothing it does not, and the real listener's answers are what their described schemas
+ * accept.
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { OPENAPI_PATH, adminOpenApi, openApiFileCurrent } from '../../admin/openapi.ts';
 import { ADMIN_ROUTES } from '../../admin/routes.ts';
 import { ERROR_CODES } from '../../core/errors.ts';
+import { schemaValidator, validateOpenApi } from '../core/api-doc-validators.ts';
 import { startTestAdmin, type TestAdmin } from './helpers.ts';
 
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'] as const;
 
-/** The parts of the OpenAPI 3.1 specification (spec.openapis.org/oas/v3.1.0) this document uses, strictly. */
-const Schema = z.record(z.string(), z.unknown());
-const MediaTypes = z.record(z.string().regex(/^[a-z]+\/[a-z0-9.+-]+$/), z.strictObject({ schema: Schema }));
-const Header = z.strictObject({ description: z.string().optional(), schema: Schema });
-const Response = z.strictObject({ description: z.string().min(1), headers: z.record(z.string(), Header).optional(), content: MediaTypes.optional() });
-const Parameter = z.strictObject({ name: z.string(), in: z.enum(['path', 'query', 'header', 'cookie']), required: z.boolean().optional(), description: z.string().optional(), schema: Schema });
-const Operation = z.strictObject({
-  operationId: z.string().regex(/^[A-Za-z][A-Za-z0-9]*$/),
-  summary: z.string().optional(),
-  parameters: z.array(Parameter).optional(),
-  requestBody: z.strictObject({ required: z.boolean().optional(), content: MediaTypes }).optional(),
-  responses: z.record(z.string().regex(/^([1-5]\d\d|default)$/), Response).refine((r) => Object.keys(r).length > 0),
-});
-const OpenApi31 = z.strictObject({
-  openapi: z.string().regex(/^3\.1\.\d+$/),
-  jsonSchemaDialect: z.string().url().optional(),
-  info: z.strictObject({ title: z.string().min(1), version: z.string().min(1), description: z.string().optional() }),
-  servers: z.array(z.strictObject({ url: z.string(), description: z.string().optional() })).optional(),
-  security: z.array(z.record(z.string(), z.array(z.string()))).optional(),
-  paths: z.record(z.string().regex(/^\//), z.partialRecord(z.enum(METHODS), Operation)),
-  components: z.strictObject({
-    securitySchemes: z.record(z.string(), z.strictObject({ type: z.literal('http'), scheme: z.string() })),
-    schemas: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/), Schema),
-  }),
-});
-
-const doc = adminOpenApi() as z.infer<typeof OpenApi31>;
+type Json = Record<string, unknown>;
+interface Operation {
+  operationId: string;
+  parameters?: { name: string; in: string; required?: boolean }[];
+  requestBody?: Json;
+  responses: Record<string, { description: string; content?: Record<string, { schema: Json }> }>;
+}
+const doc = adminOpenApi() as Json & { paths: Record<string, Partial<Record<(typeof METHODS)[number], Operation>>>; components: Json };
 
 describe('admin/openapi.json', () => {
   it('is current (npx tsx admin/openapi.ts --write)', async () => {
@@ -48,15 +32,18 @@ describe('admin/openapi.json', () => {
     expect(JSON.parse(readFileSync(OPENAPI_PATH, 'utf8'))).toEqual(doc);
   });
 
-  it('has the shape of an OpenAPI 3.1 document', () => {
-    const parsed = OpenApi31.safeParse(doc);
-    expect(parsed.success, parsed.success ? '' : JSON.stringify(parsed.error.issues.slice(0, 3))).toBe(true);
-    // Every $ref resolves inside the document; every operationId is unique; path templates declare their parameters.
-    const text = JSON.stringify(doc);
-    for (const [, ref] of text.matchAll(/"\$ref":"([^"]+)"/g)) {
-      expect(ref).toMatch(/^#\/components\/schemas\//);
-      expect(doc.components.schemas, ref).toHaveProperty([ref!.split('/').pop()!]);
-    }
+  it('is a valid OpenAPI 3.1 document (and the validator refuses a broken one)', async () => {
+    const result = await validateOpenApi(doc);
+    expect(result.valid, JSON.stringify(result.errors)).toBe(true);
+    const noDescription = structuredClone(doc);
+    noDescription.paths['/admin/devices']!.get!.responses['200'] = { content: {} } as never; // a response needs a description
+    expect((await validateOpenApi(noDescription)).valid).toBe(false);
+    const danglingRef = structuredClone(doc);
+    danglingRef.paths['/admin/devices']!.get!.responses['200']!.content!['application/json']!.schema = { $ref: '#/components/schemas/Nothing' };
+    expect((await validateOpenApi(danglingRef)).valid).toBe(false);
+  });
+
+  it('keeps what the schema cannot check: unique operationIds, declared path parameters, error codes under their status', () => {
     const operations = Object.entries(doc.paths).flatMap(([path, item]) => Object.entries(item).map(([method, op]) => ({ path, method, op: op! })));
     expect(new Set(operations.map((o) => o.op.operationId)).size).toBe(operations.length);
     for (const { path, op } of operations) {
@@ -103,6 +90,34 @@ describe('the running server against its description', () => {
     expect(served.status).toBe(200);
     expect(served.json()).toEqual(JSON.parse(readFileSync(OPENAPI_PATH, 'utf8')));
     expect((await t.call('GET', '/admin/openapi.json', { token: null })).status).toBe(401);
+  });
+
+  it("answers with a status its operation describes and a body that status's schema accepts", async () => {
+    const pointer = (...tokens: string[]) => `#/${tokens.map((t) => t.replaceAll('~', '~0').replaceAll('/', '~1')).join('/')}`;
+    const calls: [method: string, template: string, path: string, options?: Parameters<TestAdmin['call']>[2]][] = [
+      ['POST', '/admin/devices', '/admin/devices', { body: { id: 'probe-2' } }],
+      ['POST', '/admin/devices', '/admin/devices', { body: { id: 'probe-2' } }], // 409 REGISTRY_CONFLICT
+      ['POST', '/admin/devices', '/admin/devices', { body: { id: 'Not An Id!' } }], // 400
+      ['POST', '/admin/devices', '/admin/devices', { body: 'not json', contentType: 'application/json' }], // 400
+      ['GET', '/admin/devices', '/admin/devices'],
+      ['GET', '/admin/devices', '/admin/devices', { token: null }], // 401
+      ['GET', '/admin/devices/{id}', '/admin/devices/probe-2'],
+      ['GET', '/admin/devices/{id}', '/admin/devices/nobody'], // 404
+      ['POST', '/admin/devices/{id}/rotate', '/admin/devices/probe-2/rotate'],
+      ['POST', '/admin/devices/{id}/revoke', '/admin/devices/probe-2/revoke'],
+    ];
+    const statuses: number[] = [];
+    for (const [method, template, path, options] of calls) {
+      const reply = await t.call(method, path, options);
+      statuses.push(reply.status);
+      const described = doc.paths[template]![method.toLowerCase() as 'get']!.responses[String(reply.status)];
+      expect(described, `${method} ${path} answered ${reply.status}, which it does not describe`).toBeDefined();
+      const validate = schemaValidator(doc, pointer('paths', template, method.toLowerCase(), 'responses', String(reply.status), 'content', 'application/json', 'schema'), '2020-12');
+      expect(validate(reply.json()), `${method} ${path} ${reply.status}: ${JSON.stringify(validate.errors)}`).toBe(true);
+      // The schema is not one that takes anything.
+      expect(validate({ unexpected: true }), `${method} ${path} ${reply.status}`).toBe(false);
+    }
+    expect(statuses).toEqual([201, 409, 400, 400, 200, 401, 200, 404, 200, 200]);
   });
 
   it('answers every described operation (neither 404 nor 405), and 404 or 405 for everything else it is asked', async () => {

@@ -6,7 +6,7 @@ import { createHmac } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import mqtt, { type MqttClient } from 'mqtt';
-import { startAlerts, type RunningAlerts } from '../../alerts/index.ts';
+import { startAlerts, type AlertsConfig, type RunningAlerts } from '../../alerts/index.ts';
 import { AlertEventSchema, AlertStateMessageSchema, type AlertEvent, type AlertStateMessage } from '../../core/alerts.ts';
 import { configSpecs, parseConfig } from '../../core/config.ts';
 import { createLogger } from '../../core/logger.ts';
@@ -16,10 +16,17 @@ import type { TestBroker } from '../../harness/broker.ts';
 export const ALERTS_PASSWORD = 'alerts-test-password';
 
 export async function startTestAlerts(options: { broker: TestBroker; dataDir: string; registryPath: string; rulesPath: string; env?: Record<string, string> }): Promise<RunningAlerts> {
+  const alerts = await startAlerts({ config: alertsTestConfig({ ...options, mqttUrl: options.broker.url }), registryPath: options.registryPath, logger: createLogger({ level: 'silent' }) });
+  await alerts.feed.ready;
+  return alerts;
+}
+
+/** The alerts component's config for a test: any free port, fast ticks and retries. */
+export function alertsTestConfig(options: { mqttUrl: string; dataDir: string; rulesPath: string; env?: Record<string, string> }): AlertsConfig {
   const { config } = parseConfig(configSpecs.alerts, {
     env: {
       SENSORPIPE_DATA_DIR: options.dataDir,
-      SENSORPIPE_MQTT_URL: options.broker.url,
+      SENSORPIPE_MQTT_URL: options.mqttUrl,
       SENSORPIPE_ALERTS_PASSWORD: ALERTS_PASSWORD,
       SENSORPIPE_ALERTS_PORT: '0',
       SENSORPIPE_ALERT_RULES: options.rulesPath,
@@ -29,15 +36,15 @@ export async function startTestAlerts(options: { broker: TestBroker; dataDir: st
       ...options.env,
     },
   });
-  const alerts = await startAlerts({ config, registryPath: options.registryPath, logger: createLogger({ level: 'silent' }) });
-  await alerts.feed.ready;
-  return alerts;
+  return config;
 }
 
 /** A real HTTP receiver: keeps every event it answered 2xx for (and the signature header), optionally slow or failing. */
 export class WebhookReceiver {
   readonly events: AlertEvent[] = [];
   readonly signatures: (string | undefined)[] = [];
+  /** The Authorization header of each event kept (a webhook URL's user info is sent as Basic). */
+  readonly authorizations: (string | undefined)[] = [];
   /** Requests that arrived, answered or not. */
   arrivals = 0;
   status = 200;
@@ -66,6 +73,7 @@ export class WebhookReceiver {
           if (status >= 200 && status < 300) {
             this.events.push(event);
             this.signatures.push(request.headers['x-sensorpipe-signature'] as string | undefined);
+            this.authorizations.push(request.headers.authorization);
           }
           response.writeHead(status).end();
         };

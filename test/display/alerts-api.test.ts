@@ -7,8 +7,6 @@
  * reason and change nothing. /api/alerts has the API's treatment: token, HEAD, OPTIONS, 405, CORS, gzip,
  * validated parameters.
  */
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { gunzipSync } from 'node:zlib';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AlertsResponseSchema, DevicesResponseSchema, type AlertsResponse } from '../../core/api.ts';
@@ -19,6 +17,7 @@ import { startDisplay } from '../../display/index.ts';
 import { displayConfig, startTestPipeline, type TestPipeline } from '../../harness/pipeline.ts';
 import { waitFor } from '../../harness/publisher.ts';
 import { event, rule, stateMessage } from './alerts-helpers.ts';
+import { bodyText, sendRaw } from './http-helpers.ts';
 
 const TOKEN = 'alerts-viewer-token';
 const ALLOWED = 'https://ops.example.com';
@@ -135,24 +134,7 @@ describe('alert states from MQTT', () => {
   });
 });
 
-interface RawAnswer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  raw: Buffer;
-}
-
-function send(method: string, path: string, headers: Record<string, string> = {}): Promise<RawAnswer> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: pipeline.display.port, method, path, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, raw: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const send = (method: string, path: string, headers: Record<string, string> = {}) => sendRaw(pipeline.display.port, method, path, headers);
 
 describe('GET /api/alerts over HTTP', () => {
   const auth = { authorization: `Bearer ${TOKEN}` };
@@ -207,7 +189,7 @@ describe('GET /api/alerts over HTTP', () => {
     expect(answer.headers['access-control-allow-origin']).toBe(ALLOWED);
     expect(answer.headers['content-encoding']).toBe('gzip');
     expect(String(answer.headers.vary).toLowerCase()).toContain('origin');
-    const body = AlertsResponseSchema.parse(JSON.parse(gunzipSync(answer.raw).toString('utf8')));
+    const body = AlertsResponseSchema.parse(JSON.parse(bodyText(answer)));
     expect(body.firing).toBe(31);
     await publish('dev-0', Buffer.alloc(0));
     await waitFor(async () => (await alerts()).firing === 1, 'dev-0 cleared', 10_000);

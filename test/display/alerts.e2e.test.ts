@@ -5,7 +5,9 @@
  * Checks what a user sees: the banner of firing alerts with value against threshold and a link to the
  * device; the badge on the device's row; the fleet's alert history, with a hostile message shown as
  * text; on the device page the threshold line and the firing spans actually painted on the chart's
- * canvas, and the device's recent alerts; and everything gone once the state is cleared.
+ * canvas, and the device's recent alerts; everything gone once the state is cleared; and the banner
+ * emptied when the viewer token is forgotten (the API refuses the page from then on), back once the token
+ * is entered again.
  *
  * Waits poll the page through locators (the display's Content Security Policy refuses the string
  * predicates of page.waitForFunction); the page reads /api/alerts every 5 s, so waits allow for that.
@@ -23,6 +25,7 @@ import { waitFor } from '../../harness/publisher.ts';
 import { event, rule, stateMessage } from './alerts-helpers.ts';
 
 const HOSTILE = '<img src=x onerror="document.body.dataset.pwned=1"><b>bold</b>';
+const TOKEN = 'alerts-e2e-viewer-token';
 const POLL_WAIT_MS = 15_000;
 const ARTIFACTS = join(import.meta.dirname, '../../test-artifacts');
 
@@ -34,20 +37,24 @@ const pageErrors: string[] = [];
 const now = Date.now();
 const MIN = 60_000;
 
+/** dev-1's retained alert state: rule hot firing for 5 minutes, and its recent events (one with a hostile message). */
+function firingState() {
+  return stateMessage('dev-1', [rule({ rule: 'hot', state: 'firing', severity: 'critical', threshold: 30, clear: 29, since: now - 5 * MIN, value: 31.5 })], [
+    event({ device: 'dev-1', at: now - 5 * MIN, state: 'firing', severity: 'critical', value: 31.5 }),
+    event({ device: 'dev-1', at: now - 10 * MIN, state: 'resolved', severity: 'critical', value: 28, message: HOSTILE }),
+    event({ device: 'dev-1', at: now - 20 * MIN, state: 'firing', severity: 'critical', value: 30.5 }),
+  ], now);
+}
+
 beforeAll(async () => {
   await buildDashboard();
-  pipeline = await startTestPipeline({ devices: 3 });
+  pipeline = await startTestPipeline({ devices: 3, displayEnv: { SENSORPIPE_VIEWER_TOKEN: TOKEN } });
   // dev-1's temperature over the last hour, a slow ramp from 20 to 28: the threshold (30) lies above
   // every reading, and the line crosses a column of the chart once (a span's tint shows around it).
   await pipeline.store.write(Array.from({ length: 360 }, (_, i) => ({ device: 'dev-1', metric: 'temperature', ts: now - 3_600_000 + i * 10_000, value: 20 + (8 * i) / 360 })));
   const { username, password } = pipeline.broker.services.admin;
   admin = await mqtt.connectAsync(pipeline.broker.url, { username, password, clientId: 'test-alerts-e2e-admin', protocolVersion: 4 });
-  const state = stateMessage('dev-1', [rule({ rule: 'hot', state: 'firing', severity: 'critical', threshold: 30, clear: 29, since: now - 5 * MIN, value: 31.5 })], [
-    event({ device: 'dev-1', at: now - 5 * MIN, state: 'firing', severity: 'critical', value: 31.5 }),
-    event({ device: 'dev-1', at: now - 10 * MIN, state: 'resolved', severity: 'critical', value: 28, message: HOSTILE }),
-    event({ device: 'dev-1', at: now - 20 * MIN, state: 'firing', severity: 'critical', value: 30.5 }),
-  ], now);
-  await admin.publishAsync(topics.alerts('dev-1'), JSON.stringify(state), { qos: 1, retain: true });
+  await admin.publishAsync(topics.alerts('dev-1'), JSON.stringify(firingState()), { qos: 1, retain: true });
   browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on('pageerror', (error) => pageErrors.push(error.message));
@@ -76,9 +83,18 @@ function columnTint(canvas: HTMLCanvasElement, x: number): number {
   return count;
 }
 
+/** The token form, filled in as a user does. */
+async function enterToken(): Promise<void> {
+  await page.locator('[data-token-form]').waitFor({ timeout: 10_000 });
+  await page.fill('[data-token-input]', TOKEN);
+  await page.click('[data-token-form] button[type="submit"]');
+  await page.locator('[data-connection="live"]').waitFor({ timeout: 10_000 });
+}
+
 describe('alerts on the dashboard', () => {
   it('the fleet page shows the firing alert in the banner, a badge on the row, and the history as text', async () => {
     await page.goto(`${pipeline.display.url}/`);
+    await enterToken();
     const item = page.locator('[data-alert-banner] [data-alert-device="dev-1"]');
     await item.waitFor({ timeout: POLL_WAIT_MS });
     expect(await page.locator('[data-alert-banner]').isVisible()).toBe(true);
@@ -141,6 +157,25 @@ describe('alerts on the dashboard', () => {
     await page.goto(`${pipeline.display.url}/#/`);
     await page.locator('[data-device="dev-1"]').waitFor({ timeout: 10_000 });
     await waitFor(async () => (await page.locator('[data-device="dev-1"]').getAttribute('data-alert')) === null, 'the badge gone', POLL_WAIT_MS);
+  });
+
+  it('forgetting the token empties the banner (the API now refuses the page); entering it again brings the alert back', async () => {
+    await admin.publishAsync(topics.alerts('dev-1'), JSON.stringify(firingState()), { qos: 1, retain: true });
+    const item = page.locator('[data-alert-banner] [data-alert-device="dev-1"]');
+    await item.waitFor({ timeout: POLL_WAIT_MS });
+
+    await page.getByRole('button', { name: 'forget token' }).click();
+    await page.locator('[data-token-form]').waitFor({ timeout: 10_000 });
+    // The next poll of /api/alerts is refused (401): what the forgotten token could read is no longer shown.
+    await page.locator('[data-alert-banner][hidden]').waitFor({ state: 'attached', timeout: POLL_WAIT_MS });
+    expect(await item.count()).toBe(0);
+    // Still firing on the display's side: only the page, without a token, may not see it.
+    const firing = (await (await fetch(`${pipeline.display.url}/api/alerts`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { firing: number };
+    expect(firing.firing).toBe(1);
+
+    await enterToken();
+    await item.waitFor({ timeout: POLL_WAIT_MS });
+    expect(await page.locator('[data-alert-banner]').isVisible()).toBe(true);
     expect(pageErrors).toEqual([]);
   });
 });

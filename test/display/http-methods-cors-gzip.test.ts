@@ -6,11 +6,10 @@
  * Requests go through node:http, not fetch, so the bytes on the wire are what is checked (fetch
  * decompresses by itself and picks its own Accept-Encoding).
  */
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acceptsGzip, COMPRESS_MIN_BYTES } from '../../display/http.ts';
 import { startTestPipeline, type TestPipeline } from '../../harness/pipeline.ts';
+import { bodyJson, bodyText, sendRaw, type RawAnswer } from './http-helpers.ts';
 
 const ALLOWED = 'https://ops.example.com';
 const FOREIGN = 'https://evil.example';
@@ -28,30 +27,7 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(async () => pipeline?.close());
 
-interface RawAnswer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  /** The body as it came over the wire (still compressed if it was). */
-  raw: Buffer;
-  /** Chunks as they arrived. */
-  chunks: number;
-}
-
-function send(method: string, path: string, headers: Record<string, string> = {}): Promise<RawAnswer> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, method, path, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, raw: Buffer.concat(chunks), chunks: chunks.length }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-const bodyText = (answer: RawAnswer) => (answer.headers['content-encoding'] === 'gzip' ? gunzipSync(answer.raw) : answer.raw).toString('utf8');
-const bodyJson = (answer: RawAnswer) => JSON.parse(bodyText(answer)) as Record<string, unknown>;
+const send = (method: string, path: string, headers: Record<string, string> = {}) => sendRaw(port, method, path, headers);
 const varyOf = (answer: RawAnswer) => String(answer.headers.vary ?? '').split(',').map((v) => v.trim().toLowerCase());
 
 const READINGS = `/api/devices/dev-0/readings?metrics=temperature&from=${T0 - 7_300_000}&to=${T0}`;

@@ -7,9 +7,7 @@
  * token): every described operation answers, with a status it describes and a body its schema accepts;
  * every method or path it does not describe is 404 or 405; the documents are served without the token.
  */
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asyncApi } from '../../core/asyncapi.ts';
@@ -22,6 +20,7 @@ import { OPENAPI_PATH, displayOpenApi, openApiFileCurrent } from '../../display/
 import { DISPLAY_ROUTES, matchRoute } from '../../display/routes.ts';
 import { startTestPipeline, type TestPipeline } from '../../harness/pipeline.ts';
 import { schemaValidator, validateOpenApi } from '../core/api-doc-validators.ts';
+import { bodyText, sendRaw } from './http-helpers.ts';
 
 type Json = Record<string, unknown>;
 interface Operation {
@@ -126,26 +125,10 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(async () => pipeline?.close());
 
-interface Answer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  text: string;
-}
-
-function send(method: string, path: string, headers: Record<string, string> = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: pipeline.display.port, method, path, headers: { 'accept-encoding': 'gzip', ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const raw = Buffer.concat(chunks);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, text: (res.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString('utf8') });
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
+/** Asks for gzip, as browsers do; the text is the body decompressed. */
+async function send(method: string, path: string, headers: Record<string, string> = {}) {
+  const answer = await sendRaw(pipeline.display.port, method, path, { 'accept-encoding': 'gzip', ...headers });
+  return { ...answer, text: bodyText(answer) };
 }
 
 const withToken = { authorization: `Bearer ${TOKEN}` };

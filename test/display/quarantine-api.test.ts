@@ -6,9 +6,7 @@
  * gzip as on the other routes; the viewer token; a quarantine folder that does not exist. Also the
  * device list's counts, as ingest published them.
  */
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QuarantineResponseSchema, type QuarantineResponse } from '../../core/api.ts';
 import { ERROR_CODES } from '../../core/errors.ts';
@@ -17,6 +15,7 @@ import { signTelemetry } from '../../core/signature.ts';
 import { startDisplay, type RunningDisplay } from '../../display/index.ts';
 import { displayConfig, startTestPipeline, type TestPipeline } from '../../harness/pipeline.ts';
 import { DevicePublisher, signedPayload, waitFor } from '../../harness/publisher.ts';
+import { bodyJson, sendRaw } from './http-helpers.ts';
 
 const ALLOWED = 'https://ops.example.com';
 const TOKEN = 'viewer-token-for-quarantine';
@@ -27,23 +26,9 @@ let publishers: DevicePublisher[];
 /** Rejections sent: dev-0 gets 6 bad signatures, dev-1 one replay and one bad signature. */
 const BAD_SIGNATURES_DEV0 = 6;
 
-function send(port: number, method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: IncomingHttpHeaders; raw: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, method, path, headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, raw: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
 async function get(path: string, port = pipeline.display.port, headers: Record<string, string> = {}) {
-  const answer = await send(port, 'GET', path, headers);
-  const text = (answer.headers['content-encoding'] === 'gzip' ? gunzipSync(answer.raw) : answer.raw).toString('utf8');
-  return { ...answer, body: JSON.parse(text) as Record<string, unknown> };
+  const answer = await sendRaw(port, 'GET', path, headers);
+  return { ...answer, body: bodyJson(answer) };
 }
 
 async function page(query: string): Promise<QuarantineResponse> {
@@ -158,13 +143,13 @@ describe('GET /api/quarantine', () => {
   });
 
   it('answers HEAD, OPTIONS and 405 like the other routes, and gzips a large answer', async () => {
-    const head = await send(pipeline.display.port, 'HEAD', '/api/quarantine');
+    const head = await sendRaw(pipeline.display.port, 'HEAD', '/api/quarantine');
     expect(head.status).toBe(200);
     expect(head.raw.length).toBe(0);
-    const post = await send(pipeline.display.port, 'POST', '/api/quarantine');
+    const post = await sendRaw(pipeline.display.port, 'POST', '/api/quarantine');
     expect(post.status).toBe(405);
     expect(post.headers.allow).toBe('GET, HEAD, OPTIONS');
-    const preflight = await send(pipeline.display.port, 'OPTIONS', '/api/quarantine', { origin: ALLOWED, 'access-control-request-method': 'GET' });
+    const preflight = await sendRaw(pipeline.display.port, 'OPTIONS', '/api/quarantine', { origin: ALLOWED, 'access-control-request-method': 'GET' });
     expect(preflight.status).toBe(204);
     expect(preflight.headers['access-control-allow-origin']).toBe(ALLOWED);
     const gz = await get('/api/quarantine', pipeline.display.port, { 'accept-encoding': 'gzip', origin: ALLOWED });

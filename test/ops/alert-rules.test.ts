@@ -20,6 +20,10 @@ const run = promisify(execFile);
 const INGEST = { job: 'sensorpipe-ingest', instance: 'ingest:9101' };
 const BROKER = { job: 'sensorpipe-broker', instance: 'broker:9102' };
 const ALERTS = { job: 'sensorpipe-alerts', instance: 'alerts:9103' };
+const ALERTS_2 = { ...ALERTS, instance: 'alerts-2:9103' };
+/** Webhook labels as alerts/metrics.ts webhookLabel writes them. */
+const DOWN = 'https://hooks.example.com:443/sensorpipe';
+const BUSY = 'http://10.0.0.7:8080/alerts';
 const series = (name: string, labels: Record<string, string>) => `${name}{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')}}`;
 /** n samples, one a minute, alternating 0 and 1. */
 const flapping = (n: number) => Array.from({ length: n }, (_, i) => i % 2).join(' ');
@@ -28,8 +32,8 @@ interface Case {
   name: string;
   /** series → values, one a minute, in promtool's expanding notation. */
   input: Record<string, string>;
-  /** alert → [minute, labels of the firing alert or undefined for "not firing"][] */
-  expect: Record<string, [number, Record<string, string> | undefined][]>;
+  /** alert → [minute, labels of the firing alert (or alerts), or undefined for "not firing"][] */
+  expect: Record<string, [number, Record<string, string> | Record<string, string>[] | undefined][]>;
 }
 
 const cases: Case[] = [
@@ -80,24 +84,34 @@ const cases: Case[] = [
     expect: { SensorpipeBrokerBackpressure: [[21, undefined], [30, { ...BROKER, severity: 'warning' }]] },
   },
   {
-    name: 'webhooks that take nothing, and a backlog that is being delivered',
-    // Events wait from minute 2 and the deliveries counter stands still: firing 5 minutes later. The
-    // second instance has as many waiting but keeps delivering (a burst being worked off).
+    name: 'a webhook that takes nothing, beside one whose backlog is being delivered',
+    // One alerts process, three webhooks. DOWN: events wait from minute 2 and it never delivered one (its
+    // counter stands at 0 from the start: alerts/metrics.ts addWebhook), firing 5 minutes later, for it
+    // alone. BUSY has as many waiting but keeps delivering (a burst being worked off); another instance's
+    // webhook of the same URL delivered before and then stopped, and fires too, as its own alert.
     input: {
-      [series('sensorpipe_alerts_webhook_queue_depth', ALERTS)]: '0 0 3x20',
-      [series('sensorpipe_alerts_webhook_deliveries_total', ALERTS)]: '10x22',
-      [series('sensorpipe_alerts_webhook_queue_depth', { ...ALERTS, instance: 'alerts-2:9103' })]: '0 0 3x20',
-      [series('sensorpipe_alerts_webhook_deliveries_total', { ...ALERTS, instance: 'alerts-2:9103' })]: '10+5x22',
+      [series('sensorpipe_alerts_webhook_queue_depth', { ...ALERTS, webhook: DOWN })]: '0 0 3x20',
+      [series('sensorpipe_alerts_webhook_deliveries_total', { ...ALERTS, webhook: DOWN })]: '0x22',
+      [series('sensorpipe_alerts_webhook_queue_depth', { ...ALERTS, webhook: BUSY })]: '0 0 3x20',
+      [series('sensorpipe_alerts_webhook_deliveries_total', { ...ALERTS, webhook: BUSY })]: '10+5x22',
+      [series('sensorpipe_alerts_webhook_queue_depth', { ...ALERTS_2, webhook: DOWN })]: '0 0 3x20',
+      [series('sensorpipe_alerts_webhook_deliveries_total', { ...ALERTS_2, webhook: DOWN })]: '10x22',
     },
-    expect: { SensorpipeWebhookDeliveriesFailing: [[5, undefined], [9, { ...ALERTS, severity: 'critical' }]] },
+    expect: {
+      SensorpipeWebhookDeliveriesFailing: [
+        [5, undefined],
+        [9, [{ ...ALERTS, webhook: DOWN, severity: 'critical' }, { ...ALERTS_2, webhook: DOWN, severity: 'critical' }]],
+      ],
+    },
   },
   {
-    name: 'a webhook backlog that keeps growing, and one that stands still',
+    name: "a webhook's backlog that keeps growing while another's drains (the total stands still), and one that stands still",
     input: {
-      [series('sensorpipe_alerts_webhook_queue_depth', ALERTS)]: '0+2x40',
-      [series('sensorpipe_alerts_webhook_queue_depth', { ...ALERTS, instance: 'alerts-2:9103' })]: '40x40',
+      [series('sensorpipe_alerts_webhook_queue_depth', { ...ALERTS, webhook: DOWN })]: '0+2x40',
+      [series('sensorpipe_alerts_webhook_queue_depth', { ...ALERTS, webhook: BUSY })]: '80-2x40',
+      [series('sensorpipe_alerts_webhook_queue_depth', { ...ALERTS_2, webhook: DOWN })]: '40x40',
     },
-    expect: { SensorpipeWebhookBacklogGrowing: [[12, undefined], [20, { ...ALERTS, severity: 'warning' }]] },
+    expect: { SensorpipeWebhookBacklogGrowing: [[12, undefined], [20, { ...ALERTS, webhook: DOWN, severity: 'warning' }]] },
   },
 ];
 
@@ -126,7 +140,7 @@ describe('alert rules under promtool test rules', () => {
           interval: '1m',
           input_series: Object.entries(testCase.input).map(([name, values]) => ({ series: name, values })),
           alert_rule_test: Object.entries(testCase.expect).flatMap(([alertname, checks]) =>
-            checks.map(([minute, labels]) => ({ eval_time: `${minute}m`, alertname, exp_alerts: labels === undefined ? [] : [{ exp_labels: labels }] })),
+            checks.map(([minute, labels]) => ({ eval_time: `${minute}m`, alertname, exp_alerts: (labels === undefined ? [] : [labels].flat()).map((l) => ({ exp_labels: l })) })),
           ),
         },
       ],

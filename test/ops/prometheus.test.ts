@@ -1,7 +1,7 @@
 /**
  * A real Prometheus (Debian's `prometheus`, on a free port) scrapes a real pipeline — our broker, ingest
  * writing to a real influxd, the display, the alerts component (a rule firing, one webhook receiver up and
- * one down) — while signed devices publish, a message is rejected, a login is refused and the store goes
+ * one down, each its own series, without the secrets of their URLs) — while signed devices publish, a message is rejected, a login is refused and the store goes
  * away for a moment. Then every PromQL expression of the provisioned
  * Grafana dashboards (ops/grafana/dashboards) and of the alert rules (ops/prometheus/alerts.yml) is asked
  * of Prometheus' HTTP API and must return data, and every metric name they use must exist; the alert
@@ -29,6 +29,8 @@ let prometheus: PrometheusServer;
 let known: Set<string>;
 let alerts: RunningAlerts;
 const receiver = new WebhookReceiver();
+let downPort: number;
+const URL_SECRET = 'webhook-url-secret-4711';
 
 const alertsMetric = async (name: string): Promise<number> => (await alerts.metrics.registry.getSingleMetric(name)!.get()).values.reduce((sum, v) => sum + v.value, 0);
 const ingestMetric = async (name: string): Promise<number> => (await pipeline.ingest.metrics.registry.getSingleMetric(name)!.get()).values[0]?.value ?? 0;
@@ -51,10 +53,12 @@ beforeAll(async () => {
   devices = pipeline.devices;
 
   // The alerts component, with a rule the readings below cross, a receiver that takes the events and one
-  // that is down (its deliveries fail and wait: the webhook panels and alerts have data).
+  // that is down (its deliveries fail and wait: the webhook panels and alerts have data). Their URLs carry
+  // a secret (a query token, a password) that must not reach Prometheus.
   await receiver.start();
+  downPort = await freePort();
   const rulesPath = join(pipeline.dir.path, 'alert-rules.yaml');
-  await writeFile(rulesPath, `rules:\n  - { id: warm, kind: above, metric: temperature, threshold: 21 }\nwebhooks:\n  - { url: "${receiver.url}" }\n  - { url: "http://127.0.0.1:${await freePort()}/down" }\n`);
+  await writeFile(rulesPath, `rules:\n  - { id: warm, kind: above, metric: temperature, threshold: 21 }\nwebhooks:\n  - { url: "${receiver.url}?token=${URL_SECRET}" }\n  - { url: "http://hooks:${URL_SECRET}@127.0.0.1:${downPort}/down" }\n`);
   alerts = await startTestAlerts({ broker, dataDir: join(pipeline.dir.path, 'alerts-data'), registryPath: pipeline.registryPath, rulesPath });
 
   prometheus = await startPrometheus({
@@ -124,6 +128,17 @@ describe('Prometheus scraping a running pipeline', () => {
       const withoutThreshold = operand.replace(/\s*(?:==|!=|>=|<=|>|<)\s*-?[\d.]+\s*$/, '');
       expect((await prometheus.query(withoutThreshold)).length, `no data for: ${withoutThreshold}`).toBeGreaterThan(0);
     }
+  });
+
+  it('sees each webhook as its own series, labelled scheme://host:port/path, and no secret of their URLs', async () => {
+    const webhooks = (expr: string) => prometheus.query(expr).then((series) => series.map((s) => s.metric.webhook).sort());
+    const both = [`http://127.0.0.1:${receiver.port}/hook`, `http://127.0.0.1:${downPort}/down`].sort();
+    expect(await webhooks('sensorpipe_alerts_webhook_queue_depth')).toEqual(both);
+    expect(await webhooks('sensorpipe_alerts_webhook_deliveries_total')).toEqual(both);
+    expect(await webhooks('sensorpipe_alerts_webhook_failures_total > 0')).toEqual([`http://127.0.0.1:${downPort}/down`]);
+    const everything = await prometheus.query('{job="sensorpipe-alerts"}');
+    expect(everything.length).toBeGreaterThan(20);
+    expect(JSON.stringify(everything)).not.toContain(URL_SECRET);
   });
 
   it('loads every alert rule and evaluates it without error', async () => {
