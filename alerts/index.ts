@@ -26,8 +26,9 @@ import { AlertLog } from './alert-log.ts';
 import { AlertEngine, type EngineChange } from './engine.ts';
 import { AlertsFeed } from './feed.ts';
 import { serveAlertsHttp } from './http.ts';
-import { createAlertsMetrics, webhookLabel, type AlertsMetrics } from './metrics.ts';
-import { redactUrl, WebhookOutbox } from './outbox.ts';
+import { createAlertsMetrics, type AlertsMetrics } from './metrics.ts';
+import { WebhookOutbox } from './outbox.ts';
+import { webhookLabel } from './webhook-label.ts';
 import { loadRulesFile, watchRulesFile } from './rules-file.ts';
 
 /** How often the retained state of a device whose values (not states) changed is published again. */
@@ -108,7 +109,7 @@ export async function startAlerts({ config, registryPath, logger, now = Date.now
       publishStateSoon(event.device);
       for (const outbox of outboxes.values()) {
         if (!outbox.wants(event)) continue;
-        await outbox.enqueue(event).catch((err: unknown) => log.error({ err: (err as Error).message, webhook: redactUrl(outbox.url) }, 'webhook outbox write failed'));
+        await outbox.enqueue(event).catch((err: unknown) => log.error({ err: (err as Error).message, webhook: webhookLabel(outbox.url) }, 'webhook outbox write failed'));
       }
     });
   };
@@ -192,7 +193,7 @@ export async function startAlerts({ config, registryPath, logger, now = Date.now
       // Events the log has and this outbox never took: a crash came between the two appends (or the
       // webhook was out of the rules file for a while). A new webhook starts at the log's end.
       const missed = await outbox.catchUp(alertLog.all());
-      if (missed > 0) log.warn({ webhook: redactUrl(webhook.url), events: missed }, 'webhook outbox caught up with the alert log');
+      if (missed > 0) log.warn({ webhook: webhookLabel(webhook.url), events: missed }, 'webhook outbox caught up with the alert log');
     }
   };
   let applying: Promise<void> = Promise.resolve();

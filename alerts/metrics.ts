@@ -1,23 +1,7 @@
 /** The alerts component's Prometheus metrics, on one registry per instance (served at /metrics). */
 import { Counter, Gauge, Registry } from 'prom-client';
 import { collectProcessMetrics } from '../core/ops-http.ts';
-
-/**
- * The `webhook` label of a receiver: scheme://host:port/path, the port always written (443 and 80 too,
- * so one receiver has one label however its URL was spelt). Never the user info, query or fragment:
- * any of them may carry a token, and /metrics is read by whoever can reach Prometheus. Its values are
- * the webhooks of the rules file (at most 50), so the series stay few.
- */
-export function webhookLabel(url: string): string {
-  try {
-    const u = new URL(url);
-    // The rules file takes http and https URLs only.
-    const port = u.port !== '' ? u.port : u.protocol === 'https:' ? '443' : '80';
-    return `${u.protocol}//${u.hostname}:${port}${u.pathname}`;
-  } catch {
-    return '(invalid url)'; // the rules file's schema lets no such URL in; nothing of it is shown regardless
-  }
-}
+import { webhookLabel } from './webhook-label.ts';
 
 export function createAlertsMetrics() {
   const registry = new Registry();
@@ -25,7 +9,7 @@ export function createAlertsMetrics() {
   const registers = [registry];
   /** Read when /metrics is scraped. */
   const probes = { queueDepth: (): { url: string; depth: number }[] => [], firing: (): number => 0 };
-  const deliveries = new Counter({ name: 'sensorpipe_alerts_webhook_deliveries_total', help: 'Events delivered to webhooks (2xx answer), by webhook (scheme://host:port/path of its URL).', labelNames: ['webhook'] as const, registers });
+  const deliveries = new Counter({ name: 'sensorpipe_alerts_webhook_deliveries_total', help: 'Events delivered to webhooks (2xx answer), by webhook (scheme://host:port/…#digest of its URL).', labelNames: ['webhook'] as const, registers });
   const deliveryFailures = new Counter({ name: 'sensorpipe_alerts_webhook_failures_total', help: 'Webhook delivery attempts that failed (retried later), by webhook and reason (timeout, HTTP status, connection error code).', labelNames: ['webhook', 'reason'] as const, registers });
   const deliveryDropped = new Counter({ name: 'sensorpipe_alerts_webhook_dropped_total', help: 'Events dropped from a full webhook outbox (SENSORPIPE_WEBHOOK_QUEUE_MAX), by webhook.', labelNames: ['webhook'] as const, registers });
   return {

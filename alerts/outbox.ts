@@ -27,6 +27,7 @@ import { open, readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AlertEventSchema, type AlertEvent } from '../core/alerts.ts';
 import { parseEventLines, readTextIfExists } from './event-lines.ts';
+import { webhookLabel } from './webhook-label.ts';
 import type { Webhook } from '../core/alert-rules.ts';
 import type { Logger } from '../core/logger.ts';
 
@@ -245,7 +246,7 @@ export class WebhookOutbox {
       const backoff = Math.min(this.options.retryMaxMs, this.options.retryMinMs * 2 ** Math.min(this.attempt - 1, 30));
       // Full jitter in the upper half: receivers coming back are not hit by every sender at once.
       const wait = backoff / 2 + Math.random() * (backoff / 2);
-      this.options.logger.warn({ webhook: redactUrl(this.webhook.url), reason: failure, attempt: this.attempt, retryInMs: Math.round(wait), queued: this.queue.length }, 'webhook delivery failed; will retry');
+      this.options.logger.warn({ webhook: webhookLabel(this.webhook.url), reason: failure, attempt: this.attempt, retryInMs: Math.round(wait), queued: this.queue.length }, 'webhook delivery failed; will retry');
       await new Promise<void>((resolve) => {
         this.timer = setTimeout(resolve, wait);
         this.cancelWait = resolve; // close() ends the wait early; a new event does not
@@ -313,12 +314,3 @@ function decodeLeniently(text: string): string {
   }
 }
 
-/** A URL for logs: no user info or query (either may hold a token). */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}${u.pathname}`;
-  } catch {
-    return '(invalid url)';
-  }
-}

@@ -1,16 +1,17 @@
 /**
  * The webhook metrics, per webhook: each series carries a `webhook` label naming its receiver as
- * scheme://host:port/path, never a secret of its URL (user name, password, query token, fragment). On a
+ * scheme://host:port/…#digest, never a secret of its URL (path, user name, password, query token, fragment). On a
  * real pipeline (broker, ingest, embedded store, a signed device) the alerts component delivers an event
  * to a receiver that is up and fails to reach one that is down; /metrics then has each webhook's own
  * counts, and a webhook taken out of the rules file takes its series with it. Also: a URL's user info
  * goes to the receiver as HTTP Basic authentication (fetch() alone refuses such a URL).
  */
+import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningAlerts } from '../../alerts/index.ts';
-import { webhookLabel } from '../../alerts/metrics.ts';
+import { webhookLabel } from '../../alerts/webhook-label.ts';
 import { splitCredentials } from '../../alerts/outbox.ts';
 import { startTestPipeline, type TestPipeline } from '../../harness/pipeline.ts';
 import { freePort } from '../../harness/ports.ts';
@@ -18,18 +19,29 @@ import { DevicePublisher, waitFor } from '../../harness/publisher.ts';
 import { ALERTS_PASSWORD, startTestAlerts, WebhookReceiver } from './helpers.ts';
 
 describe('webhookLabel', () => {
+  const digest = (url: string): string => createHash('sha256').update(url).digest('hex').slice(0, 8);
   it.each([
-    ['http://127.0.0.1:9000/hook', 'http://127.0.0.1:9000/hook'],
-    ['https://hooks.example.com/a/b', 'https://hooks.example.com:443/a/b'],
-    ['http://Hooks.Example.COM/x', 'http://hooks.example.com:80/x'],
-    ['http://example.com:80/x', 'http://example.com:80/x'],
-    ['http://example.com', 'http://example.com:80/'],
-    ['https://user:pass@example.com:8443/p?token=t#frag', 'https://example.com:8443/p'],
-    ['https://:only-a-password@example.com/p', 'https://example.com:443/p'],
-    ['http://[::1]:8080/hook?x=1', 'http://[::1]:8080/hook'],
-    ['not a url', '(invalid url)'],
-  ])('%s → %s', (url, label) => {
-    expect(webhookLabel(url)).toBe(label);
+    ['http://127.0.0.1:9000/hook', 'http://127.0.0.1:9000/…#'],
+    ['https://hooks.example.com/a/b', 'https://hooks.example.com:443/…#'],
+    ['http://Hooks.Example.COM/x', 'http://hooks.example.com:80/…#'],
+    ['http://example.com:80/x', 'http://example.com:80/…#'],
+    ['http://example.com', 'http://example.com:80/…#'],
+    ['https://user:pass@example.com:8443/p?token=t#frag', 'https://example.com:8443/…#'],
+    ['https://:only-a-password@example.com/p', 'https://example.com:443/…#'],
+    ['http://[::1]:8080/hook?x=1', 'http://[::1]:8080/…#'],
+    // The secret of Slack's and Discord's webhooks is in the path.
+    ['https://hooks.slack.com/services/T0SECRET/B0SECRET/XXXXSECRETXXXX', 'https://hooks.slack.com:443/…#'],
+    ['https://discord.com/api/webhooks/123456/SECRET-TOKEN', 'https://discord.com:443/…#'],
+  ])('%s → %s<digest>', (url, prefix) => {
+    expect(webhookLabel(url)).toBe(`${prefix}${digest(url)}`);
+    expect(webhookLabel(url)).not.toMatch(/SECRET|pass|token|frag|hook\b|\/p\b|\/x\b/);
+  });
+  it('tells two receivers on one host apart, and names one URL the same way each time', () => {
+    expect(webhookLabel('https://h.example/a')).not.toBe(webhookLabel('https://h.example/b'));
+    expect(webhookLabel('https://h.example/a')).toBe(webhookLabel('https://h.example/a'));
+  });
+  it('shows nothing of what is not a URL', () => {
+    expect(webhookLabel('not a url')).toBe('(invalid url)');
   });
 });
 
@@ -90,8 +102,8 @@ describe('webhook metrics on a running pipeline', () => {
     // Both URLs carry every kind of secret a URL can: user info, a query token, a fragment.
     upUrl = `http://${USER}:${SECRET}@127.0.0.1:${up.port}/hook?token=${SECRET}#${SECRET}`;
     downUrl = `http://${USER}:${SECRET}@127.0.0.1:${downPort}/down?token=${SECRET}`;
-    upLabel = `http://127.0.0.1:${up.port}/hook`;
-    downLabel = `http://127.0.0.1:${downPort}/down`;
+    upLabel = `http://127.0.0.1:${up.port}/…#${createHash('sha256').update(upUrl).digest('hex').slice(0, 8)}`;
+    downLabel = `http://127.0.0.1:${downPort}/…#${createHash('sha256').update(downUrl).digest('hex').slice(0, 8)}`;
     rulesPath = join(pipeline.dir.path, 'rules.yaml');
     await writeFile(rulesPath, rules(upUrl, downUrl));
     alerts = await startTestAlerts({ broker: pipeline.broker, dataDir: join(pipeline.dir.path, 'alerts-data'), registryPath: pipeline.registryPath, rulesPath });
@@ -128,7 +140,7 @@ describe('webhook metrics on a running pipeline', () => {
     expect(value(samples, 'sensorpipe_alerts_webhook_queue_depth', downLabel)).toBe(1);
     expect(value(samples, 'sensorpipe_alerts_webhook_failures_total', upLabel)).toBe(0);
     expect(samples.filter((s) => s.name === 'sensorpipe_alerts_webhook_failures_total').map((s) => s.labels)).toEqual([{ webhook: downLabel, reason: 'ECONNREFUSED' }]);
-    // Every webhook series is labelled, and only by the two receivers' scheme://host:port/path.
+    // Every webhook series is labelled, and only by the two receivers' scheme://host:port/…#digest.
     expect(new Set(samples.map((s) => s.labels.webhook))).toEqual(new Set([upLabel, downLabel]));
     const text = await metricsText();
     for (const secret of [SECRET, USER, '?token=', 'token=']) expect(text, secret).not.toContain(secret);

@@ -21,9 +21,9 @@ const INGEST = { job: 'sensorpipe-ingest', instance: 'ingest:9101' };
 const BROKER = { job: 'sensorpipe-broker', instance: 'broker:9102' };
 const ALERTS = { job: 'sensorpipe-alerts', instance: 'alerts:9103' };
 const ALERTS_2 = { ...ALERTS, instance: 'alerts-2:9103' };
-/** Webhook labels as alerts/metrics.ts webhookLabel writes them. */
-const DOWN = 'https://hooks.example.com:443/sensorpipe';
-const BUSY = 'http://10.0.0.7:8080/alerts';
+/** Webhook labels as alerts/webhook-label.ts writes them. */
+const DOWN = 'https://hooks.example.com:443/…#5e0c1a2b';
+const BUSY = 'http://10.0.0.7:8080/…#9f3d7c44';
 const series = (name: string, labels: Record<string, string>) => `${name}{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')}}`;
 /** n samples, one a minute, alternating 0 and 1. */
 const flapping = (n: number) => Array.from({ length: n }, (_, i) => i % 2).join(' ');

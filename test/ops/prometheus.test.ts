@@ -16,6 +16,7 @@ import { influxQuery, startInfluxd, type InfluxServer } from '../../harness/infl
 import { startTestPipeline, type TestPipeline } from '../../harness/pipeline.ts';
 import { DevicePublisher, waitFor, type TestDevice } from '../../harness/publisher.ts';
 import type { RunningAlerts } from '../../alerts/index.ts';
+import { webhookLabel } from '../../alerts/webhook-label.ts';
 import { freePort } from '../../harness/ports.ts';
 import { ALERTS_PASSWORD, startTestAlerts, WebhookReceiver } from '../alerts/helpers.ts';
 import { dashboardQueries, metricNames, promQlAsGrafanaSends, readAlertRules, readDashboards, startPrometheus, type PrometheusServer } from './ops-files.ts';
@@ -130,12 +131,15 @@ describe('Prometheus scraping a running pipeline', () => {
     }
   });
 
-  it('sees each webhook as its own series, labelled scheme://host:port/path, and no secret of their URLs', async () => {
+  it('sees each webhook as its own series, labelled scheme://host:port/…#digest, and no secret of their URLs', async () => {
     const webhooks = (expr: string) => prometheus.query(expr).then((series) => series.map((s) => s.metric.webhook).sort());
-    const both = [`http://127.0.0.1:${receiver.port}/hook`, `http://127.0.0.1:${downPort}/down`].sort();
+    const up = webhookLabel(`${receiver.url}?token=${URL_SECRET}`);
+    const down = webhookLabel(`http://hooks:${URL_SECRET}@127.0.0.1:${downPort}/down`);
+    expect(up).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:${receiver.port}/…#[0-9a-f]{8}$`));
+    const both = [up, down].sort();
     expect(await webhooks('sensorpipe_alerts_webhook_queue_depth')).toEqual(both);
     expect(await webhooks('sensorpipe_alerts_webhook_deliveries_total')).toEqual(both);
-    expect(await webhooks('sensorpipe_alerts_webhook_failures_total > 0')).toEqual([`http://127.0.0.1:${downPort}/down`]);
+    expect(await webhooks('sensorpipe_alerts_webhook_failures_total > 0')).toEqual([down]);
     const everything = await prometheus.query('{job="sensorpipe-alerts"}');
     expect(everything.length).toBeGreaterThan(20);
     expect(JSON.stringify(everything)).not.toContain(URL_SECRET);
