@@ -24,6 +24,9 @@ export const CHAOS_KINDS = [
   'overload',
   // Last, so that it was added without changing the draws of the others (the same seed, the same plan as before).
   'broker-kill',
+  // The alerts component (after broker-kill, for the same reason).
+  'alerts-kill',
+  'webhook-down',
 ] as const;
 export type ChaosKind = (typeof CHAOS_KINDS)[number];
 
@@ -66,6 +69,12 @@ const SPECS: Record<ChaosKind, KindSpec> = {
   // Issue 14: 30 s of extra load, once (perMinute 0: the one strike every kind gets).
   overload: { target: 'load', perMinute: 0, durationMs: [30_000, 30_000] },
   'broker-kill': { target: 'broker', perMinute: 0.35, durationMs: [500, 6_000] },
+  // SIGKILL of `sensorpipe alerts` right after it logged an event (soak/alerts.ts), back 1–3 s later:
+  // a restart must neither fire again what was firing nor lose a delivery.
+  'alerts-kill': { target: 'alerts', perMinute: 1, durationMs: [1_000, 3_000] },
+  // The flapping webhook receiver refuses connections. At least 10 s, twice the isolation limit
+  // (soak/run.ts): an outage a shared delivery queue would make the healthy receiver wait through.
+  'webhook-down': { target: 'webhook', perMinute: 1, durationMs: [10_000, 25_000] },
 };
 /** Quiet time between two strikes on the same target, after the first one ended. */
 const SAME_TARGET_GAP_MS = 4_000;

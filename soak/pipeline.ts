@@ -5,12 +5,15 @@
  *   sim ──▶ devices' cut proxy ──▶ broker ◀── ingest's cut proxy ◀── ingest ──▶ influx fault proxy ──▶ influxd
  *   load ─────────────────────────▶ │ └──────────────────────────────────────────────▶ display ─────────▶ influxd
  *                                                                                       ◀── viewers
+ *                                    └──────▶ alerts ──▶ webhook receivers (healthy, flapping: in the soak)
  *
  * Ingest reaches influxd only through the fault proxy (influx-fault-proxy.ts); the display, and the
  * soak's own reading of the store, go to influxd directly. `load` is the overload phase's generator: a
  * second `sensorpipe sim` of registered, signing devices (load-0000 …) with its own acknowledgement
  * log, started and stopped by the chaos plan. Both fleets are provisioned into the registry before
- * anything starts (the simulators then find their devices and add none). Every process logs to
+ * anything starts (the simulators then find their devices and add none). `alerts` runs the rules of
+ * soak/alerts.ts on the fleet and POSTs its events to two receivers in the soak's own process
+ * (webhook-receiver.ts): one healthy, one that flaps. Every process logs to
  * <dir>/logs/<name>.log.
  */
 import { randomBytes } from 'node:crypto';
@@ -22,6 +25,8 @@ import { freePort } from '../harness/ports.ts';
 import { startInfluxFaultProxy, type InfluxFaultProxy } from './influx-fault-proxy.ts';
 import { ManagedProcess } from './processes.ts';
 import { startCutProxy, type CutProxy } from './proxy.ts';
+import { soakAlertRules } from './alerts.ts';
+import { startWebhookReceiver, type WebhookReceiver } from './webhook-receiver.ts';
 
 export interface PipelineOptions {
   dir: string;
@@ -55,6 +60,13 @@ export interface SoakPipeline {
   ingest: ManagedProcess;
   display: ManagedProcess;
   sim: ManagedProcess;
+  alerts: ManagedProcess;
+  /** The alerts' webhook receivers: `healthy` never fails, `flapping` does (webhook-receiver.ts). */
+  receivers: { healthy: WebhookReceiver; flapping: WebhookReceiver };
+  /** What each receiver's webhook wants (the rules file's filters). */
+  receiverFilters: Record<string, { severities?: string[] }>;
+  alertLogPath: string;
+  alertsMetricsUrl: string;
   /** The overload generator (not running until the overload strikes). */
   load: ManagedProcess;
   loadDeviceIds: string[];
@@ -96,10 +108,11 @@ export async function startPipeline(options: PipelineOptions): Promise<SoakPipel
   const influx = await startInfluxd();
   const influxLink = await startInfluxFaultProxy(influx.url);
 
-  const [mqttPort, brokerMetricsPort, ingestMetricsPort, httpPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const [mqttPort, brokerMetricsPort, ingestMetricsPort, httpPort, alertsPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   const secret = () => randomBytes(18).toString('base64url');
   const ingestPassword = secret();
   const displayPassword = secret();
+  const alertsPassword = secret();
   const viewerToken = secret();
   const common = { SENSORPIPE_DATA_DIR: dataDir, SENSORPIPE_REGISTRY: registryPath, SENSORPIPE_LOG_LEVEL: 'info' };
   const store = { SENSORPIPE_INFLUX_URL: influx.url, SENSORPIPE_INFLUX_DATABASE: database };
@@ -122,6 +135,7 @@ export async function startPipeline(options: PipelineOptions): Promise<SoakPipel
       SENSORPIPE_BROKER_METRICS_PORT: String(brokerMetricsPort),
       SENSORPIPE_INGEST_PASSWORD: ingestPassword,
       SENSORPIPE_DISPLAY_PASSWORD: displayPassword,
+      SENSORPIPE_ALERTS_PASSWORD: alertsPassword,
     },
     logPath: join(logs, 'broker.log'),
     ready: { url: `http://127.0.0.1:${brokerMetricsPort}/healthz` },
@@ -173,6 +187,40 @@ export async function startPipeline(options: PipelineOptions): Promise<SoakPipel
     logPath: join(logs, 'sim.log'),
     ready: { log: /"msg":"fleet started"/ },
   });
+  // The alerts: straight to the broker (a broker restart or kill cuts it off like everyone), its rules
+  // on the fleet, its two webhooks in this process. Retries capped at 4 s (default 5 min): a receiver
+  // back from an outage gets its backlog within seconds, so the drain at the end stays short.
+  const receivers = {
+    healthy: await startWebhookReceiver({ name: 'healthy', secret: secret(), flapping: false, seed: options.seed }),
+    flapping: await startWebhookReceiver({ name: 'flapping', secret: secret(), flapping: true, seed: options.seed ^ 0x600d }),
+  };
+  const receiverFilters: Record<string, { severities?: string[] }> = { healthy: {}, flapping: { severities: ['warning', 'critical'] } };
+  const rulesPath = join(options.dir, 'alert-rules.json');
+  const fleetIds = fleet.map((c) => c.deviceId);
+  await writeFile(
+    rulesPath,
+    soakAlertRules(fleetIds, [
+      { url: receivers.healthy.url, secret: receivers.healthy.secret },
+      { url: receivers.flapping.url, secret: receivers.flapping.secret, severities: ['warning', 'critical'] },
+    ]),
+  );
+  const alerts = new ManagedProcess({
+    name: 'alerts',
+    args: ['alerts'],
+    env: {
+      ...common,
+      SENSORPIPE_MQTT_URL: `mqtt://127.0.0.1:${mqttPort}`,
+      SENSORPIPE_ALERTS_PASSWORD: alertsPassword,
+      SENSORPIPE_ALERTS_HOST: '127.0.0.1',
+      SENSORPIPE_ALERTS_PORT: String(alertsPort),
+      SENSORPIPE_ALERT_RULES: rulesPath,
+      SENSORPIPE_WEBHOOK_RETRY_MIN: '250ms',
+      SENSORPIPE_WEBHOOK_RETRY_MAX: '4s',
+    },
+    logPath: join(logs, 'alerts.log'),
+    // Its outboxes deliver from here on, whether or not the broker is back yet (a kill during a broker outage).
+    ready: { log: /"msg":"alerts running"/ },
+  });
   // Straight to the broker: the devices' cut proxy would be one more process hop for every message.
   const load = new ManagedProcess({
     name: 'load',
@@ -195,12 +243,17 @@ export async function startPipeline(options: PipelineOptions): Promise<SoakPipel
     influx,
     database,
     dataDir,
-    deviceIds: fleet.map((c) => c.deviceId),
+    deviceIds: fleetIds,
     faults,
     broker,
     ingest,
     display,
     sim,
+    alerts,
+    receivers,
+    receiverFilters,
+    alertLogPath: join(dataDir, 'alerts', 'alerts.log'),
+    alertsMetricsUrl: `http://127.0.0.1:${alertsPort}/metrics`,
     load,
     loadDeviceIds: loadFleet.map((c) => c.deviceId),
     devicesProxy,
@@ -211,14 +264,16 @@ export async function startPipeline(options: PipelineOptions): Promise<SoakPipel
     ingestMetricsUrl: `http://127.0.0.1:${ingestMetricsPort}/metrics`,
     brokerMetricsUrl: `http://127.0.0.1:${brokerMetricsPort}/metrics`,
     liveUrl: `ws://127.0.0.1:${httpPort}/live?token=${encodeURIComponent(viewerToken)}`,
-    processes: [broker, ingest, display, sim, load],
+    processes: [broker, ingest, display, alerts, sim, load],
     close: async () => {
-      for (const process of [load, sim, display, ingest, broker]) await process.kill('SIGKILL', 1000);
+      for (const process of [load, sim, alerts, display, ingest, broker]) await process.kill('SIGKILL', 1000);
+      await receivers.healthy.close();
+      await receivers.flapping.close();
       await devicesProxy.close();
       await ingestProxy.close();
       await influxLink.close();
       await influx.close();
-      for (const process of [load, sim, display, ingest, broker]) await process.closeLog();
+      for (const process of [load, sim, alerts, display, ingest, broker]) await process.closeLog();
     },
   };
 }

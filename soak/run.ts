@@ -2,15 +2,19 @@
  * `npm run soak -- --minutes N`: the whole pipeline in separate processes against a real influxd, a
  * simulated fleet with every fault, live viewers, and a seeded chaos schedule (influxd restarted and
  * killed -9, influxd answering 500 and 429, hanging, cut off from ingest by a partition, ingest killed
- * -9, the broker restarted and killed -9, connections cut, a viewer frozen, 30 s of overload). At the end the fleets are stopped, ingest drained, and everything reconciled:
+ * -9, the broker restarted and killed -9, connections cut, a viewer frozen, 30 s of overload, the alerts
+ * process killed -9, a webhook receiver down). At the end the fleets are stopped, ingest and the alerts'
+ * outboxes drained, and everything reconciled:
  * nothing acknowledged lost, duplicated or stored with other values, every bad message quarantined
- * under its reason and no good one, the viewers shown only verified readings, no process leaking
- * memory or crashing. Prints one JSON verdict; exits 1 if anything failed.
+ * under its reason and no good one, the viewers shown only verified readings, every logged alert event
+ * delivered to every webhook that wants it, in order, none fired twice, the healthy webhook never held
+ * up by the flapping one, no process leaking memory or crashing. Prints one JSON verdict; exits 1 if anything failed.
  *
  *   npm run soak -- --minutes 2 [--seed 1] [--devices 40] [--interval 500] [--overload-rate 6000]
  *                   [--out FILE] [--keep]
  *
- * Talks to: the processes it starts (cli/bin.js broker|ingest|display|sim), influxd, /live.
+ * Talks to: the processes it starts (cli/bin.js broker|ingest|display|alerts|sim), influxd, /live, and
+ * the alerts' webhook POSTs (its own receivers).
  * Its folder (logs, data, the acknowledgement log) is removed after a pass and kept after a failure.
  */
 import { writeFile, readFile, rm, mkdtemp } from 'node:fs/promises';
@@ -20,12 +24,14 @@ import { parseArgs } from 'node:util';
 import type { LiveClientFrame } from '../core/live.ts';
 import { prng } from '../firmware-sim/signals.ts';
 import { readQuarantine } from '../ingest/quarantine.ts';
+import { ALERTS_SETTLE_MS, ISOLATION_LIMIT_MS, MIN_ALERT_EVENTS, readAlertLog, SILENT_AFTER_MS, untilFileWritten, waitForAlertsDrain } from './alerts.ts';
 import { planChaos, runChaos, type ChaosActions, type ChaosEvent } from './chaos.ts';
 import type { InfluxFault, InfluxLinkCounts } from './influx-fault-proxy.ts';
 import { judgeMemory, rssMiB, type ProcessMemory, type RssSample } from './memory.ts';
 import { OverloadPhase } from './overload.ts';
 import { loadShape, startPipeline, type SoakPipeline } from './pipeline.ts';
 import { checkViewers, parseAckedLog, reconcileQuarantine, reconcileReadings, stalledDevices, type SimReport } from './reconcile.ts';
+import { reconcileAlerts } from './reconcile-alerts.ts';
 import { CounterTotals, scrape } from './scrape.ts';
 import { readStored } from './stored.ts';
 import { failuresOf, type Verdict } from './verdict.ts';
@@ -56,6 +62,7 @@ if (!(minutes > 0) || !Number.isInteger(seed) || !(devices >= 12) || !(intervalM
 
 const SAMPLE_EVERY_MS = 5_000;
 const DRAIN_TIMEOUT_MS = 180_000;
+const ALERTS_DRAIN_TIMEOUT_MS = 60_000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const note = (text: string) => process.stderr.write(`soak: ${text}\n`);
 
@@ -123,10 +130,11 @@ async function main(): Promise<number> {
 }
 
 async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Promise<Verdict> {
-  const { broker, ingest, display, sim } = pipeline;
+  const { broker, ingest, display, sim, alerts, receivers } = pipeline;
   await broker.start();
   await ingest.start();
   await display.start();
+  await alerts.start();
   const viewers = viewerSubscriptions(pipeline.deviceIds).map(([name, frames]) => new Viewer(name, pipeline.liveUrl, frames));
   await Promise.all(viewers.map((v) => v.start()));
 
@@ -208,6 +216,19 @@ async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Pr
     },
     'ingest-link-cut': async () => `cut ${pipeline.ingestProxy.cut(1, random)} ingest connection(s)`,
     'viewer-freeze': (e) => viewers[e.viewer ?? 0]!.freeze(e.durationMs),
+    'alerts-kill': async (e) => {
+      // Timed on the log: killed as an event was just appended, before (or while) its outboxes take it.
+      const onAppend = await untilFileWritten(pipeline.alertLogPath, 3_000);
+      const exit = await alerts.kill('SIGKILL');
+      await sleep(e.durationMs);
+      await alerts.start();
+      return `signal ${exit.signal} ${onAppend ? 'as an event was logged' : '(no event logged within 3 s)'}; ${down(e)}`;
+    },
+    'webhook-down': async (e) => {
+      const before = receivers.flapping.counts.requests;
+      await receivers.flapping.down(e.durationMs);
+      return `flapping receiver refused connections for ${(e.durationMs / 1000).toFixed(1)} s (${receivers.flapping.counts.requests - before} requests before it was back)`;
+    },
   };
   const plan = planChaos(seed, { fromMs: 20_000, toMs: durationMs - 10_000, viewers: viewers.length });
   note(`chaos plan: ${plan.map((e) => `${e.kind}@${Math.round(e.at / 1000)}s`).join(', ')}`);
@@ -216,19 +237,27 @@ async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Pr
   await sleep(Math.max(0, soakStart + durationMs - Date.now()));
   await chaos.stop();
   // Whatever a failed strike left down comes back before the end (the strike is still reported).
-  for (const p of [broker, ingest]) if (!p.running) await p.start().catch((err: unknown) => note(`${p.name} would not start: ${(err as Error).message}`));
+  for (const p of [broker, ingest, alerts]) if (!p.running) await p.start().catch((err: unknown) => note(`${p.name} would not start: ${(err as Error).message}`));
   pipeline.influxLink.set(undefined);
   if (pipeline.influx.pid === undefined) await pipeline.influx.start().catch((err: unknown) => note(`influxd would not start: ${(err as Error).message}`));
 
   // The end: the fleet stops (in-flight messages get their PUBACKs), then ingest drains.
   const stops: Verdict['stops'] = {};
   stops.sim = await sim.stop('SIGINT');
+  const fleetStoppedAt = Date.now();
+  // The drain: the flapping receiver stops misbehaving, so what the alerts hold goes out at once.
+  receivers.flapping.calm();
   const summaryLine = sim.output.split('\n').reverse().find((l) => l.startsWith('{'));
   const simReport = summaryLine === undefined ? undefined : (JSON.parse(summaryLine) as SimReport & Record<string, unknown>);
   const drainStart = Date.now();
   const drained = await waitForDrain(pipeline.ingestMetricsUrl);
   const drainedAfterS = drained ? Math.round((Date.now() - drainStart) / 100) / 10 : null;
   note(drained ? `ingest drained after ${drainedAfterS} s` : 'ingest did NOT drain');
+  // Once the rules have settled (silence fired, rejections resolved), both outboxes empty and nothing new logged.
+  const alertsDrainStart = Date.now();
+  const alertsDrained = await waitForAlertsDrain(pipeline.alertsMetricsUrl, fleetStoppedAt + ALERTS_SETTLE_MS, ALERTS_DRAIN_TIMEOUT_MS);
+  const alertsDrainedAfterS = alertsDrained ? Math.round((Date.now() - alertsDrainStart) / 100) / 10 : null;
+  note(alertsDrained ? `alerts drained after ${alertsDrainedAfterS} s` : 'alerts did NOT drain');
   await sleep(1500); // the last live frames reach the viewers
   clearInterval(sampler);
   await Promise.all(viewers.map((v) => v.stop()));
@@ -255,7 +284,21 @@ async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Pr
     viewers.map((v) => ({ name: v.name, live: v.live.values(), history: v.history.values(), inconsistent: v.inconsistent, unparsable: v.stats.badFrames.filter((f) => f.startsWith('unparsable')).length })),
   );
 
-  for (const p of [display, ingest, broker]) stops[p.name] = await p.stop('SIGTERM');
+  for (const p of [display, alerts, ingest, broker]) stops[p.name] = await p.stop('SIGTERM');
+  // The alert log, read back after the process stopped, as the component itself reads it at start.
+  const alertLog = await readAlertLog(pipeline.alertLogPath);
+  const alertsCheck = reconcileAlerts({
+    log: alertLog.events,
+    receivers: (['healthy', 'flapping'] as const).map((name) => ({ name, ...pipeline.receiverFilters[name], deliveries: receivers[name].deliveries, invalid: receivers[name].counts.invalid })),
+    alertsStarts: alerts.starts,
+    healthy: 'healthy',
+    flapping: 'flapping',
+    outages: receivers.flapping.outages,
+    isolationLimitMs: ISOLATION_LIMIT_MS,
+  });
+  // Did cutting the devices make them silent? Silent firings within 3 s after each devices-cut.
+  const cuts = chaos.records.filter((r) => r.kind === 'devices-cut').map((r) => soakStart + r.atS * 1000);
+  const silentAfterCuts = alertLog.events.filter((e) => e.rule === 'quiet' && e.state === 'firing' && cuts.some((c) => e.at >= c && e.at <= c + 3_000)).length;
   if (overload.stop !== undefined) stops.load = overload.stop;
   // Where did a lost reading get to? Shown live means ingest verified it; in ingest's seq log means it
   // was accepted and durable (store or spool) before it was acknowledged.
@@ -276,7 +319,19 @@ async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Pr
   // Every device must still have been getting readings through in the last quarter of the run.
   // (The fleet's devices: the overload generator's run only during their phase.)
   const stalled = stalledDevices(fleetReport, acked, soakStart + durationMs * 0.75);
-  const failures = failuresOf({ readings, quarantine, viewers: viewerCheck, memory: memoryVerdict, chaos: chaos.records, crashes, stops, drained, simSummary: simReport !== undefined, stalled });
+  const failures = failuresOf({
+    readings,
+    quarantine,
+    viewers: viewerCheck,
+    alerts: { check: alertsCheck, drained: alertsDrained, minEvents: MIN_ALERT_EVENTS },
+    memory: memoryVerdict,
+    chaos: chaos.records,
+    crashes,
+    stops,
+    drained,
+    simSummary: simReport !== undefined,
+    stalled,
+  });
 
   const { perDevice, ...simTotals } = simReport ?? { perDevice: [] };
   return {
@@ -300,6 +355,16 @@ async function soak(pipeline: SoakPipeline, dir: string, durationMs: number): Pr
     quarantineExcess: quarantine.excess,
     viewerViolations: viewerCheck.violations,
     viewers: { readingsChecked: viewerCheck.readingsChecked, historyPointsChecked: viewerCheck.historyPointsChecked, stats: viewers.map((v) => ({ ...v.stats, badFrames: v.stats.badFrames.slice(0, 5) })) },
+    alerts: {
+      ...alertsCheck,
+      drainedAfterS: alertsDrainedAfterS,
+      kills: alerts.starts.length - 1,
+      logLinesSkipped: alertLog.skippedLines,
+      silentAfterMs: SILENT_AFTER_MS,
+      silentFiringsAfterDevicesCuts: silentAfterCuts,
+      devicesCuts: cuts.length,
+      receiverCounts: { healthy: { ...receivers.healthy.counts }, flapping: { ...receivers.flapping.counts } },
+    },
     memory: memoryVerdict,
     chaos: [...chaos.records].sort((a, b) => a.atS - b.atS),
     crashes,

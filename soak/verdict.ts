@@ -6,6 +6,8 @@ import type { ChaosRecord } from './chaos.ts';
 import type { ProcessMemory } from './memory.ts';
 import type { Exit } from './processes.ts';
 import type { QuarantineReconciliation, ReadingsReconciliation, ViewerReconciliation } from './reconcile.ts';
+import { alertsFailures, type AlertsReconciliation } from './reconcile-alerts.ts';
+import type { ReceiverCounts } from './webhook-receiver.ts';
 import type { ViewerStats } from './viewers.ts';
 
 /** The reading counts, at the top so that they are read first. */
@@ -27,6 +29,19 @@ export interface Verdict extends ReadingCounts {
   quarantineUnverifiedReplays: number;
   viewerViolations: number;
   viewers: { readingsChecked: number; historyPointsChecked: number; stats: ViewerStats[] };
+  /** The alerts component: its log checked, each webhook receiver reconciled with it (reconcile-alerts.ts). */
+  alerts: AlertsReconciliation & {
+    drainedAfterS: number | null;
+    /** SIGKILLs of the alerts process (alerts-kill strikes). */
+    kills: number;
+    /** Lines of the alert log that did not parse (a kill mid-write): skipped by the component too. */
+    logLinesSkipped: number;
+    silentAfterMs: number;
+    /** `quiet` firings within 3 s after a devices-cut strike, of how many cuts. */
+    silentFiringsAfterDevicesCuts: number;
+    devicesCuts: number;
+    receiverCounts: Record<string, ReceiverCounts>;
+  };
   memory: Record<string, ProcessMemory>;
   chaos: ChaosRecord[];
   crashes: { process: string; atS: number; code: number | null; signal: string | null; logTail: string }[];
@@ -70,6 +85,7 @@ export interface VerdictParts {
   readings: ReadingsReconciliation;
   quarantine: QuarantineReconciliation;
   viewers: ViewerReconciliation;
+  alerts: { check: AlertsReconciliation; drained: boolean; minEvents: number };
   memory: Record<string, ProcessMemory>;
   chaos: ChaosRecord[];
   crashes: Verdict['crashes'];
@@ -96,6 +112,8 @@ export function failuresOf(parts: VerdictParts): string[] {
   if (quarantine.excess > 0) failures.push(`${quarantine.excess} more distinct messages quarantined than the faults sent`);
   if (viewers.violations > 0) failures.push(`${viewers.violations} viewer violations (shown data that is not verified and stored)`);
   if (viewers.readingsChecked === 0) failures.push('the viewers saw no readings');
+  if (!parts.alerts.drained) failures.push('alerts did not drain (webhook outboxes not empty, or still logging, 60 s after the end)');
+  failures.push(...alertsFailures(parts.alerts.check, parts.alerts.minEvents));
   for (const [name, memory] of Object.entries(parts.memory)) {
     if (memory.leak) failures.push(`${name}: RSS grew ${memory.judged?.growthMiB} MiB after warm-up (limit ${memory.judged?.limitMiB} MiB): looks like a leak`);
   }

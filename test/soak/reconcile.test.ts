@@ -10,6 +10,7 @@ import { judgeMemory, LEAK_MIN_MIB } from '../../soak/memory.ts';
 import { checkViewers, parseAckedLog, reconcileQuarantine, reconcileReadings, stalledDevices, type SimDeviceReport, type SimReport } from '../../soak/reconcile.ts';
 import type { StoredByDevice } from '../../soak/stored.ts';
 import { failuresOf } from '../../soak/verdict.ts';
+import { reconcileAlerts } from '../../soak/reconcile-alerts.ts';
 
 const T0 = 1_800_000_000_000;
 const window = { from: T0, to: T0 + 600_000, origin: T0 };
@@ -228,6 +229,23 @@ describe('failuresOf', () => {
     readings: reconcileReadings(report(device('d1', { sent: 1, acked: 1 })), ackedLog([`d1 1 ${T0 + 1}`]), store({ d1: [[T0 + 1, 1]] }), window),
     quarantine: reconcileQuarantine(report(device('d1')), new Map(), []),
     viewers: { readingsChecked: 1, historyPointsChecked: 0, violations: 0, examples: [] },
+    // One event, delivered to both receivers at once, logged while the flapping one was down.
+    alerts: {
+      check: reconcileAlerts({
+        log: [{ v: 1, id: 'e1', device: 'd1', rule: 'r', kind: 'silent', severity: 'critical', state: 'firing', value: 1, threshold: 1, at: T0, message: '' }],
+        receivers: [
+          { name: 'healthy', deliveries: [{ id: 'e1', at: T0 + 1 }], invalid: 0 },
+          { name: 'flapping', deliveries: [{ id: 'e1', at: T0 + 9_000 }], invalid: 0 },
+        ],
+        alertsStarts: [T0 - 1],
+        healthy: 'healthy',
+        flapping: 'flapping',
+        outages: [{ from: T0 - 1, to: T0 + 8_000 }],
+        isolationLimitMs: 5_000,
+      }),
+      drained: true,
+      minEvents: 1,
+    },
     memory: {},
     chaos: [],
     crashes: [],
@@ -242,6 +260,8 @@ describe('failuresOf', () => {
     expect(failuresOf({ ...clean, readings: { ...clean.readings, mismatched: 3 } })).toEqual([expect.stringContaining('3 acknowledged readings are stored with other values')]);
     expect(failuresOf({ ...clean, readings: { ...clean.readings, duplicated: 1, duplicatedBySeq: 1 } })).toEqual([expect.stringContaining('(device, seq)')]);
     expect(failuresOf({ ...clean, drained: false })).toEqual([expect.stringContaining('did not drain')]);
+    expect(failuresOf({ ...clean, alerts: { ...clean.alerts, drained: false } })).toEqual([expect.stringContaining('alerts did not drain')]);
+    expect(failuresOf({ ...clean, alerts: { ...clean.alerts, check: { ...clean.alerts.check, doubleFirings: 1 } } })).toEqual([expect.stringContaining('fired again without a resolve')]);
     expect(failuresOf({ ...clean, stalled: ['d1'] })).toEqual([expect.stringContaining('stalled')]);
     expect(failuresOf({ ...clean, stops: { ingest: { code: 1, signal: null } } })).toEqual([expect.stringContaining('ingest did not stop cleanly')]);
     expect(failuresOf({ ...clean, crashes: [{ process: 'broker', atS: 5, code: 1, signal: null, logTail: '' }] })).toEqual([expect.stringContaining('broker exited unasked')]);
