@@ -8,12 +8,11 @@
  * Query parameters are outside input: checked with zod, errors answered as {code, message}; other
  * methods get 405 METHOD_NOT_ALLOWED with `Allow: GET, HEAD`.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { AlertHistoryQuerySchema } from '../core/alert-rules.ts';
 import type { AlertEvent, AlertRuleState } from '../core/alerts.ts';
 import { SensorpipeError } from '../core/errors.ts';
-import { answerOps, OPS_PATHS, sendError, sendJson, type OpsEndpoints } from '../core/ops-http.ts';
+import { answerOps, OPS_PATHS, sendError, sendJson, serveOps, type OpsEndpoints, type OpsServer } from '../core/ops-http.ts';
 import { parseTimeParam, queryParamError, queryParamsOf } from '../core/query.ts';
 
 export interface AlertsApi {
@@ -62,35 +61,7 @@ async function route(request: IncomingMessage, response: ServerResponse, api: Al
   }
 }
 
-export interface AlertsHttp {
-  server: Server;
-  port: number;
-  close(): Promise<void>;
-}
-
-export async function serveAlertsHttp(host: string, port: number, api: AlertsApi, ops: OpsEndpoints): Promise<AlertsHttp> {
-  const server = createServer((request, response) => {
-    route(request, response, api, ops).catch((err: unknown) => {
-      if (response.headersSent) response.destroy();
-      else sendError(response, new SensorpipeError('INTERNAL', `alerts endpoint failed: ${(err as Error).message}`));
-    });
-  });
-  server.headersTimeout = 5_000;
-  server.requestTimeout = 10_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return {
-    server,
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+/** The alerts port: the alert API and the ops endpoints, on core/ops-http.ts's server (same limits, same close). */
+export function serveAlertsHttp(host: string, port: number, api: AlertsApi, ops: OpsEndpoints): Promise<OpsServer> {
+  return serveOps(host, port, ops, (request, response) => route(request, response, api, ops));
 }

@@ -76,27 +76,34 @@ export interface OpsServer {
   close(): Promise<void>;
 }
 
-/**
- * A small HTTP server with only the ops endpoints (the broker's and ingest's metrics ports). A port
- * already taken rejects (and reaches the CLI, which names the option) rather than throwing from an
- * unhandled 'error' event.
- */
+/** Answers one request; a rejection is an unexpected failure, answered 500 (or the connection ended). */
+export type OpsHandler = (request: IncomingMessage, response: ServerResponse) => Promise<void>;
+
 /** How long the ops port keeps answering once its process closes it. */
 const OPS_CLOSE_GRACE_MS = 200;
 
-export async function serveOps(host: string, port: number, ops: OpsEndpoints): Promise<OpsServer> {
+/**
+ * A small HTTP server with the ops endpoints (the broker's and ingest's metrics ports), or with
+ * `handler` answering instead, for a process whose port serves more (the alerts API; the handler calls
+ * answerOps for the ops paths). A port already taken rejects (and reaches the CLI, which names the
+ * option) rather than throwing from an unhandled 'error' event.
+ */
+export async function serveOps(host: string, port: number, ops: OpsEndpoints, handler?: OpsHandler): Promise<OpsServer> {
+  const answer: OpsHandler =
+    handler ??
+    (async (request, response) => {
+      const answered = await answerOps((request.url ?? '/').split('?')[0]!, response, ops);
+      if (!answered) sendError(response, new SensorpipeError('NOT_FOUND', 'try /metrics, /healthz, /livez or /readyz'));
+    });
   const server = createServer((request: IncomingMessage, response: ServerResponse) => {
-    const pathname = (request.url ?? '/').split('?')[0]!;
-    answerOps(pathname, response, ops).then(
-      (answered) => {
-        if (!answered) sendError(response, new SensorpipeError('NOT_FOUND', 'try /metrics, /healthz, /livez or /readyz'));
-      },
-      (err: unknown) => {
-        if (response.headersSent) response.destroy();
-        else sendError(response, new SensorpipeError('INTERNAL', `ops endpoint failed: ${(err as Error).message}`));
-      },
-    );
+    answer(request, response).catch((err: unknown) => {
+      if (response.headersSent) response.destroy();
+      else sendError(response, new SensorpipeError('INTERNAL', `endpoint failed: ${(err as Error).message}`));
+    });
   });
+  // A client that sends its request slowly (or never) is cut off, not kept forever.
+  server.headersTimeout = 5_000;
+  server.requestTimeout = 10_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
