@@ -109,9 +109,11 @@ const CODE_BY_PARAM: Record<string, ErrorCode> = { from: 'QUERY_RANGE_INVALID', 
 export function queryParamError(error: z.ZodError, codeByParam: Record<string, ErrorCode> = {}, prefix = ''): SensorpipeError {
   const issue = error.issues[0];
   const field = issue?.path[0] === undefined ? 'query' : String(issue.path[0]);
-  const param = `${prefix}${field}`;
+  // An unknown parameter is named itself in `param` (cut: the name is the client's text), not the query as a whole.
+  const unknownKey = issue?.code === 'unrecognized_keys' ? issue.keys[0]?.slice(0, 64) : undefined;
+  const param = `${prefix}${unknownKey ?? field}`;
   const unknown = issue?.code === 'unrecognized_keys' ? ` (unknown parameter ${issue.keys.join(', ')})` : '';
-  return new SensorpipeError(codeByParam[field] ?? 'QUERY_INVALID', `${param}: ${issue?.message ?? 'invalid'}${unknown}`, { param });
+  return new SensorpipeError(codeByParam[field] ?? 'QUERY_INVALID', `${prefix}${field}: ${issue?.message ?? 'invalid'}${unknown}`, { param });
 }
 
 /**

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { isSensorpipeError } from '../../core/errors.ts';
 import { LIVE_LIMITS, parseSubscriptionHistory, type LiveSubscribe } from '../../core/live.ts';
-import { parseHistoryParams, parseHistoryRequest, parseTimeParam } from '../../core/query.ts';
+import { historyRequestSchema, parseHistoryParams, parseHistoryRequest, parseTimeParam, queryParamError } from '../../core/query.ts';
 
 const NOW = Date.UTC(2026, 0, 5, 12, 0, 0);
 const H = 3_600_000;
@@ -86,6 +86,19 @@ describe('parseHistoryParams (the HTTP API)', () => {
 
   it('names a bad device from the path', () => {
     expect(refusal(() => parseHistoryParams('../etc', new URLSearchParams(''), NOW))).toMatchObject({ code: 'QUERY_INVALID' });
+  });
+});
+
+describe('queryParamError', () => {
+  it('names an unknown parameter itself, with the caller\'s prefix, cut to 64 characters', () => {
+    const unknown = (key: string) => {
+      const parsed = historyRequestSchema(0).safeParse({ [key]: '1' });
+      if (parsed.success) throw new Error('a strict schema took an unknown key');
+      return parsed.error;
+    };
+    expect(queryParamError(unknown('bogus')).details).toEqual({ param: 'bogus' });
+    expect(queryParamError(unknown('bogus'), {}, 'history.').details).toEqual({ param: 'history.bogus' });
+    expect(queryParamError(unknown('x'.repeat(100))).details).toEqual({ param: 'x'.repeat(64) });
   });
 });
 
